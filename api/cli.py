@@ -1,0 +1,358 @@
+"""The ``kb`` command line. Every sub-command is a small function; heavy imports are lazy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _settings() -> Any:
+    from config import get_settings
+
+    return get_settings()
+
+
+def _store() -> Any:
+    from retrieval.store import IndexStore
+
+    return IndexStore(_settings().home)
+
+
+def _err(msg: str) -> None:
+    print(f"kb: {msg}", file=sys.stderr)
+
+
+def _dump(obj: Any) -> Any:
+    return asdict(obj) if is_dataclass(obj) else obj
+
+
+# --- ingest / index / search ----------------------------------------------------------
+def cmd_ingest(args: argparse.Namespace) -> int:
+    store = _store()
+    paths = [Path(p) for p in args.paths]
+    missing = [p for p in paths if not p.exists()]
+    for p in missing:
+        _err(f"{p}: no such file or folder")
+    paths = [p for p in paths if p.exists()]
+    if args.glossary:
+        added = [store.add_glossary(p) for p in paths]
+    else:
+        added = store.add_documents(paths)
+    print(f"added {len(added)} file(s) to {store.home}")
+    if not args.no_index and added:
+        return cmd_index(argparse.Namespace(full=False))
+    return 1 if missing else 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    report = _store().build(full=args.full, progress=True)
+    rep = _dump(report)
+    errors = rep.get("errors", []) if isinstance(rep, dict) else []
+    for e in errors:
+        _err(f"warning: {e}")
+    summary = {k: v for k, v in rep.items() if k != "errors"} if isinstance(rep, dict) else rep
+    print(json.dumps(summary, ensure_ascii=False, indent=1, default=str))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    index = _store().load()
+    hits = index.search(args.query, k=args.k)
+    if args.json:
+        out = [{"score": h.score, "dense": h.dense, "bm25": h.bm25, **h.citation(), "text": h.chunk.text}
+               for h in hits]
+        print(json.dumps(out, ensure_ascii=False, indent=1))
+        return 0
+    for i, h in enumerate(hits, 1):
+        c = h.citation()
+        page = f" p.{c['page']}" if c.get("page") else ""
+        print(f"[{i}] {h.score:.4f} (cos {h.dense or 0:.3f})  {c['source']}{page}  {c['chunk_id']}")
+        print("    " + h.chunk.text.replace("\n", " ")[:300])
+    return 0
+
+
+def cmd_glossary(args: argparse.Namespace) -> int:
+    index = _store().load()
+    entry = index.glossary.get(args.term)
+    if entry is None:
+        hits = index.glossary.search_meaning(args.term)
+        if not hits:
+            _err(f"{args.term!r} is not in the glossary")
+            return 1
+        for e, m in hits:
+            print(f"{e.term}\t{m.english}\t{m.chinese}")
+        return 0
+    for m in entry.meanings:
+        print(f"{entry.term}\t{m.english}\t{m.chinese}")
+    return 0
+
+
+# --- ask / serve / demo ---------------------------------------------------------------
+def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """Yield (line number, object or None, error) for every non-blank line."""
+    with open(path, encoding="utf-8-sig") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield n, None, f"line {n}: invalid JSON ({exc.msg})"
+                continue
+            if not isinstance(obj, dict):
+                yield n, None, f"line {n}: expected a JSON object"
+                continue
+            yield n, obj, ""
+
+
+def _run_batch(inp: Path, out: Path, fn: Callable[[dict[str, Any]], dict[str, Any]],
+               required: Iterable[str], desc: str) -> int:
+    """Apply ``fn`` to every line; bad lines become error records, never stop the batch."""
+    from tqdm import tqdm
+
+    if not inp.is_file():
+        _err(f"{inp}: no such file")
+        return 2
+    lines = list(_read_jsonl(inp))
+    failures = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".part")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for n, obj, error in tqdm(lines, desc=desc, unit="line", disable=None, file=sys.stderr):
+            if obj is not None:
+                lacking = [k for k in required if k not in obj]
+                if lacking:
+                    error = f"line {n}: missing field(s) {', '.join(lacking)}"
+            if error:
+                rec = {"id": (obj or {}).get("id"), "error": error}
+            else:
+                try:
+                    rec = fn(obj)
+                except Exception as exc:  # one bad line must not lose the rest
+                    rec = {"id": obj.get("id"), "error": f"line {n}: {type(exc).__name__}: {exc}"}
+            if "error" in rec:
+                failures += 1
+                _err(rec["error"])
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {len(lines)} line(s) to {out} ({failures} error(s))", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _print_answer(ans: dict[str, Any]) -> None:
+    print(ans["answer"])
+    print(f"\n— route: {ans['route']} (confidence {ans['confidence']:.2f}), "
+          f"verification: {ans['verification']['status']}, {ans['timings_ms'].get('total', 0):.0f} ms")
+    for i, c in enumerate(ans["citations"], 1):
+        page = f" p.{c['page']}" if c.get("page") else ""
+        print(f"  [{i}] {c['source']}{page}: {c['quote'][:120]}")
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from router.engine import get_engine
+
+    if args.batch:
+        if not args.out:
+            _err("--batch needs --out")
+            return 2
+        engine = get_engine()  # models loaded once for the whole batch
+
+        def one(obj: dict[str, Any]) -> dict[str, Any]:
+            return {"id": obj.get("id"), **engine.answer(obj["question"], obj.get("history")).to_dict()}
+
+        return _run_batch(Path(args.batch), Path(args.out), one, ["question"], "ask")
+    if not args.question:
+        _err("give a QUESTION or --batch IN.jsonl --out OUT.jsonl")
+        return 2
+    ans = get_engine().answer(" ".join(args.question)).to_dict()
+    if args.json:
+        print(json.dumps(ans, ensure_ascii=False, indent=1))
+    else:
+        _print_answer(ans)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.main import create_app
+
+    s = _settings()
+    host = args.host or s.api.host
+    port = args.port or s.api.port
+    print(f"serving on http://{host}:{port}  (OpenAI-compatible: /v1, native: /api/ask, health: /healthz)",
+          file=sys.stderr)
+    uvicorn.run(create_app(s), host=host, port=port, log_level="info")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Copy the bundled demo knowledge base into KB_HOME, index it, then serve (or ask once)."""
+    from knowledge.demo import DOCS_DIR, GLOSSARY_DIR
+
+    store = _store()
+    store.add_documents(sorted(p for p in DOCS_DIR.iterdir() if p.is_file()))
+    for g in sorted(GLOSSARY_DIR.iterdir()):
+        if g.is_file():
+            store.add_glossary(g)
+    cmd_index(argparse.Namespace(full=False))
+    if args.ask:
+        return cmd_ask(argparse.Namespace(question=[args.ask], json=args.json, batch=None, out=None))
+    print("\nTry:  curl -s http://127.0.0.1:%d/api/ask -H 'content-type: application/json' "
+          "-d '{\"question\": \"AM出差住宿标准是多少？\"}'\n" % (args.port or _settings().api.port), file=sys.stderr)
+    return cmd_serve(argparse.Namespace(host=args.host, port=args.port))
+
+
+# --- batch tools: expand / verify -----------------------------------------------------------
+def cmd_expand(args: argparse.Namespace) -> int:
+    from knowledge.glossary import Glossary, import_glossary
+    from retrieval.embedders import get_embedder
+    from router.terms import EmbeddingDisambiguator, expand_batch
+
+    imported = import_glossary(Path(args.glossary))
+    for row in imported.skipped:
+        _err(f"glossary row {row.row} skipped: {row.reason}")
+    glossary = Glossary(imported.entries)
+    disamb = EmbeddingDisambiguator(get_embedder(_settings()), glossary)
+    inp, out = Path(args.batch), Path(args.out)
+    if not inp.is_file():
+        _err(f"{inp}: no such file")
+        return 2
+    items, bad = [], []
+    for n, obj, error in _read_jsonl(inp):
+        if obj is not None and not all(k in obj for k in ("id", "text", "term")):
+            error = f"line {n}: needs id, text and term"
+        (bad if error else items).append(error or obj)
+    for e in bad:
+        _err(e)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".part")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rec in expand_batch(glossary, items, disamb):
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {len(items)} line(s) to {out} ({len(bad)} bad line(s))", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from router.verifier import Verifier
+
+    verifier = Verifier()
+
+    def one(obj: dict[str, Any]) -> dict[str, Any]:
+        passages = obj["passages"]
+        if not isinstance(passages, list):
+            raise ValueError("passages must be a list of strings")
+        v = verifier.check(str(obj["answer"]), [str(p) for p in passages], str(obj.get("question", "")))
+        d = v.to_dict()
+        return {"id": obj.get("id"), "status": d["status"],
+                "numbers": [{k: n[k] for k in ("text", "value", "unit", "supported")} for n in d["numbers"]]}
+
+    return _run_batch(Path(args.batch), Path(args.out), one, ["answer", "passages"], "verify")
+
+
+# --- eval -----------------------------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Answer a questions file with the assistant (and the naive baseline); write the report."""
+    from finetune.evaluation import evaluate_file, summary_table
+
+    result = evaluate_file(Path(args.file), Path(args.report), generator=args.generator,
+                           baseline=args.baseline, limit=args.limit)
+    print(summary_table(result["metrics"]))
+    print(f"\nwrote {args.report}/metrics.json, answers.jsonl, report.html "
+          f"({result['config']['seconds']} s)", file=sys.stderr)
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kb", description="Terminology-aware knowledge assistant.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("ingest", help="add documents (or --glossary files) to the knowledge base and index them")
+    s.add_argument("paths", nargs="+")
+    s.add_argument("--glossary", action="store_true", help="the files are glossaries (abbreviation lists)")
+    s.add_argument("--no-index", action="store_true", help="copy only; run `kb index` later")
+    s.set_defaults(fn=cmd_ingest)
+
+    s = sub.add_parser("index", help="build a new index version (incremental unless --full)")
+    s.add_argument("--full", action="store_true")
+    s.set_defaults(fn=cmd_index)
+
+    s = sub.add_parser("search", help="hybrid search with citations")
+    s.add_argument("query")
+    s.add_argument("--k", type=int, default=5)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_search)
+
+    s = sub.add_parser("glossary", help="glossary tools")
+    gsub = s.add_subparsers(dest="gcmd", required=True)
+    g = gsub.add_parser("lookup", help="meanings of a term (or terms whose meaning contains TEXT)")
+    g.add_argument("term")
+    g.set_defaults(fn=cmd_glossary)
+
+    s = sub.add_parser("ask", help="answer a question (or a JSONL batch)")
+    s.add_argument("question", nargs="*")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--batch", help="JSONL with {id, question} per line")
+    s.add_argument("--out", help="output JSONL for --batch")
+    s.set_defaults(fn=cmd_ask)
+
+    s = sub.add_parser("serve", help="serve the HTTP API")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(fn=cmd_serve)
+
+    s = sub.add_parser("demo", help="build the bundled demo knowledge base and serve it")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--ask", help="answer one question instead of serving")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_demo)
+
+    s = sub.add_parser("expand", help="disambiguate abbreviations in a JSONL batch")
+    s.add_argument("--glossary", required=True)
+    s.add_argument("--batch", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_expand)
+
+    s = sub.add_parser("verify", help="check the numbers of answers against passages (JSONL batch)")
+    s.add_argument("--batch", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_verify)
+
+    s = sub.add_parser("eval", help="evaluate the assistant on a JSONL questions file (HTML report)")
+    s.add_argument("file", help="JSONL: {id, question, route?, expected?: [[alternatives]...], refuse?}")
+    s.add_argument("--report", default="eval_report", help="output folder (default ./eval_report)")
+    s.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the naive retrieve-then-generate baseline (default on)")
+    s.add_argument("--generator", help="llm backend for this run (e.g. extractive)")
+    s.add_argument("--limit", type=int, help="only the first N questions")
+    s.set_defaults(fn=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from knowledge.errors import KBError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except KBError as exc:
+        _err(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

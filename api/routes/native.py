@@ -1,0 +1,42 @@
+"""Native API: ``POST /api/ask``, ``GET /api/glossary/{term}``, ``GET /healthz``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+
+from api.deps import ChatAuth, EngineDep
+from api.schemas import AnswerOut, AskRequest, GlossaryEntryOut, HealthOut
+
+router = APIRouter(tags=["native"])
+
+
+@router.post("/api/ask", response_model=AnswerOut, dependencies=[ChatAuth])
+def ask(req: AskRequest, engine: EngineDep) -> Any:
+    history = [t.model_dump() for t in req.history]
+    return engine.answer(req.question, history).to_dict()
+
+
+@router.get("/api/glossary/{term}", response_model=GlossaryEntryOut, dependencies=[ChatAuth])
+def glossary_term(term: str, engine: EngineDep) -> Any:
+    entry = engine.index.glossary.get(term)
+    if entry is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"term {term!r} is not in the glossary")
+    return entry.to_dict()
+
+
+@router.get("/healthz", response_model=HealthOut)
+def healthz(request: Request) -> Any:
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        return {"status": "degraded", "index_version": None, "documents": 0, "chunks": 0, "facts": 0,
+                "glossary_terms": 0, "embedder": "", "generator": "", "router": ""}
+    idx = engine.index
+    return {
+        "status": "ok", "index_version": idx.version, "adapter_version": None,
+        "documents": len(idx.manifest.get("documents", {})), "chunks": len(idx.chunks), "facts": len(idx.facts),
+        "glossary_terms": len(idx.glossary), "embedder": idx.embedder.name,
+        "generator": getattr(engine.generator, "name", type(engine.generator).__name__),
+        "router": getattr(engine.router, "name", type(engine.router).__name__),
+    }

@@ -1,0 +1,143 @@
+"""Request/response schemas, in named families (chat, native ask, glossary, health)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+# --- answer object (DESIGN.md) -------------------------------------------------------
+class Citation(BaseModel):
+    source: str
+    page: int | None = None
+    chunk_id: str
+    quote: str
+
+
+class NumberCheckOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    text: str
+    value: float | None = None
+    unit: str = ""
+    supported: bool
+    evidence: str | None = None
+
+
+class VerificationOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: Literal["verified", "corrected", "flagged", "not_applicable"]
+    numbers: list[NumberCheckOut] = []
+
+
+class TermOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    term: str
+    expansion: str = ""
+    meaning: str = ""
+    alternatives: list[Any] = []
+
+
+class AnswerOut(BaseModel):
+    answer: str
+    route: Literal["glossary", "fact", "rag", "refuse"]
+    confidence: float
+    terms: list[TermOut] = []
+    rewritten_query: str = ""
+    citations: list[Citation] = []
+    verification: VerificationOut
+    timings_ms: dict[str, float] = {}
+    reason: str = ""
+
+
+# --- native API ------------------------------------------------------------------------
+class ChatTurn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["user", "assistant", "system"]
+    content: str
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(..., min_length=1, description="the question, Chinese or English")
+    history: list[ChatTurn] = []
+
+
+class GlossaryMeaningOut(BaseModel):
+    english: str = ""
+    chinese: str = ""
+
+
+class GlossaryEntryOut(BaseModel):
+    term: str
+    meanings: list[GlossaryMeaningOut]
+    source: str = ""
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    index_version: str | None
+    adapter_version: str | None = None
+    documents: int
+    chunks: int
+    facts: int
+    glossary_terms: int
+    embedder: str
+    generator: str
+    router: str
+
+
+# --- OpenAI-compatible chat ---------------------------------------------------------------
+class ChatMessage(BaseModel):
+    # OpenAI clients send extra keys (name, tool_calls, ...): accepted and ignored.
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.get("text", "") for p in self.content if isinstance(p, dict))
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    # Unknown OpenAI parameters (top_p, n, user, ...) are ignored rather than rejected so any
+    # OpenAI-compatible client works; the ones we read are typed.
+    model_config = ConfigDict(extra="ignore")
+    model: str = "kb-assistant"
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    stream: bool = False
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: dict[str, Any]
+    finish_reason: str = "stop"
+
+
+class ChatResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: dict[str, int]
+    kb: AnswerOut
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "kb-assistant"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorOut(BaseModel):
+    error: dict[str, Any]

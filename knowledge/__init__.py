@@ -1,0 +1,1 @@
+"""Ingestion: loaders, glossary import, chunking, fact extraction."""

@@ -1,0 +1,55 @@
+"""The project's error hierarchy, in one module. HTTP status codes live only in ``api/``."""
+
+from __future__ import annotations
+
+
+class KBError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(KBError):
+    """A setting has a value that cannot work (the message names the setting and value)."""
+
+
+class IngestError(KBError):
+    """A document could not be read (the message names the file and the reason)."""
+
+    def __init__(self, path: object, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class GlossaryError(KBError):
+    """A glossary file could not be imported."""
+
+
+class UnknownComponentError(KBError):
+    """A registry lookup named a component that is not registered."""
+
+    def __init__(self, kind: str, name: str, known: list[str]):
+        self.kind, self.name, self.known = kind, name, known
+        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(sorted(known)) or 'none'}")
+
+
+class MissingExtraError(KBError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str):
+        super().__init__(f"{package} is not installed: pip install 'kb-assistant[{extra}]'")
+
+
+class IndexMismatchError(KBError):
+    """An index was built with another embedder (or dimension) than the one configured."""
+
+
+class IndexNotFoundError(KBError):
+    """No published index exists yet."""
+
+
+class GenerationError(KBError):
+    """An LLM backend failed to produce an answer."""
+
+
+class ValidationError(KBError):
+    """Input to a public function is malformed (empty question, bad batch line, ...)."""

@@ -1,0 +1,435 @@
+"""Glossary import and lookup.
+
+A company glossary is usually a spreadsheet with a title row or two, blank rows, then a header
+``序号 | 缩略语 | 英文全称 | 中文解释`` and one row per meaning; an abbreviation with two meanings
+(PM = 产品经理 / 项目经理) has two rows. :func:`import_glossary` reads that, plain 2- or 3-column
+CSV files, and JSON mappings, and reports every row it skipped with the reason.
+:class:`Glossary` looks terms up (exact, then full-width-normalised and case-insensitive) and
+meanings back to terms (:meth:`Glossary.search_meaning`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from knowledge.errors import GlossaryError, IngestError
+from knowledge.text_utils import is_cjk, normalize_width
+from knowledge.types import GlossaryEntry, Meaning, SkippedRow
+
+__all__ = ["Glossary", "GlossaryImport", "import_glossary", "normalize_width", "normalize_term",
+           "split_meanings", "detect_header"]
+
+FORMAT_NAME = "kb-glossary"
+_HEADER_SCAN_ROWS = 30
+_ROLE_NAMES = {
+    "index": {"序号", "编号", "no", "#", "index", "id", "number", "sn"},
+    "term": {"缩略语", "缩写", "缩略词", "英文缩写", "简称", "术语", "词条", "abbreviation", "abbr",
+             "acronym", "term", "shortform"},
+    "english": {"英文全称", "英文全名", "全称", "英文", "英文名称", "fullname", "fullform", "longform",
+                "expansion", "english", "englishname", "definitionen"},
+    "chinese": {"中文解释", "中文", "中文名称", "中文全称", "中文含义", "中文释义", "中文意思", "chinese",
+                "chinesename", "chinesemeaning", "中文说明"},
+    "meaning": {"解释", "含义", "释义", "意思", "说明", "定义", "meaning", "description",
+                "definition", "explanation"},
+}
+_SPLIT_RE = re.compile(r"\s*[/／;；]\s*")
+_HEADER_JUNK_RE = re.compile(r"[\s._:：*()（）\-]+")
+
+
+@dataclass
+class GlossaryImport:
+    """What :func:`import_glossary` read: entries, and the rows it skipped with reasons."""
+
+    entries: list[GlossaryEntry]
+    skipped: list[SkippedRow] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- pure helpers
+
+def normalize_term(term: Any) -> str:
+    """A term as the glossary keys it: half-width, trimmed, inner whitespace collapsed.
+
+    >>> normalize_term("  ＰＭ "), normalize_term("Wi  Fi")
+    ('PM', 'Wi Fi')
+    """
+    return " ".join(normalize_width(str(term or "")).split())
+
+
+def _fold(text: str) -> str:
+    return normalize_term(text).casefold()
+
+
+def _header_key(cell: str) -> str:
+    return _HEADER_JUNK_RE.sub("", normalize_width(cell).casefold())
+
+
+def detect_header(rows: list[list[str]]) -> tuple[int, dict[str, int]] | None:
+    """Find the header row: ``(row index, {role: column})`` or None.
+
+    A header names a term column and at least one meaning column (English long form, Chinese
+    explanation or a generic meaning); title rows and blank rows above it are ignored.
+
+    >>> detect_header([["公司缩略语表"], [], ["序号", "缩略语", "英文全称", "中文解释"]])
+    (2, {'index': 0, 'term': 1, 'english': 2, 'chinese': 3})
+    >>> detect_header([["No.", "Abbreviation", "Full Name", "Chinese"]])[1]
+    {'index': 0, 'term': 1, 'english': 2, 'chinese': 3}
+    >>> detect_header([["PM", "Product Manager"]]) is None
+    True
+    """
+    for i, row in enumerate(rows[:_HEADER_SCAN_ROWS]):
+        mapping: dict[str, int] = {}
+        for col, cell in enumerate(row):
+            key = _header_key(cell or "")
+            for role, names in _ROLE_NAMES.items():
+                if key in names and role not in mapping:
+                    mapping[role] = col
+        if "term" in mapping and mapping.keys() & {"english", "chinese", "meaning"}:
+            return i, mapping
+    return None
+
+
+def plain_columns(rows: list[list[str]]) -> dict[str, int]:
+    """Column roles for a glossary without a header: ``[index,] term, meaning`` or
+    ``[index,] term, english, chinese``. A first column of numbers is an index.
+
+    >>> plain_columns([["1", "PM", "Product Manager", "产品经理"], ["2", "AM", "Account Manager", "客户经理"]])
+    {'index': 0, 'term': 1, 'english': 2, 'chinese': 3}
+    >>> plain_columns([["PM", "产品经理"]])
+    {'term': 0, 'meaning': 1}
+    """
+    width = max((len(r) for r in rows), default=0)
+    used = [c for c in range(width) if any(c < len(r) and r[c] for r in rows)]
+    mapping: dict[str, int] = {}
+    if len(used) >= 3:
+        first = [r[used[0]] for r in rows if used[0] < len(r) and r[used[0]]]
+        if first and sum(v.isdigit() for v in first) * 10 >= len(first) * 9:
+            mapping["index"] = used.pop(0)
+    roles = ["term", "meaning"] if len(used) <= 2 else ["term", "english", "chinese"]
+    mapping.update(zip(roles, used))
+    return mapping
+
+
+def split_meanings(english: str, chinese: str) -> list[Meaning]:
+    """Meanings of one row. The cells are not split, except when the English and Chinese cells
+    both split by ``/ ／ ; ；`` into the same number of parts, which are then paired.
+
+    >>> split_meanings("Product Manager/Project Manager", "产品经理/项目经理")
+    [Meaning(english='Product Manager', chinese='产品经理'), Meaning(english='Project Manager', chinese='项目经理')]
+    >>> split_meanings("Product Manager; Project Manager", "产品经理")
+    [Meaning(english='Product Manager; Project Manager', chinese='产品经理')]
+    """
+    english, chinese = normalize_term(english), " ".join(str(chinese or "").split())
+    if not english and not chinese:
+        return []
+    en_parts, zh_parts = _SPLIT_RE.split(english), _SPLIT_RE.split(chinese)
+    if (english and chinese and len(en_parts) == len(zh_parts) > 1
+            and all(en_parts) and all(zh_parts)):
+        return [Meaning(english=e, chinese=z) for e, z in zip(en_parts, zh_parts)]
+    return [Meaning(english=english, chinese=chinese)]
+
+
+def _has_cjk(text: str) -> bool:
+    return any(is_cjk(ch) for ch in text)
+
+
+def _meaning_key(m: Meaning) -> tuple[str, str]:
+    return _fold(m.english), _fold(m.chinese)
+
+
+def _row_meanings(row: list[str], mapping: dict[str, int]) -> list[Meaning]:
+    def cell(role: str) -> str:
+        col = mapping.get(role)
+        return str(row[col]).strip() if col is not None and col < len(row) and row[col] else ""
+
+    english, chinese, generic = cell("english"), cell("chinese"), cell("meaning")
+    if generic:   # a "解释"/"meaning" column holds whichever language it holds
+        if _has_cjk(generic) and not chinese:
+            chinese = generic
+        elif not english:
+            english = generic
+        elif not chinese:
+            chinese = generic
+    return split_meanings(english, chinese)
+
+
+# ---------------------------------------------------------------- import
+
+class _Collector:
+    """Gathers rows into entries (one per term, meanings in file order) and skipped rows."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.entries: dict[str, GlossaryEntry] = {}
+        self.first_row: dict[tuple[str, tuple[str, str]], int] = {}
+        self.skipped: list[SkippedRow] = []
+
+    def add(self, row: int, term: str, meanings: list[Meaning], where: str = "") -> None:
+        term = normalize_term(term)
+        if not term:
+            self.skipped.append(SkippedRow(row, f"{where}blank term"))
+            return
+        if not meanings:
+            self.skipped.append(SkippedRow(row, f"{where}no meaning for {term!r}"))
+            return
+        entry = self.entries.setdefault(term, GlossaryEntry(term=term, meanings=[], source=self.source))
+        fresh = []
+        for m in meanings:
+            key = (term, _meaning_key(m))
+            if key not in self.first_row:
+                self.first_row[key] = row
+                fresh.append(m)
+        if not fresh:
+            first = self.first_row[(term, _meaning_key(meanings[0]))]
+            self.skipped.append(SkippedRow(row, f"{where}duplicate meaning of {term!r} (same as row {first})"))
+            return
+        entry.meanings.extend(fresh)
+        entry.rows.append(row)
+
+    def result(self) -> GlossaryImport:
+        return GlossaryImport(entries=list(self.entries.values()), skipped=self.skipped)
+
+
+def import_glossary(path: Path) -> GlossaryImport:
+    """Read a glossary file (.xlsx/.xlsm, .csv/.tsv/.txt, .json).
+
+    Raises :class:`GlossaryError` naming the file when it cannot be read or holds no entry.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GlossaryError(f"{path}: glossary file not found")
+    ext = path.suffix.lower()
+    try:
+        if ext == ".json":
+            result = _import_json(path)
+        elif ext in (".xlsx", ".xlsm"):
+            result = _import_workbook(path)
+        elif ext in (".csv", ".tsv", ".txt"):
+            result = _import_csv(path)
+        elif ext == ".xls":
+            raise GlossaryError(f"{path}: legacy .xls workbooks are not supported; save it as .xlsx")
+        else:
+            raise GlossaryError(f"{path}: unsupported glossary file type {ext!r} "
+                                f"(use .xlsx, .csv or .json)")
+    except GlossaryError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IngestError) as exc:
+        raise GlossaryError(f"{path}: cannot read glossary ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # openpyxl/zipfile raise their own types for damaged workbooks
+        raise GlossaryError(f"{path}: corrupt or unreadable glossary ({type(exc).__name__}: {exc})") from exc
+    if not result.entries:
+        reasons = "; ".join(f"row {s.row}: {s.reason}" for s in result.skipped[:5])
+        raise GlossaryError(f"{path}: no glossary entries found" + (f" ({reasons})" if reasons else ""))
+    return result
+
+
+def _import_rows(collector: _Collector, rows: list[list[str]], where: str = "") -> bool:
+    """Add a table's rows; returns False when the table has neither a header nor usable rows."""
+    found = detect_header(rows)
+    if found is not None:
+        start, mapping = found[0] + 1, found[1]
+    else:
+        start, mapping = 0, plain_columns(rows)
+    if "term" not in mapping:
+        return False
+    for i in range(start, len(rows)):
+        row = rows[i]
+        if not any(str(c).strip() for c in row if c is not None):
+            continue
+        term_col = mapping["term"]
+        term = row[term_col] if term_col < len(row) else ""
+        collector.add(i + 1, term, _row_meanings(row, mapping), where)
+    return True
+
+
+def _import_workbook(path: Path) -> GlossaryImport:
+    from knowledge.loaders.sheet import read_xlsx_rows
+
+    sheets, _ = read_xlsx_rows(path)
+    collector = _Collector(path.name)
+    with_header = [(name, rows) for name, rows in sheets if detect_header(rows) is not None]
+    # Several sheets with a header (A-M, N-Z) are all read; otherwise the first sheet with data.
+    chosen = with_header or [next(((n, r) for n, r in sheets if any(any(x) for x in r)), ("", []))]
+    for name, rows in chosen:
+        _import_rows(collector, rows, where=f"sheet {name!r}: " if len(chosen) > 1 else "")
+    return collector.result()
+
+
+def _import_csv(path: Path) -> GlossaryImport:
+    from knowledge.loaders.sheet import read_csv_rows
+
+    collector = _Collector(path.name)
+    _import_rows(collector, read_csv_rows(path))
+    return collector.result()
+
+
+def _import_json(path: Path) -> GlossaryImport:
+    from knowledge.loaders.base import read_text_file
+
+    data = json.loads(read_text_file(path))
+    collector = _Collector(path.name)
+    if isinstance(data, dict) and isinstance(data.get("entries"), list):
+        data = data["entries"]          # the format Glossary.to_json writes
+    if isinstance(data, list):
+        for n, item in enumerate(data, start=1):
+            if not isinstance(item, dict):
+                collector.skipped.append(SkippedRow(n, f"expected an object, got {type(item).__name__}"))
+                continue
+            meanings = [_json_meaning(m) for m in item.get("meanings", [])]
+            if not meanings and (item.get("english") or item.get("chinese")):
+                meanings = split_meanings(item.get("english", ""), item.get("chinese", ""))
+            collector.add(n, item.get("term", ""), [m for m in meanings if m.english or m.chinese])
+    elif isinstance(data, dict):
+        for n, (term, value) in enumerate(data.items(), start=1):
+            values = value if isinstance(value, list) else [value]
+            meanings = [_json_meaning(v) for v in values if v]
+            collector.add(n, term, [m for m in meanings if m.english or m.chinese])
+    else:
+        raise GlossaryError(f"{path}: JSON glossary must be an object {{\"ABBR\": [\"long form\", ...]}}, "
+                            f"got {type(data).__name__}")
+    return collector.result()
+
+
+def _json_meaning(value: Any) -> Meaning:
+    """A JSON meaning: a string (Chinese or English by its script) or {"english", "chinese"}."""
+    if isinstance(value, dict):
+        return Meaning(english=normalize_term(value.get("english", "")),
+                       chinese=" ".join(str(value.get("chinese", "") or "").split()))
+    text = " ".join(str(value).split())
+    return Meaning(chinese=text) if _has_cjk(text) else Meaning(english=text)
+
+
+# ---------------------------------------------------------------- lookup
+
+class Glossary:
+    """Terms and their meanings, looked up by term or by meaning.
+
+    >>> g = Glossary([GlossaryEntry("PM", [Meaning("Product Manager", "产品经理")]),
+    ...               GlossaryEntry("PM", [Meaning("Project Manager", "项目经理")])])
+    >>> len(g), [m.chinese for m in g.get("ｐｍ").meanings]
+    (1, ['产品经理', '项目经理'])
+    >>> [(e.term, m.chinese) for e, m in g.search_meaning("项目经理负责")]
+    [('PM', '项目经理')]
+    """
+
+    def __init__(self, entries: Iterable[GlossaryEntry] = ()):
+        self.entries: dict[str, GlossaryEntry] = {}
+        self._folded: dict[str, str] = {}
+        for entry in entries:
+            self._add(entry)
+
+    def _add(self, entry: GlossaryEntry) -> None:
+        term = normalize_term(entry.term)
+        if not term:
+            return
+        existing = self.entries.get(term)
+        if existing is None:
+            existing = GlossaryEntry(term=term, meanings=[], source=entry.source, rows=[])
+            self.entries[term] = existing
+            self._folded.setdefault(term.casefold(), term)
+        known = {_meaning_key(m) for m in existing.meanings}
+        for m in entry.meanings:
+            if _meaning_key(m) not in known:
+                known.add(_meaning_key(m))
+                existing.meanings.append(Meaning(english=m.english, chinese=m.chinese))
+        if entry.source == existing.source:
+            existing.rows.extend(r for r in entry.rows if r not in existing.rows)
+
+    def get(self, term: str) -> GlossaryEntry | None:
+        """Exact term first, then full-width-normalised, then case-insensitive."""
+        if term in self.entries:
+            return self.entries[term]
+        norm = normalize_term(term)
+        if norm in self.entries:
+            return self.entries[norm]
+        key = self._folded.get(norm.casefold())
+        return self.entries.get(key) if key is not None else None
+
+    def __contains__(self, term: object) -> bool:
+        return isinstance(term, str) and self.get(term) is not None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[GlossaryEntry]:
+        return iter(self.entries.values())
+
+    def merge(self, other: "Glossary | Iterable[GlossaryEntry]") -> "Glossary":
+        """Add another glossary's entries in place (new meanings appended); returns ``self``."""
+        for entry in other:
+            self._add(entry)
+        return self
+
+    def search_meaning(self, text: str) -> list[tuple[GlossaryEntry, Meaning]]:
+        """Reverse lookup: meanings whose Chinese explanation or English long form relates to
+        ``text``, best first: equal to it, then found inside it (longer first; English on word
+        boundaries, at least 2 CJK or 4 Latin characters), then containing it (shorter first).
+        Comparison is full-width-normalised and case-insensitive.
+        """
+        query = _fold(text)
+        if not query:
+            return []
+        scored: dict[tuple[str, int], tuple[tuple[int, int], GlossaryEntry, Meaning]] = {}
+        for entry in self:
+            for i, meaning in enumerate(entry.meanings):
+                for form in (meaning.chinese, meaning.english):
+                    rank = _relation(_fold(form), query)
+                    key = (entry.term, i)
+                    if rank is not None and (key not in scored or rank < scored[key][0]):
+                        scored[key] = (rank, entry, meaning)
+        return [(entry, meaning) for _, entry, meaning in sorted(scored.values(), key=lambda x: x[0])]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT_NAME, "version": 1, "entries": [e.to_dict() for e in self]}
+
+    def to_json(self, path: Path) -> None:
+        """Write the glossary as JSON (atomically: a temp file, then a rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(self.to_dict(), fh, ensure_ascii=False, indent=1)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def from_json(cls, path: Path) -> "Glossary":
+        """Read what :meth:`to_json` wrote (JSON mappings ``{"ABBR": [...]}`` work too)."""
+        path = Path(path)
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise GlossaryError(f"{path}: cannot read glossary JSON ({exc})") from exc
+        if isinstance(data, dict) and data.get("format") == FORMAT_NAME:
+            return cls(GlossaryEntry.from_dict(e) for e in data.get("entries", []))
+        return cls(import_glossary(path).entries)
+
+
+def _relation(form: str, query: str) -> tuple[int, int] | None:
+    """Sort key of how a meaning form relates to the query, or None when it does not."""
+    if not form:
+        return None
+    if form == query:
+        return (0, 0)
+    if _found_inside(form, query):
+        return (1, -len(form))
+    if len(query) >= 2 and query in form:
+        return (2, len(form))
+    return None
+
+
+def _found_inside(form: str, text: str) -> bool:
+    if _has_cjk(form):
+        return len(form) >= 2 and form in text
+    if len(form) < 4:
+        return False
+    return re.search(rf"(?<![0-9a-z]){re.escape(form)}(?![0-9a-z])", text) is not None

@@ -1,0 +1,119 @@
+"""HTML loader (BeautifulSoup): headings h1-h6, paragraphs, list items, table rows.
+
+Scripts, styles and page chrome (nav, header, footer) are dropped. Whitespace is collapsed, and
+removed entirely between Chinese characters, because source line breaks in HTML mean nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from knowledge.loaders.base import Loader, read_text_file, register_loader
+from knowledge.text_utils import collapse_whitespace
+from knowledge.types import Block
+
+_DROP = ("script", "style", "noscript", "template", "svg", "nav", "header", "footer", "form",
+         "iframe", "head")
+_HEADINGS = {f"h{n}": n for n in range(1, 7)}
+_LEAF_BLOCKS = {"p", "pre", "dt", "dd", "caption", "figcaption", "address", "summary"}
+_LISTS = {"ul", "ol", "dl"}
+# Elements that break the flow of inline text without being blocks of their own.
+_CONTAINERS = {"div", "section", "article", "main", "body", "html", "aside", "blockquote",
+               "details", "figure", "center", "fieldset", "li", "td", "th"}
+
+
+def _parser() -> str:
+    try:
+        import lxml  # noqa: F401  (only checking that the faster parser is there)
+        return "lxml"
+    except ImportError:
+        return "html.parser"
+
+
+class HtmlLoader(Loader):
+    def load(self, path: Path) -> list[Block]:
+        from bs4 import BeautifulSoup
+
+        soup = BeautifulSoup(read_text_file(path, self.warnings), _parser())
+        if soup.title and soup.title.string:
+            self.doc_title = collapse_whitespace(soup.title.string)
+        for tag in soup(list(_DROP)):
+            tag.decompose()
+        for br in soup("br"):
+            br.replace_with("\n")   # a line break separates words; get_text("") would glue them
+        root = soup.body or soup
+        walker = _Walker()
+        walker.walk(root)
+        walker.flush()
+        return walker.blocks
+
+
+class _Walker:
+    """Depth-first walk that turns block elements into blocks and gathers loose inline text."""
+
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+        self._inline: list[str] = []
+
+    def flush(self, kind: str = "para") -> None:
+        text = collapse_whitespace(" ".join(self._inline))
+        self._inline = []
+        if text:
+            self.blocks.append(Block(text, kind=kind))
+
+    def walk(self, node) -> None:
+        from bs4 import NavigableString, Tag
+        from bs4.element import Comment
+
+        for child in node.children:
+            if isinstance(child, Comment):
+                continue
+            if isinstance(child, NavigableString):
+                self._inline.append(str(child))
+            elif isinstance(child, Tag):
+                self._element(child)
+
+    def _element(self, tag) -> None:
+        name = tag.name.lower()
+        if name in _HEADINGS:
+            self.flush()
+            text = collapse_whitespace(tag.get_text())
+            if text:
+                self.blocks.append(Block(text, kind="heading", level=_HEADINGS[name]))
+        elif name in _LEAF_BLOCKS:
+            self.flush()
+            self._inline.append(tag.get_text())
+            self.flush()
+        elif name == "table":
+            self.flush()
+            self._table(tag)
+        elif name in _LISTS:
+            self.flush()
+            self._list(tag)
+        elif name in _CONTAINERS:
+            self.flush()
+            self.walk(tag)
+            self.flush()
+        else:                       # inline element (span, a, b, em, ...)
+            self.walk(tag)
+
+    def _list(self, tag) -> None:
+        for item in tag.find_all(["li", "dt", "dd"], recursive=False):
+            nested = [c for c in item.find_all(list(_LISTS) + ["table"], recursive=False)]
+            for n in nested:
+                n.extract()
+            self._inline.append(item.get_text())
+            self.flush(kind="list")
+            for n in nested:
+                self._element(n)
+
+    def _table(self, tag) -> None:
+        for row in tag.find_all("tr"):
+            if row.find_parent("table") is not tag:
+                continue            # rows of a nested table are read with that table
+            cells = [collapse_whitespace(c.get_text(" ")) for c in row.find_all(["td", "th"], recursive=False)]
+            if any(cells):
+                self.blocks.append(Block(" | ".join(cells), kind="table"))
+
+
+register_loader((".html", ".htm", ".xhtml"), HtmlLoader)

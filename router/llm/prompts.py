@@ -1,0 +1,153 @@
+"""Prompts for retrieval-augmented answers, and the fixed refusal sentences.
+
+The prompt format is defined here only: :func:`build_rag_messages` writes it and
+:func:`parse_rag_messages` reads it back (the extractive backend answers from it).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+REFUSAL_ZH = "知识库中没有找到该问题的答案。"
+REFUSAL_EN = "The knowledge base does not contain the answer to this question."
+REFUSALS = {"zh": REFUSAL_ZH, "en": REFUSAL_EN}
+
+_SYSTEM = {
+    "zh": (
+        "你是企业知识库助手。只能根据用户给出的编号资料回答问题，不要使用资料以外的知识，不要猜测。\n"
+        "在用到的内容后用方括号标注资料编号，例如 [1]、[2]。\n"
+        "数字、金额、日期和单位必须与资料中写的完全一致。\n"
+        f"如果资料中没有问题的答案，只回复：{REFUSAL_ZH}"
+    ),
+    "en": (
+        "You are a company knowledge-base assistant. Answer ONLY from the numbered passages the user "
+        "gives you; do not use outside knowledge and do not guess.\n"
+        "Cite the passages you use with their numbers in square brackets, e.g. [1], [2].\n"
+        "Copy numbers, amounts, dates and units exactly as they are written in the passages.\n"
+        f"If the passages do not contain the answer, reply exactly: {REFUSAL_EN}"
+    ),
+}
+_PASSAGES_HEADER = {"zh": "资料：", "en": "Passages:"}
+_QUESTION_LABEL = {"zh": "问题：", "en": "Question: "}
+_FEEDBACK = {
+    "zh": "注意：上一次的回答使用了资料中没有的数字（{feedback}）。请只使用资料中写明的数字重新回答。",
+    "en": (
+        "Note: your previous answer used numbers that are not in the passages ({feedback}). "
+        "Answer again using only numbers written in the passages."
+    ),
+}
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+_PASSAGE_HEADER = re.compile(r"\[(\d+)\] ")
+
+
+def detect_language(text: str) -> str:
+    """``"zh"`` when CJK characters make up at least 30% of the letters, else ``"en"``.
+
+    Each CJK character counts as one letter, as does each Latin letter, so a
+    Chinese sentence with an abbreviation in it stays Chinese.
+
+    >>> detect_language("AM负责哪些工作？")
+    'zh'
+    >>> detect_language("What does the travel policy say about hotels?")
+    'en'
+    >>> detect_language("")
+    'en'
+    """
+    cjk = len(_CJK.findall(text))
+    latin = len(_LATIN.findall(text))
+    if cjk == 0:
+        return "en"
+    return "zh" if cjk / (cjk + latin) >= 0.3 else "en"
+
+
+def refusal_for(lang: str) -> str:
+    """The fixed refusal sentence for ``lang`` (anything but ``"zh"`` gets English).
+
+    >>> refusal_for("zh")
+    '知识库中没有找到该问题的答案。'
+    """
+    return REFUSALS.get(lang, REFUSAL_EN)
+
+
+def _squash(text: str) -> str:
+    # Compare refusals ignoring width, case, spaces and punctuation ("答案" vs "答案。").
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(ch for ch in text if ch.isalnum())
+
+
+def is_refusal(text: str) -> bool:
+    """True when ``text`` contains one of the fixed refusal sentences.
+
+    Width, case, spacing and punctuation are ignored, and a polite prefix is
+    allowed, because small models rarely copy a sentence exactly.
+
+    >>> is_refusal("知识库中没有找到该问题的答案")
+    True
+    >>> is_refusal("Sorry, the knowledge base does not contain the answer to this question.")
+    True
+    >>> is_refusal("出差住宿标准为每晚500元[1]。")
+    False
+    """
+    squashed = _squash(text)
+    return any(_squash(refusal) in squashed for refusal in REFUSALS.values())
+
+
+def build_rag_messages(
+    question: str,
+    passages: list[str],
+    lang: str,
+    feedback: str | None = None,
+) -> list[dict[str, str]]:
+    """System + user messages asking for an answer from numbered passages only.
+
+    Passages are numbered from 1 in the order given; blank lines inside a passage are
+    squeezed so that each passage stays one block. ``feedback`` (e.g. the numbers the
+    verifier could not find) is appended when an answer is regenerated.
+
+    >>> msgs = build_rag_messages("住宿标准？", ["住宿每晚500元。"], "zh")
+    >>> msgs[1]["content"]
+    '资料：\\n[1] 住宿每晚500元。\\n\\n问题：住宿标准？'
+    """
+    lang = "zh" if lang == "zh" else "en"
+    blocks = [f"[{i}] {_one_block(p)}" for i, p in enumerate(passages, start=1)]
+    user = f"{_PASSAGES_HEADER[lang]}\n" + "\n\n".join(blocks)
+    user += f"\n\n{_QUESTION_LABEL[lang]}{_one_block(question)}"
+    if feedback:
+        user += "\n\n" + _FEEDBACK[lang].format(feedback=feedback.strip())
+    return [{"role": "system", "content": _SYSTEM[lang]}, {"role": "user", "content": user}]
+
+
+def _one_block(passage: str) -> str:
+    return re.sub(r"\n\s*\n+", "\n", passage.strip())
+
+
+def parse_rag_messages(messages: list[dict[str, str]]) -> tuple[str, list[str]]:
+    """Read ``(question, passages)`` back out of :func:`build_rag_messages`' output.
+
+    The last user message is parsed; a message without numbered passages yields
+    ``(its text, [])``.
+
+    >>> parse_rag_messages(build_rag_messages("Hotel limit?", ["Hotels: 80 USD.", "Taxi ok."], "en"))
+    ('Hotel limit?', ['Hotels: 80 USD.', 'Taxi ok.'])
+    """
+    user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+    for lang in ("zh", "en"):
+        header, label = _PASSAGES_HEADER[lang] + "\n", "\n\n" + _QUESTION_LABEL[lang]
+        if user.startswith(header) and label in user:
+            body, _, rest = user.rpartition(label)
+            question = rest.split("\n\n", 1)[0].strip()  # drop appended feedback
+            return question, _split_passages(body[len(header) :])
+    return user.strip(), []
+
+
+def _split_passages(body: str) -> list[str]:
+    # Blank lines were squeezed out of passages, so "\n\n" separates blocks and nothing else.
+    passages = []
+    for block in body.split("\n\n"):
+        match = _PASSAGE_HEADER.match(block)
+        if match:
+            passages.append(block[match.end() :].strip())
+    return passages

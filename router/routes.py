@@ -1,0 +1,238 @@
+"""Route decisions: which path answers a question.
+
+Routes are data (a name, a threshold, a description); the engine owns the handlers. Every
+router returns one :class:`RouteChoice`; below every threshold the decision falls back to
+``rag`` when the knowledge base holds relevant passages and to ``refuse`` when it does not.
+
+The first router of record is :class:`SignalRouter`: a small calibrated classifier over
+retrieval signals (best passage cosine, best fact cosine, BM25 evidence, glossary matches)
+plus the intent of the question (definition, single quantity, procedure or comparison).
+The LoRA model of the finetune pipeline plugs in behind the same :class:`Router` interface.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from knowledge.errors import KBError, UnknownComponentError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from retrieval.index import FactHit, Hit
+
+ROUTE_NAMES = ("glossary", "fact", "rag", "refuse")
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route as data: the engine looks its handler up by ``name``."""
+
+    name: str
+    threshold: float
+    description: str
+
+
+def default_routes(router_settings: Any) -> dict[str, Route]:
+    """Routes with thresholds taken from ``settings.router``."""
+    s = router_settings
+    return {
+        "glossary": Route("glossary", s.glossary_threshold, "what an abbreviation or term means"),
+        "fact": Route("fact", s.fact_threshold, "a single quantity or rule a stored fact answers"),
+        "rag": Route("rag", s.rag_threshold, "procedures, several conditions, synthesis"),
+        "refuse": Route("refuse", 0.0, "the knowledge base does not contain the answer"),
+    }
+
+
+@dataclass
+class RouteChoice:
+    """What every router returns."""
+
+    route: str
+    confidence: float
+    terms: list[Any] = field(default_factory=list)          # router.terms.TermResolution
+    rewritten_query: str = ""
+    scores: dict[str, float] = field(default_factory=dict)  # per-route scores, for reports
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.route not in ROUTE_NAMES:
+            raise KBError(f"unknown route {self.route!r}; expected one of {ROUTE_NAMES}")
+
+
+@dataclass
+class RouteSignals:
+    """Everything a router may look at, computed once by the engine."""
+
+    question: str
+    rewritten_query: str
+    terms: list[Any]                      # TermResolution, in question order
+    matches: list[Any]                    # TermMatch
+    hits: list["Hit"]                     # hybrid passage hits for the rewritten query
+    fact_hits: list["FactHit"]
+    lang: str = "zh"
+
+
+class Router(ABC):
+    """One required method: decide a route from the signals."""
+
+    name: str = "base"
+
+    @abstractmethod
+    def decide(self, signals: RouteSignals) -> RouteChoice:
+        """Return the route for this question."""
+
+
+_ROUTERS: dict[str, Callable[..., Router]] = {}
+
+
+def register_router(name: str, factory: Callable[..., Router]) -> None:
+    if name in _ROUTERS:
+        raise KBError(f"router {name!r} is already registered")
+    _ROUTERS[name] = factory
+
+
+def create_router(name: str, **kwargs: Any) -> Router:
+    try:
+        factory = _ROUTERS[name]
+    except KeyError:
+        raise UnknownComponentError("router", name, list(_ROUTERS)) from None
+    return factory(**kwargs)
+
+
+# --- question intent -------------------------------------------------------------------
+# Why patterns and not a model here: these are closed-class words of the question's form
+# (how people ask what something means, or how much), not company knowledge.
+_DEFINITION = re.compile(
+    r"(什么意思|啥意思|是什么|是啥|指什么|指的是|是指|代表什么|代表的是|全称|全写|英文全称|中文意思|中文名|"
+    r"缩写|简称|含义|意思是|怎么解释|的解释|"
+    r"\bmeans?\b|\bmeaning\b|stand(s)? for|abbreviat|acronym|full (form|name)|long form|short for|"
+    r"\bdefinition\b|\bdefine\b|what is (an? |the )?[A-Z]{2,}\b)",
+    re.IGNORECASE,
+)
+_QUANTITY = re.compile(
+    r"(多少|几天|几个|几次|几年|几小时|几周|几月|多久|多长|多高|多大|上限|下限|标准是|额度|期限|时限|"
+    r"最多|最少|至少|最高|最低|是否需要|需不需要|要不要|需要.{0,6}吗|须.{0,6}吗|"
+    r"how (much|many|long|often)|what is the (limit|maximum|minimum|deadline|standard|amount)|"
+    r"\bmax(imum)?\b|\bmin(imum)?\b|\blimit\b|\bdeadline\b|within how)",
+    re.IGNORECASE,
+)
+_SYNTHESIS = re.compile(
+    r"(流程|步骤|怎么办|怎么做|怎样|如何|怎么|区别|不同|比较|对比|分别|哪些|有哪些|为什么|原因|"
+    r"并且|同时|而且|以及|和.{1,12}(分别|各)|如果.{1,30}(又|还|并)|"
+    r"\bhow (do|can|should|to)\b|\bprocess\b|\bprocedure\b|\bsteps?\b|\bdifference\b|\bcompare\b|"
+    r"\bwhy\b|\bboth\b|\band also\b|\bwhich\b.*\band\b)",
+    re.IGNORECASE,
+)
+
+
+def question_intent(question: str) -> dict[str, bool]:
+    """Form of the question, independent of any knowledge base.
+
+    >>> question_intent("PM是什么意思")["definition"]
+    True
+    >>> question_intent("报销流程是怎样的")["synthesis"]
+    True
+    """
+    return {
+        "definition": bool(_DEFINITION.search(question)),
+        "quantity": bool(_QUANTITY.search(question)),
+        "synthesis": bool(_SYNTHESIS.search(question)),
+    }
+
+
+def _residual_length(question: str, matches: list[Any]) -> int:
+    """Characters left once the matched terms and definition words are removed.
+
+    A definition question is short once its term is taken out ("AM是什么意思" -> "");
+    a long residual means the term is only part of a larger question.
+    """
+    text = question
+    for m in sorted(matches, key=lambda m: m.start, reverse=True):
+        text = text[: m.start] + text[m.end:]
+    text = _DEFINITION.sub("", text)
+    text = re.sub(r"[\s\W_]+", "", text)
+    text = re.sub(r"(请问|公司|我们|的|中|里|呢|吗|啊|在|一下|the|in|of|our|company|what|does|is|do|you|know)",
+                  "", text, flags=re.IGNORECASE)
+    return len(text)
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+class SignalRouter(Router):
+    """Calibrated rules over retrieval signals and question form (the first router of record).
+
+    * glossary: terms were found and the question asks what one means (or for an
+      abbreviation) with little else in it;
+    * fact: the best stored fact clears ``fact_threshold`` and the question asks for one
+      quantity, not a procedure or comparison;
+    * rag: the best passage clears ``rag_threshold`` (cosine) or has strong lexical support;
+    * refuse: otherwise.
+
+    Confidences are logistic in the margin to the threshold, so they are comparable
+    across routes and can be calibrated by changing one scale.
+    """
+
+    name = "signals"
+
+    def __init__(self, routes: dict[str, Route], scale: float = 40.0, lexical_min: float = 0.5):
+        self.routes = routes
+        self.scale = scale
+        self.lexical_min = lexical_min
+
+    def decide(self, signals: RouteSignals) -> RouteChoice:
+        intent = question_intent(signals.question)
+        best_passage = max((h.dense or 0.0 for h in signals.hits), default=0.0)
+        best_fact = signals.fact_hits[0].score if signals.fact_hits else 0.0
+        lexical = _lexical_support(signals)
+        scores = {"passage": round(best_passage, 4), "fact": round(best_fact, 4),
+                  "lexical": round(lexical, 4)}
+
+        glossary_terms = [t for t in signals.matches]
+        if glossary_terms and intent["definition"]:
+            residual = _residual_length(signals.question, glossary_terms)
+            conf = _sigmoid((self.routes["glossary"].threshold * 20 - residual) / 3.0)
+            scores["glossary"] = round(conf, 4)
+            if conf >= 0.5:
+                return RouteChoice("glossary", conf, signals.terms, signals.rewritten_query, scores,
+                                   f"definition question about {glossary_terms[0].term}")
+
+        rag_t = self.routes["rag"].threshold
+        relevant = best_passage >= rag_t or (lexical >= self.lexical_min and best_passage >= rag_t - 0.04)
+        if not relevant:
+            conf = _sigmoid(self.scale * (rag_t - best_passage))
+            return RouteChoice("refuse", conf, signals.terms, signals.rewritten_query, scores,
+                               f"best passage similarity {best_passage:.3f} < {rag_t:.2f}")
+
+        fact_t = self.routes["fact"].threshold
+        if best_fact >= fact_t and intent["quantity"] and not intent["synthesis"]:
+            conf = _sigmoid(self.scale * (best_fact - fact_t) + 1.0)
+            return RouteChoice("fact", conf, signals.terms, signals.rewritten_query, scores,
+                               f"fact similarity {best_fact:.3f} >= {fact_t:.2f}")
+
+        conf = _sigmoid(self.scale * (best_passage - rag_t) + 1.0)
+        return RouteChoice("rag", conf, signals.terms, signals.rewritten_query, scores,
+                           "relevant passages found")
+
+
+def _lexical_support(signals: RouteSignals) -> float:
+    """Share of the question's content tokens found in the best passage (0..1)."""
+    if not signals.hits:
+        return 0.0
+    from retrieval.bm25 import tokenize
+
+    q = {t for t in tokenize(signals.rewritten_query) if len(t) > 1}
+    if not q:
+        return 0.0
+    best = 0.0
+    for hit in signals.hits[:3]:
+        p = set(tokenize(hit.chunk.text))
+        best = max(best, len(q & p) / len(q))
+    return best
+
+
+register_router("signals", lambda routes, **kw: SignalRouter(routes, **kw))

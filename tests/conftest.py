@@ -1,0 +1,69 @@
+"""Session fixtures shared by every test package: an isolated KB_HOME and the demo index.
+
+The demo knowledge base is indexed once per session with the real packaged embedder and
+real FAISS; engines are built over it with the real components (the extractive generator
+stands in for an LLM only where a test is about routing, not generation).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+for _key in ("KB_CONFIG", "KB_CHAT_API_KEY", "KB_ADMIN_API_KEY", "DASHSCOPE_API_KEY", "KB_LLM_API_KEY"):
+    os.environ.pop(_key, None)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A KB_HOME holding the demo documents and glossary, indexed once."""
+    from knowledge.demo import DOCS_DIR, GLOSSARY_DIR
+    from retrieval.store import IndexStore
+
+    home = tmp_path_factory.mktemp("kb_home")
+    store = IndexStore(home)
+    store.add_documents(sorted(p for p in DOCS_DIR.iterdir() if p.is_file()))
+    for g in sorted(GLOSSARY_DIR.iterdir()):
+        if g.is_file():
+            store.add_glossary(g)
+    report = store.build(full=True)
+    assert store.current_version() is not None, report
+    return home
+
+
+@pytest.fixture(scope="session")
+def demo_settings(demo_home: Path):
+    from config.settings import Settings
+
+    return Settings(home=demo_home)
+
+
+@pytest.fixture(scope="session")
+def demo_index(demo_home: Path):
+    from retrieval.store import IndexStore
+
+    return IndexStore(demo_home).load()
+
+
+@pytest.fixture(scope="session")
+def extractive_engine(demo_settings, demo_index):
+    """Engine over the demo index whose generator is the (real) extractive backend."""
+    from router.engine import Engine
+    from router.llm.extractive import ExtractiveGenerator
+
+    return Engine(demo_settings, demo_index, generator=ExtractiveGenerator())
+
+
+@pytest.fixture()
+def copy_home(demo_home: Path, tmp_path: Path) -> Path:
+    """A private, writable copy of the demo KB_HOME."""
+    dst = tmp_path / "home"
+    shutil.copytree(demo_home, dst, symlinks=True)
+    return dst
