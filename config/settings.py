@@ -53,7 +53,8 @@ class RouterSettings(BaseModel):
     backend: str = "signals"
     glossary_threshold: float = 0.55
     fact_threshold: float = 0.86
-    rag_threshold: float = 0.80
+    rag_threshold: float = 0.70
+    peak_threshold: float = 0.04
     ambiguity_margin: float = 0.02
 
 

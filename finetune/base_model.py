@@ -175,3 +175,17 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def base_gguf_path(path_or_empty: str | Path | None, cache_dir: str | Path | None = None) -> Path | None:
+    """The GGUF file a base model setting refers to (``None`` for a HF folder).
+
+    This is the file a llama.cpp adapter exported for this base must be validated against.
+    """
+    text = str(path_or_empty or "").strip()
+    if not text:
+        from router.llm.assets import packaged_gguf_path
+
+        return packaged_gguf_path(_cache_dir(cache_dir))
+    path = Path(text).expanduser()
+    return path if path.suffix.lower() == ".gguf" else None

@@ -292,7 +292,8 @@ def collate(batch: list[Example], pad_id: int, multiple_of: int = 8) -> dict[str
 
     Unpacked rows get an ``attention_mask``. Packed rows get ``position_ids`` and no
     attention mask: transformers then derives a block-diagonal causal mask from where the
-    positions restart (the padding forms its own block and is never learned).
+    positions restart (the padding forms its own block and is never learned). That happens
+    only when the forward pass runs without a KV cache (``use_cache=False``), as training does.
     """
     import torch
 

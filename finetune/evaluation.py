@@ -290,16 +290,23 @@ class KBNumbers:
     Lookup is by value, units compatible as in :func:`knowledge.numbers.same_quantity`
     (equal, or one side bare); both ends of a stated range count as stated.
 
-    >>> kb = KBNumbers(["住宿每晚500元，会议3-5天。"])
+    A bare number in an answer is also found when the same digits stand anywhere in the
+    text, e.g. as a section number ("6.2 研发中心...") that is no quantity at the start of a line.
+
+    >>> kb = KBNumbers(["住宿每晚500元，会议3-5天。", "6.2 研发中心采用Scrum。"])
     >>> [kb.contains(v, u) for v, u in ((500, "元"), (500, ""), (500, "%"), (5, "天"), (50, "元"))]
     [True, True, False, True, False]
+    >>> kb.contains(6.2, ""), kb.contains(6.2, "元")
+    (True, False)
     """
 
     def __init__(self, texts: Iterable[str]):
         from knowledge.numbers import extract_quantities
 
         self.units: dict[float, set[str]] = defaultdict(set)
+        self.bare: set[float] = set()
         for text in texts:
+            self.bare.update(_key(float(t.replace(",", ""))) for t in _DIGITS.findall(text))
             for q in extract_quantities(text, words=True):
                 self.units[_key(q.value)].add(q.unit)
                 if q.high is not None:
@@ -315,6 +322,8 @@ class KBNumbers:
         return cls(texts)
 
     def contains(self, value: float, unit: str) -> bool:
+        if not unit and _key(value) in self.bare:
+            return True
         units = self.units.get(_key(value))
         if not units:
             return False
@@ -322,6 +331,9 @@ class KBNumbers:
 
     def __len__(self) -> int:
         return len(self.units)
+
+
+_DIGITS = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 
 
 def _key(value: float) -> float:

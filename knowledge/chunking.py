@@ -144,6 +144,8 @@ def segment_pieces(text: str, spans: list[tuple[int, int]], n_headings: int, siz
     pieces: list[Piece] = []
     for k, (start, end) in enumerate(spans):
         body = k >= n_headings
+        if not text[start:end].strip():
+            continue                # an empty block (possible in hand-built documents)
         if end - start <= size:
             starts = [s for s, _ in sentence_spans(text, start, end)] if body else []
             pieces.append(Piece(start, end, starts))

@@ -4,11 +4,14 @@ A fact is what a policy question usually asks for: "单笔采购金额在3000元
 subject ``单笔采购金额``, value ``3000元``, condition ``以上``. Facts are embedded as
 ``f"{subject}：{statement}"`` and searched by the fact route, so the subject names what the
 rule is about (the section heading plus the clause's leading noun phrase) and the statement is the
-clause exactly as written, with offsets that re-quote it from the document.
+clause as written, with offsets that re-quote it from the document.
 
 How clauses are cut: sentences end at 。；;！？!? and line breaks (and at ". " in English); a
 sentence is split further at commas only where the part after the comma holds its own quantity,
 so "3000元以上的，须签订采购协议" stays one clause while "一线城市600元，二线城市450元" becomes two.
+A conditional part ("工作满三年的，") stays with the rule after it. Lines of a hard-wrapped paragraph
+(PDF text) are joined first; a table row as loaders write it ("职级: A类；住宿标准(元/晚): 900；...")
+is one fact whose subject names the row and whose bare numbers take the unit from their header.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from knowledge.numbers import extract_quantities
+from knowledge.numbers import extract_quantities, normalize_unit
 from knowledge.types import Chunk, Fact, Quantity
 
 __all__ = ["extract_facts", "find_conditions", "leading_phrase", "split_clauses"]
@@ -41,10 +44,10 @@ def _alternation(words: list[str]) -> str:
     return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
 
 
-_PREFIX_RE = re.compile(rf"(?P<cn>{_alternation(_PREFIX_CN)})|\b(?P<en>{_alternation(_PREFIX_EN)})\b",
-                        re.IGNORECASE)
-_POSTFIX_RE = re.compile(rf"\s?(?:(?P<cn>{_alternation(_POSTFIX_CN)})|(?P<en>{_alternation(_POSTFIX_EN)})\b)",
-                         re.IGNORECASE)
+_PREFIX_RE = re.compile(rf"(?P<cn>{_alternation(_PREFIX_CN)})"
+                        rf"|(?<![A-Za-z])(?P<en>{_alternation(_PREFIX_EN)})(?![A-Za-z])", re.IGNORECASE)
+_POSTFIX_RE = re.compile(rf"\s?(?:(?P<cn>{_alternation(_POSTFIX_CN)})"
+                         rf"|(?P<en>{_alternation(_POSTFIX_EN)})(?![A-Za-z]))", re.IGNORECASE)
 _GAP_BREAK_RE = re.compile(r"[，。；;,.:：\d]")
 
 
@@ -95,11 +98,18 @@ def _norm_condition(word: str) -> str:
 
 
 # --- clauses --------------------------------------------------------------------------------------
-_SENTENCE_END_RE = re.compile(r"[。；;！？!?\n]+|\.(?=\s|$)")
+_SENTENCE_END_RE = re.compile(r"[。；;！？!?]+|\n+|\.(?=\s|$)")
 _COMMA_RE = re.compile(r"，|,(?!\d)|(?<!\d),")
-_LEAD_RE = re.compile(r"[\s\-•·*]*(?:[（(]?(?:\d{1,3}|[一二三四五六七八九十]{1,3})[)）.、]\s*)?"
+_LEAD_RE = re.compile(r"[\s\-•·*]*(?:(?:\d{1,2}(?:\.\d{1,2})+(?=\s)|\d{1,3}[.、)）]|\d{1,2}(?=[ \t\u3000])"
+                      r"|[（(](?:\d{1,3}|[一二三四五六七八九十]{1,3})[)）]|[一二三四五六七八九十]{1,3}[、.])\s*)?"
                       r"(?:第[一二三四五六七八九十百零\d]+[条章节款项]\s*)?")
-_TRAIL = " \t\r\n，,、：:"
+_TRAIL = " \t\r\n\u3000，,、：:"
+# a line that starts a new item: 第十二条, 1. / 1、 / （一）, bullets, 2.3 section numbers
+_ITEM_START_RE = re.compile(r"\s*(?:第[一二三四五六七八九十百零\d]+[条章节款项]|\d{1,3}(?:\.\d{1,2})*[.、)）\s]"
+                            r"|[（(][一二三四五六七八九十\d]{1,3}[)）]|[一二三四五六七八九十]{1,3}、|[-•·*])")
+_WRAP_MIN = 20       # display columns: shorter layouts are never treated as wrapped
+# a key-value record line, as spreadsheet loaders write rows: "城市类别: 一类城市；住宿标准(元/晚): 900；..."
+_FIELD_RE = re.compile(r"(?P<key>[^；;:：\n]{1,24})[:：]\s*(?P<val>[^；;\n]*)")
 
 
 def split_clauses(text: str, quantities: list[Quantity]) -> list[tuple[int, int]]:
@@ -108,11 +118,83 @@ def split_clauses(text: str, quantities: list[Quantity]) -> list[tuple[int, int]
     >>> t = "单笔采购金额在3000元以上的，须签订采购协议；10000元以上的，须签订正式合同。"
     >>> [t[s:e] for s, e in split_clauses(t, extract_quantities(t))]
     ['单笔采购金额在3000元以上的，须签订采购协议', '10000元以上的，须签订正式合同']
+
+    A line break ends a clause unless it only wraps a long line (PDF text: "每人每\\n\\n天100元");
+    a key-value record line ("职级: A类；住宿标准(元/晚): 900；...") is one clause.
     """
     spans: list[tuple[int, int]] = []
-    for s, e in _pieces(text, 0, len(text), _SENTENCE_END_RE, quantities):
-        spans += _group_commas(text, s, e, quantities)
-    return [_trim(text, s, e) for s, e in spans if any(s <= q.start < e for q in quantities)]
+    for s, e in _sentences(text, quantities):
+        if _is_record(text, s, e):
+            spans.append((s, e))
+        else:
+            spans += _group_commas(text, s, e, quantities)
+    out = [_trim(text, s, e, quantities) for s, e in spans]
+    return [(s, e) for s, e in out if any(s <= q.start < e for q in quantities)]
+
+
+def _sentences(text: str, quantities: list[Quantity]) -> list[tuple[int, int]]:
+    """Sentence spans; a record line is one span, wrapped lines of a paragraph are joined."""
+    out: list[tuple[int, int]] = []
+    for ls, le in _paragraphs(text):
+        if _is_record(text, ls, le):
+            out.append((ls, le))
+            continue
+        pos = ls
+        for m in _SENTENCE_END_RE.finditer(text, ls, le):
+            if any(q.start <= m.start() < q.end for q in quantities):
+                continue
+            if m.group(0)[0] == "\n":
+                continue                 # only soft wraps are left inside a paragraph
+            ls0 = _line_start(text, m.start())
+            if m.group(0) == "." and re.fullmatch(r"\s*[\d.]+", text[ls0:m.start()]):
+                continue                 # "2." of a list item, not the end of a sentence
+            out.append((pos, m.start()))
+            pos = m.end()
+        out.append((pos, le))
+    return [(s, e) for s, e in out if text[s:e].strip()]
+
+
+def _display_width(line: str) -> int:
+    return sum(2 if ord(c) >= 0x2E80 else 1 for c in line.strip())
+
+
+def _paragraphs(text: str) -> list[tuple[int, int]]:
+    """Line spans, with the lines of a hard-wrapped paragraph (PDF text) joined into one span.
+
+    A line break only wraps when the layout is wrapped: at least three lines run to (nearly) the
+    same full width, the line before the break is one of them and ends mid-sentence, and the next
+    line does not start a new item (第十二条, 1., （一）, a bullet).
+    """
+    lines = [(m.start(), m.end()) for m in re.finditer(r"[^\n]+", text) if m.group(0).strip()]
+    if not lines:
+        return []
+    widths = [_display_width(text[s:e]) for s, e in lines]
+    full = max(widths) * 0.85
+    wrapped = sum(w >= full for w in widths) >= 3 and max(widths) >= 2 * _WRAP_MIN
+    out = [list(lines[0])]
+    for (s, e), w_prev, in zip(lines[1:], widths[:-1]):
+        prev_end = out[-1][1]
+        soft = (wrapped and w_prev >= full and text[prev_end - 1] not in "。；;！？!?:：.\u3000 "
+                and not _ITEM_START_RE.match(text, s) and not _is_record(text, out[-1][0], prev_end))
+        if soft:
+            out[-1][1] = e
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+def _line_start(text: str, pos: int) -> int:
+    return text.rfind("\n", 0, pos) + 1
+
+
+def _is_record(text: str, start: int, end: int) -> bool:
+    """A table row as loaders write them: "k: v；k: v；k: v" or "a | b | c | d"."""
+    if "\n" in text[start:end]:
+        return False
+    if text.count("|", start, end) >= 3:
+        return True
+    return len(_FIELD_RE.findall(text[start:end])) >= 3 and text.count("；", start, end) + \
+        text.count(";", start, end) >= 2
 
 
 def _pieces(text: str, start: int, end: int, sep: re.Pattern[str],
@@ -129,7 +211,7 @@ def _pieces(text: str, start: int, end: int, sep: re.Pattern[str],
 
 
 _OPEN_END_RE = re.compile(r"(?:的|时|后|者|前)\s*$")
-_OPEN_START_RE = re.compile(r"\s*(?:如果|若|凡|如|假如|(?i:if|when|where)\b)")
+_OPEN_START_RE = re.compile(r"\s*(?:如果|若|凡|如|假如|(?i:if|when|where)(?![A-Za-z]))")
 
 
 def _group_commas(text: str, start: int, end: int, quantities: list[Quantity]) -> list[tuple[int, int]]:
@@ -150,11 +232,12 @@ def _group_commas(text: str, start: int, end: int, quantities: list[Quantity]) -
     return [(g[0], g[1]) for g in groups]
 
 
-def _trim(text: str, s: int, e: int) -> tuple[int, int]:
+def _trim(text: str, s: int, e: int, quantities: list[Quantity]) -> tuple[int, int]:
+    """Drop surrounding punctuation and a leading list marker / article number (unless it is a number)."""
     while s < e and text[s] in _TRAIL:
         s += 1
     lead = _LEAD_RE.match(text, s, e)
-    if lead and lead.end() < e:
+    if lead and s < lead.end() < e and not any(s <= q.start < lead.end() for q in quantities):
         s = lead.end()
     while e > s and text[e - 1] in _TRAIL:
         e -= 1
@@ -247,13 +330,45 @@ def _subject(heading: str, phrase: str) -> str:
 
 
 # --- facts -----------------------------------------------------------------------------------------
+_HEADER_UNIT_RE = re.compile(r"[(（]([^()（）]{1,10})[)）]\s*[:：]\s*$")
+_KNOWN_UNITS = {normalize_unit(u) for u in ("元", "天", "小时", "人", "次", "晚", "%", "公里", "月", "年", "周",
+                                            "USD", "工作日", "个", "份", "公斤", "分钟")}
+
+
+def _with_header_unit(text: str, q: Quantity) -> Quantity:
+    """A bare number under a header that names the unit takes it: "住宿标准(元/晚): 900" -> 900元."""
+    if q.unit:
+        return q
+    m = _HEADER_UNIT_RE.search(text, max(0, q.start - 16), q.start)
+    unit = normalize_unit(re.split(r"[/·每]", m.group(1))[0]) if m else ""
+    return Quantity(q.text, q.value, unit, q.start, q.end, q.high) if unit in _KNOWN_UNITS else q
+
+
+def _record_subject(clause: str) -> str:
+    """Row identifiers of a record line: up to three short fields without numbers or lists ("一类城市 A类")."""
+    keys = [m.group("val").strip() for m in _FIELD_RE.finditer(clause)]
+    keys = [k for k in keys if k and len(k) <= 10 and not re.search(r"[\d、,，]", k)]
+    return " ".join(keys[:3])
+
+
+def _unwrap(span: str) -> str:
+    """The clause with wrapped line breaks removed (joined directly between CJK, by a space otherwise)."""
+    def join(m: re.Match[str]) -> str:
+        a, b = span[m.start() - 1:m.start()], span[m.end():m.end() + 1]
+        return "" if _CJK_RE.match(a) or _CJK_RE.match(b) else " "
+    return re.sub(r"\s*\n\s*", join, span)
+
+
+_CJK_RE = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+
+
 def _is_fact_value(q: Quantity) -> bool:
-    return q.unit not in ("", "time")
+    return q.unit not in ("", "time", "页")
 
 
 def _chunk_facts(chunk: Chunk) -> Iterable[Fact]:
     text = chunk.text
-    quantities = extract_quantities(text)
+    quantities = [_with_header_unit(text, q) for q in extract_quantities(text)]
     heading = _heading(chunk.heading_path)
     phrase = ""
     j = 0
@@ -262,14 +377,15 @@ def _chunk_facts(chunk: Chunk) -> Iterable[Fact]:
         qs = [q for q in quantities if s <= q.start and q.end <= e]
         local = [Quantity(q.text, q.value, q.unit, q.start - s, q.end - s, q.high) for q in qs]
         conditions = find_conditions(clause, local)
-        values = [q for q in qs if _is_fact_value(q) or conditions]
+        values = [q for q in qs if _is_fact_value(q) or (conditions and q.unit != "页")]
         # a clause that starts with its number ("10000元以上的，...") continues the previous rule
-        phrase = leading_phrase(clause) or phrase
+        record = _is_record(text, s, e)
+        phrase = (_record_subject(clause) if record else leading_phrase(clause)) or phrase
         if not values:
             continue
         yield Fact(
             fact_id=f"{chunk.chunk_id}-f{j}",
-            statement=clause,
+            statement=_unwrap(clause),
             subject=_subject(heading, phrase),
             values=[Quantity(q.text, q.value, q.unit, chunk.start + q.start, chunk.start + q.end, q.high)
                     for q in values],
@@ -286,8 +402,9 @@ def _chunk_facts(chunk: Chunk) -> Iterable[Fact]:
 def extract_facts(chunks: list[Chunk]) -> list[Fact]:
     """Facts (money limits, durations, counts, percentages, dates) stated in ``chunks``.
 
-    Offsets are document offsets: ``doc.text[f.start:f.end] == f.statement``, and each value's
-    ``start``/``end`` points at its number in the document text too.
+    Offsets are document offsets: ``doc.text[f.start:f.end]`` is the clause (``f.statement`` is
+    that span with wrapped line breaks removed), and each value's ``start``/``end`` points at its
+    number in the document text too.
 
     >>> c = Chunk("abc-0001", "采购.md", "单笔采购金额在3000元以上的，须签订采购协议；10000元以上的，须签订正式合同。",
     ...           heading_path=["第三章 采购管理"], start=100)

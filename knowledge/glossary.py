@@ -170,10 +170,11 @@ class _Collector:
         self.first_row: dict[tuple[str, tuple[str, str]], int] = {}
         self.skipped: list[SkippedRow] = []
 
-    def add(self, row: int, term: str, meanings: list[Meaning], where: str = "") -> None:
+    def add(self, row: int, term: str, meanings: list[Meaning], where: str = "", preview: str = "") -> None:
         term = normalize_term(term)
         if not term:
-            self.skipped.append(SkippedRow(row, f"{where}blank term"))
+            shown = f" (row holds: {preview[:40]}{'…' if len(preview) > 40 else ''})" if preview else ""
+            self.skipped.append(SkippedRow(row, f"{where}blank term{shown}"))
             return
         if not meanings:
             self.skipped.append(SkippedRow(row, f"{where}no meaning for {term!r}"))
@@ -187,7 +188,8 @@ class _Collector:
                 fresh.append(m)
         if not fresh:
             first = self.first_row[(term, _meaning_key(meanings[0]))]
-            self.skipped.append(SkippedRow(row, f"{where}duplicate meaning of {term!r} (same as row {first})"))
+            reason = f"{where}duplicate meaning of {term!r} (same as row {first})"
+            self.skipped.append(SkippedRow(row, reason))
             return
         entry.meanings.extend(fresh)
         entry.rows.append(row)
@@ -244,7 +246,8 @@ def _import_rows(collector: _Collector, rows: list[list[str]], where: str = "") 
             continue
         term_col = mapping["term"]
         term = row[term_col] if term_col < len(row) else ""
-        collector.add(i + 1, term, _row_meanings(row, mapping), where)
+        preview = " ".join(str(c).strip() for c in row if c is not None and str(c).strip())
+        collector.add(i + 1, term, _row_meanings(row, mapping), where, preview)
     return True
 
 

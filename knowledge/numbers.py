@@ -45,7 +45,7 @@ __all__ = [
 # original text as well.
 _FULLWIDTH = {chr(0xFF10 + i): str(i) for i in range(10)}
 _FULLWIDTH.update({"％": "%", "．": ".", "～": "~", "〜": "~", "：": ":", "／": "/", "＄": "$",
-                   "￥": "¥", "－": "-", "﹪": "%", "，": "，"})
+                   "￥": "¥", "－": "-", "﹪": "%"})
 _FULLWIDTH.update({chr(0xFF21 + i): chr(0x41 + i) for i in range(26)})
 _FULLWIDTH.update({chr(0xFF41 + i): chr(0x61 + i) for i in range(26)})
 _TRANSLATE = str.maketrans(_FULLWIDTH)
@@ -216,8 +216,9 @@ def _masked_spans(t: str) -> list[tuple[int, int]]:
     spans = [m.span() for m in _CITATION_RE.finditer(t)]
     spans += [m.span() for m in _PAREN_ORDINAL_RE.finditer(t)]
     for m in _ORDINAL_RE.finditer(t):
-        if m.group("sec") and (_EN_UNIT_RE.match(t, m.end()) or _CN_UNIT_RE.match(t, m.end())):
+        if m.group("sec") and (_EN_UNIT_RE.match(t, m.end()) or re.match(r"\s*%", t[m.end():])):
             continue                                     # "3.5 days" is a number, not section 3.5
+        # ("1.1 本规定…": a Chinese character after the space starts the heading text, even 本/年/人)
         spans.append((m.end() - len(m.group(0).lstrip()), m.end()))
     return spans
 
@@ -232,6 +233,8 @@ _MONTHS = {
 # Title case or upper case only: "may" and "march" are also ordinary English words.
 _MONTH_ALT = "|".join(sorted(list(_MONTHS) + [m.upper() for m in _MONTHS], key=len, reverse=True))
 _MON = rf"(?P<mon>{_MONTH_ALT})\.?"
+# word edges that ignore CJK: Python's \b sees no edge in "是Jan" or "5 days内"
+_L, _R = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
 _CN_D = r"\d{1,4}|[〇零一二三四五六七八九十]{1,4}"
 _DATE_RES = [
     re.compile(rf"(?P<y>\d{{4}}|[〇零一二三四五六七八九]{{4}})\s*年\s*(?P<m>{_CN_D})\s*月"
@@ -239,10 +242,11 @@ _DATE_RES = [
     re.compile(rf"(?<![\d年])(?P<m>{_CN_D})\s*月\s*(?P<d>{_CN_D})\s*[日号]"),
     re.compile(r"(?<![\d.])(?P<y>(?:1[6-9]|2\d)\d{2})(?P<sep>[-/.])(?P<m>\d{1,2})(?P=sep)"
                r"(?P<d>\d{1,2})(?![\d.])"),
-    re.compile(r"(?<![\d./])(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<y>(?:1[6-9]|2\d)\d{2})(?!\d)"),
-    re.compile(rf"\b{_MON}\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(?P<y>(?:1[6-9]|2\d)\d{{2}})\b)?"),
-    re.compile(rf"\b(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MON}(?:,?\s+(?P<y>(?:1[6-9]|2\d)\d{{2}})\b)?"),
-    re.compile(rf"\b{_MON},?\s+(?P<y>(?:1[6-9]|2\d)\d{{2}})\b"),
+    re.compile(r"(?<![\d./])(?P<m>\d{1,2})(?P<sl>/)(?P<d>\d{1,2})/(?P<y>(?:1[6-9]|2\d)\d{2})(?!\d)"),
+    re.compile(rf"{_L}{_MON}\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?{_R}(?:,?\s+(?P<y>(?:1[6-9]|2\d)\d{{2}}){_R})?"),
+    re.compile(rf"(?<![A-Za-z0-9.])(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MON}"
+               rf"(?:,?\s+(?P<y>(?:1[6-9]|2\d)\d{{2}}){_R})?"),
+    re.compile(rf"{_L}{_MON},?\s+(?P<y>(?:1[6-9]|2\d)\d{{2}}){_R}"),
 ]
 _TIME_RE = re.compile(r"(?<![\d.:])(?P<h>[01]?\d|2[0-3]):(?P<mi>[0-5]\d)(?![\d:])"
                       r"(?:\s*(?P<ap>[AaPp]\.?[Mm]\.?)(?![A-Za-z]))?")
@@ -262,6 +266,10 @@ def _date_value(m: re.Match[str]) -> int | None:
     y = _small_int(g.get("y"))
     mon = _MONTHS[g["mon"].title()] if g.get("mon") else _small_int(g.get("m"))
     d = _small_int(g.get("d"))
+    if g.get("d") is not None and d == 0:
+        return None                                      # "March 00": not a date
+    if g.get("sl") and mon > 12 >= d:
+        mon, d = d, mon                                  # 29/07/2021 is day/month/year
     if not 1 <= mon <= 12 or not 0 <= d <= 31 or y < 0 or (y and not 1000 <= y <= 2999):
         return None
     if not d and not y:
@@ -309,19 +317,19 @@ _EN_WORDS = {w: i for i, w in enumerate(
 _EN_WORDS.update({w: 10 * (i + 2) for i, w in enumerate(
     "twenty thirty forty fifty sixty seventy eighty ninety".split())})
 _WORD_RE = re.compile(
-    r"\b(?P<w>(?:" + "|".join(sorted(_EN_WORDS, key=len, reverse=True)) + r")(?:-(?:"
-    + "|".join(w for w, v in _EN_WORDS.items() if 0 < v < 10) + r"))?)\b", re.IGNORECASE)
+    r"(?<![A-Za-z])(?P<w>(?:" + "|".join(sorted(_EN_WORDS, key=len, reverse=True)) + r")(?:-(?:"
+    + "|".join(w for w, v in _EN_WORDS.items() if 0 < v < 10) + r"))?)(?![A-Za-z])", re.IGNORECASE)
 _CN_SCALES = {"万亿": 1e12, "千万": 1e7, "百万": 1e6, "亿": 1e8, "万": 1e4, "千": 1e3, "百": 1e2}
 _CN_SCALE_RE = re.compile(r" ?(万亿|千万|百万|亿|万|千|百)(?!分)")
 _EN_SCALES = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12, "bn": 1e9,
               "mln": 1e6, "mn": 1e6, "k": 1e3}
-_EN_SCALE_RE = re.compile(r"\s*(thousand|million|billion|trillion|bn|mln|mn)\b|(k|K)(?![A-Za-z])",
+_EN_SCALE_RE = re.compile(r"\s*(thousand|million|billion|trillion|bn|mln|mn)(?![A-Za-z])|(k|K)(?![A-Za-z])",
                           re.IGNORECASE)
-_CUR_SCALE_RE = re.compile(r"(M|B|m|b)(?![A-Za-z])")   # $5M, $1.2B: only after a currency sign
+_CUR_SCALE_RE = re.compile(r"(M|B|m|b)(?![A-Za-z])")   # $5M, $1.2B, 1.2M
 _CN_UNIT_RE = re.compile(r" ?(" + "|".join(sorted(map(re.escape, _CN_UNITS), key=len, reverse=True))
                          + r")")
 _EN_UNIT_RE = re.compile(r"\s*(" + "|".join(sorted(map(re.escape, _EN_UNITS), key=len, reverse=True))
-                         + r")\b", re.IGNORECASE)
+                         + r")(?![A-Za-z])", re.IGNORECASE)
 _PER_RE = re.compile(r" ?(?:/|每)\s?(?:人|天|日|晚|次|月|年|小时|周|公里|km|day|night|person|hour)"
                      r"(?:/(?:人|天|日|晚|次))?")
 _CUR_PREFIX_RE = re.compile(r"(?:(?<![A-Za-z])(?:US\$|HK\$|RMB|CNY|USD|EUR|GBP)|\$|¥|€|£|人民币)\s?$")
@@ -348,8 +356,8 @@ def _read_scale(t: str, pos: int, currency: bool) -> tuple[float, int]:
     m = _EN_SCALE_RE.match(t, pos)
     if m:
         return _EN_SCALES[(m.group(1) or m.group(2)).lower()], m.end()
-    m = _CUR_SCALE_RE.match(t, pos) if currency else None
-    if m:
+    m = _CUR_SCALE_RE.match(t, pos)
+    if m and (currency or m.group(1) in "MB"):     # 1.2M, 7B; lower-case m/b only as in $5m
         return (1e6 if m.group(1) in "Mm" else 1e9), m.end()
     return 1.0, pos
 

@@ -135,6 +135,17 @@ def ends_sentence(text: str) -> bool:
     return bool(stripped) and (stripped[-1] in SENTENCE_END or stripped[-1] in ".：:")
 
 
+def ends_paragraph(text: str) -> bool:
+    """True when ``text`` ends with a full stop (``。！？!?.``), the only safe sign that a line
+    break also ends a paragraph; ``；`` and ``：`` often end a line in the middle of one.
+
+    >>> ends_paragraph("超过部分由个人承担。"), ends_paragraph("（含酒水）；"), ends_paragraph("如下：")
+    (True, False, False)
+    """
+    stripped = text.rstrip().rstrip(_CLOSERS)
+    return bool(stripped) and stripped[-1] in "。！？!?."
+
+
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
     """Split ``text[start:end]`` into sentences; return ``(start, end)`` offsets into ``text``.
 

@@ -190,11 +190,16 @@ class IndexStore:
         return name or None
 
     def versions(self) -> list[str]:
-        """Complete version folders, oldest first (names start with a UTC timestamp)."""
+        """Complete version folders, oldest first.
+
+        Names start with the UTC second of the build; builds within one second are ordered
+        by the manifest's microsecond ``created_at``.
+        """
         if not self.indexes_dir.is_dir():
             return []
-        return sorted(p.name for p in self.indexes_dir.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and (p / files.MANIFEST).is_file())
+        found = [p for p in self.indexes_dir.iterdir()
+                 if p.is_dir() and not p.name.startswith(".") and (p / files.MANIFEST).is_file()]
+        return [p.name for p in sorted(found, key=_version_key)]
 
     def manifest(self, version: str | None = None) -> dict[str, Any]:
         return json.loads((self._version_dir(version) / files.MANIFEST).read_text(encoding="utf-8"))
@@ -540,7 +545,7 @@ class _Build:
         kinds = {"chunks": _kind(self.report.chunks, self.settings), "facts": _kind(self.report.facts, self.settings)}
         return {
             "version": self.version,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
             "embedder": self.embedder.describe(),
             "chunking": self._chunking(),
             "documents": documents,
@@ -585,6 +590,14 @@ def new_version_name(now: datetime | None = None) -> str:
     """
     now = now or datetime.now(timezone.utc)
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def _version_key(folder: Path) -> tuple[str, str]:
+    try:
+        created = json.loads((folder / files.MANIFEST).read_text(encoding="utf-8")).get("created_at", "")
+    except (OSError, ValueError):
+        created = ""
+    return folder.name[:16], str(created)
 
 
 def sha256_file(path: Path) -> str:

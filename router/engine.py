@@ -82,7 +82,8 @@ class Engine:
         self.settings = settings
         self.index = index
         self.routes = default_routes(settings.router)
-        self.router = router or create_router(settings.router.backend, routes=self.routes)
+        self.router = router or create_router(settings.router.backend, routes=self.routes,
+                                              peak_threshold=settings.router.peak_threshold)
         self.generator = generator if generator is not None else create_generator(settings)
         self.extractive = ExtractiveGenerator()
         self.disambiguator = disambiguator or EmbeddingDisambiguator(index.embedder, index.glossary)
@@ -129,10 +130,10 @@ class Engine:
         with timer.stage("retrieve"):
             k = self.settings.retrieval.top_k
             hits = self.index.search(rewritten, k=k)
-            fact_hits = self.index.search_facts(rewritten, k=3)
+            fact_hits = self.index.search_facts(rewritten, k=5)
         with timer.stage("route"):
             signals = RouteSignals(question, rewritten, resolutions, matches, hits, fact_hits,
-                                   detect_language(question))
+                                   detect_language(question), background_similarity(self.index, rewritten))
             choice = self.router.decide(signals)
         return choice, signals
 
@@ -144,8 +145,8 @@ class Engine:
 
     def _route_fact(self, question: str, choice: RouteChoice, signals: RouteSignals,
                     timer: Timer, stream: bool) -> Iterator[dict[str, Any]]:
-        best = signals.fact_hits[0] if signals.fact_hits else None
-        if best is None or best.score < self.routes["fact"].threshold:
+        best = pick_fact(question, signals.fact_hits, self.routes["fact"].threshold)
+        if best is None:
             fallback = RouteChoice("rag", choice.confidence, choice.terms, choice.rewritten_query,
                                    choice.scores, "fact below threshold; fell through to rag")
             yield from self._route_rag(question, fallback, signals, timer, stream)
@@ -291,6 +292,61 @@ class Engine:
         if len(q) > limit:
             raise ValidationError(f"question has {len(q)} characters; the limit is {limit}")
         return q
+
+
+_ASKED_UNITS = [
+    (re.compile(r"(几|多少)(个)?(工作日|天|日)|多久|days?\b"), {"天", "日", "工作日", "day"}),
+    (re.compile(r"(几|多少)(个)?(小时|钟头)|hours?\b"), {"小时", "hour"}),
+    (re.compile(r"(多少|几)(块)?钱|多少元|几块|金额|费用|标准|补贴|补助|yuan|RMB|how much", re.IGNORECASE), {"元", "CNY"}),
+    (re.compile(r"百分之几|比例|百分比|percent|%"), {"%"}),
+    (re.compile(r"(几|多少)(个)?(月)|months?\b"), {"月", "个月", "month"}),
+    (re.compile(r"(几|多少)(年)|years?\b"), {"年", "year"}),
+    (re.compile(r"(几|多少)(次)|times\b"), {"次"}),
+    (re.compile(r"(几|多少)(位|个字符)|characters\b"), {"位", "个字符", "字符"}),
+]
+
+
+def asked_units(question: str) -> set[str]:
+    """Units a quantity question asks for.
+
+    >>> sorted(asked_units("婚假是几天？"))
+    ['day', '工作日', '天', '日']
+    """
+    out: set[str] = set()
+    for pattern, units in _ASKED_UNITS:
+        if pattern.search(question):
+            out |= units
+    return out
+
+
+def pick_fact(question: str, fact_hits: list[Any], threshold: float, window: float = 0.02) -> Any:
+    """The fact that answers the question: among facts within ``window`` of the best score
+    (and above ``threshold``), prefer one whose value carries the unit the question asks for."""
+    if not fact_hits or fact_hits[0].score < threshold:
+        return None
+    top = fact_hits[0].score
+    close = [h for h in fact_hits if h.score >= max(threshold, top - window)]
+    units = asked_units(question)
+    if units:
+        for h in close:
+            if any(q.unit in units for q in h.fact.values):
+                return h
+    return close[0]
+
+
+def background_similarity(index: Any, query: str, sample: int = 4096) -> float:
+    """Median cosine of the query to the collection (an evenly spaced sample above ``sample``).
+
+    The router judges relevance by how far the best passage stands above this background.
+    """
+    import numpy as np
+
+    vectors = index.chunk_vectors
+    if len(vectors) == 0:
+        return 0.0
+    if len(vectors) > sample:
+        vectors = vectors[:: max(1, len(vectors) // sample)]
+    return float(np.median(vectors @ index.query_vector(query)))
 
 
 def _with_status(verification: Any, status: str) -> Any:

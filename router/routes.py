@@ -73,6 +73,7 @@ class RouteSignals:
     hits: list["Hit"]                     # hybrid passage hits for the rewritten query
     fact_hits: list["FactHit"]
     lang: str = "zh"
+    background: float = 0.0               # typical similarity of the query to any chunk
 
 
 class Router(ABC):
@@ -109,18 +110,19 @@ _DEFINITION = re.compile(
     r"(什么意思|啥意思|是什么|是啥|指什么|指的是|是指|代表什么|代表的是|全称|全写|英文全称|中文意思|中文名|"
     r"缩写|简称|含义|意思是|怎么解释|的解释|"
     r"\bmeans?\b|\bmeaning\b|stand(s)? for|abbreviat|acronym|full (form|name)|long form|short for|"
-    r"\bdefinition\b|\bdefine\b|what is (an? |the )?[A-Z]{2,}\b)",
+    r"\bdefinition\b|\bdefine\b|what is (an? |the )?(?-i:[A-Z]{2,})\b(?!'s))",
     re.IGNORECASE,
 )
 _QUANTITY = re.compile(
-    r"(多少|几天|几个|几次|几年|几小时|几周|几月|多久|多长|多高|多大|上限|下限|标准是|额度|期限|时限|"
+    r"(多少|几天|几个|几次|几年|几小时|几周|几月|几位|几家|几分|几块|几点|百分之几|多久|多长|多高|多大|"
+    r"上限|下限|标准是|额度|期限|时限|最短|最长|"
     r"最多|最少|至少|最高|最低|是否需要|需不需要|要不要|需要.{0,6}吗|须.{0,6}吗|"
     r"how (much|many|long|often)|what is the (limit|maximum|minimum|deadline|standard|amount)|"
     r"\bmax(imum)?\b|\bmin(imum)?\b|\blimit\b|\bdeadline\b|within how)",
     re.IGNORECASE,
 )
 _SYNTHESIS = re.compile(
-    r"(流程|步骤|怎么办|怎么做|怎样|如何|怎么|区别|不同|比较|对比|分别|哪些|有哪些|为什么|原因|"
+    r"(流程|步骤|怎么办|怎么做|怎样|如何|怎么|区别|不同|比较|对比|分别|哪些|有哪些|为什么|一共|总共|合计|加起来|"
     r"并且|同时|而且|以及|和.{1,12}(分别|各)|如果.{1,30}(又|还|并)|"
     r"\bhow (do|can|should|to)\b|\bprocess\b|\bprocedure\b|\bsteps?\b|\bdifference\b|\bcompare\b|"
     r"\bwhy\b|\bboth\b|\band also\b|\bwhich\b.*\band\b)",
@@ -143,20 +145,41 @@ def question_intent(question: str) -> dict[str, bool]:
     }
 
 
-def _residual_length(question: str, matches: list[Any]) -> int:
-    """Characters left once the matched terms and definition words are removed.
+_CLAUSE = re.compile(r"[，,。？?！!；;：:\n]")
+_FILLER = re.compile(r"(请问|公司|我们|这里|此处|这个|那个|其中|的|中|里|呢|吗|啊|在|一下|"
+                     r"\b(the|in|of|our|company|what|does|do|is|you|know|here|this)\b)", re.IGNORECASE)
 
-    A definition question is short once its term is taken out ("AM是什么意思" -> "");
-    a long residual means the term is only part of a larger question.
+
+def _residual_length(question: str, matches: list[Any]) -> int:
+    """Characters left in the defining clause once terms and definition words are removed.
+
+    A definition question is short once its term is taken out ("AM是什么意思" -> 0); a long
+    residual means the term is only part of a larger question. Only the clause that asks
+    (「…，这里的AM是什么意思？」) counts, so context given before it does not hide the intent.
+
+    >>> class M: start, end, term = 0, 2, "AM"
+    >>> _residual_length("AM是什么意思？", [M()])
+    0
     """
-    text = question
-    for m in sorted(matches, key=lambda m: m.start, reverse=True):
-        text = text[: m.start] + text[m.end:]
-    text = _DEFINITION.sub("", text)
-    text = re.sub(r"[\s\W_]+", "", text)
-    text = re.sub(r"(请问|公司|我们|的|中|里|呢|吗|啊|在|一下|the|in|of|our|company|what|does|is|do|you|know)",
-                  "", text, flags=re.IGNORECASE)
-    return len(text)
+    spans = [(m.start, m.end) for m in matches]
+    pieces, pos = [], 0
+    for part in _CLAUSE.split(question):
+        start = question.find(part, pos)
+        pos = start + len(part)
+        pieces.append((start, part))
+    asking = [(st, p) for st, p in pieces if _DEFINITION.search(p)] or pieces
+    best = None
+    for st, part in asking:
+        text = part
+        for a, b in sorted(spans, reverse=True):
+            a2, b2 = max(a - st, 0), min(b - st, len(part))
+            if a2 < b2:
+                text = text[:a2] + text[b2:]
+        text = _DEFINITION.sub("", text)
+        text = _FILLER.sub("", text)
+        text = re.sub(r"[\s\W_]+", "", text)
+        best = len(text) if best is None else min(best, len(text))
+    return best or 0
 
 
 def _sigmoid(x: float) -> float:
@@ -170,7 +193,8 @@ class SignalRouter(Router):
       abbreviation) with little else in it;
     * fact: the best stored fact clears ``fact_threshold`` and the question asks for one
       quantity, not a procedure or comparison;
-    * rag: the best passage clears ``rag_threshold`` (cosine) or has strong lexical support;
+    * rag: the best passage stands out from the query's background similarity by
+      ``peak_threshold`` (and clears the absolute floor ``rag_threshold``);
     * refuse: otherwise.
 
     Confidences are logistic in the margin to the threshold, so they are comparable
@@ -179,18 +203,16 @@ class SignalRouter(Router):
 
     name = "signals"
 
-    def __init__(self, routes: dict[str, Route], scale: float = 40.0, lexical_min: float = 0.5):
+    def __init__(self, routes: dict[str, Route], peak_threshold: float = 0.04, scale: float = 40.0):
         self.routes = routes
+        self.peak_threshold = peak_threshold
         self.scale = scale
-        self.lexical_min = lexical_min
 
     def decide(self, signals: RouteSignals) -> RouteChoice:
         intent = question_intent(signals.question)
         best_passage = max((h.dense or 0.0 for h in signals.hits), default=0.0)
         best_fact = signals.fact_hits[0].score if signals.fact_hits else 0.0
-        lexical = _lexical_support(signals)
-        scores = {"passage": round(best_passage, 4), "fact": round(best_fact, 4),
-                  "lexical": round(lexical, 4)}
+        scores = {"passage": round(best_passage, 4), "fact": round(best_fact, 4)}
 
         glossary_terms = [t for t in signals.matches]
         if glossary_terms and intent["definition"]:
@@ -201,12 +223,17 @@ class SignalRouter(Router):
                 return RouteChoice("glossary", conf, signals.terms, signals.rewritten_query, scores,
                                    f"definition question about {glossary_terms[0].term}")
 
+        # Relevance is the margin of the best passage over the query's background similarity
+        # (median over the collection): E5 cosines sit in a narrow band that shifts with the
+        # language and length of the question, the margin does not.
         rag_t = self.routes["rag"].threshold
-        relevant = best_passage >= rag_t or (lexical >= self.lexical_min and best_passage >= rag_t - 0.04)
-        if not relevant:
-            conf = _sigmoid(self.scale * (rag_t - best_passage))
+        peak = best_passage - signals.background
+        scores["peak"] = round(peak, 4)
+        if best_passage < rag_t or peak < self.peak_threshold:
+            conf = _sigmoid(self.scale * 4 * (self.peak_threshold - peak))
             return RouteChoice("refuse", conf, signals.terms, signals.rewritten_query, scores,
-                               f"best passage similarity {best_passage:.3f} < {rag_t:.2f}")
+                               f"best passage {best_passage:.3f} is only {peak:.3f} above the background "
+                               f"(needs {self.peak_threshold:.3f})")
 
         fact_t = self.routes["fact"].threshold
         if best_fact >= fact_t and intent["quantity"] and not intent["synthesis"]:
@@ -217,22 +244,6 @@ class SignalRouter(Router):
         conf = _sigmoid(self.scale * (best_passage - rag_t) + 1.0)
         return RouteChoice("rag", conf, signals.terms, signals.rewritten_query, scores,
                            "relevant passages found")
-
-
-def _lexical_support(signals: RouteSignals) -> float:
-    """Share of the question's content tokens found in the best passage (0..1)."""
-    if not signals.hits:
-        return 0.0
-    from retrieval.bm25 import tokenize
-
-    q = {t for t in tokenize(signals.rewritten_query) if len(t) > 1}
-    if not q:
-        return 0.0
-    best = 0.0
-    for hit in signals.hits[:3]:
-        p = set(tokenize(hit.chunk.text))
-        best = max(best, len(q & p) / len(q))
-    return best
 
 
 register_router("signals", lambda routes, **kw: SignalRouter(routes, **kw))

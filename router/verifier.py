@@ -14,9 +14,12 @@ A number in the answer is *supported* when
    * numbers the answer itself mentions (and that are supported) may be added, subtracted,
      multiplied or divided with each other or with any passage number ("机票1200元加住宿600元，
      共1800元"; "600元 is 20% of 3000元");
+   * the answer's amounts of one unit added up, alone or times a count ("伙食补助100元、交通补助
+     60元，3天合计480元");
    * within one passage, without the answer naming the operands, only the two derivations that
-     policy answers make all the time: a percentage uplift/discount/share (600元 and 30% give
-     780元, 420元 or 180元) and rate times count (200元/天 and 3天 give 600元). Sums and
+     policy answers make all the time, on amounts of money, landing within 0.5% of the answer's
+     number: a percentage uplift/discount/share (600元 and 30% give 780元, 420元 or 180元) and
+     rate times count (200元/天 and 3天 give 600元). Sums and
      differences of arbitrary passage numbers are *not* accepted unanchored: with a handful of
      numbers in a passage almost any small value is some difference, and "二线城市150元" (600 - 450)
      is exactly the mix-up this check exists to catch.
@@ -53,8 +56,10 @@ STATUSES = ("verified", "flagged", "not_applicable", "corrected")
 
 # units that count things: multiplying a rate by one of them keeps the rate's unit (200元 × 3天 = 600元)
 _COUNT_UNITS = {"天", "工作日", "晚", "人", "人次", "次", "月", "年", "周", "小时", "分钟", "个", "份", "张",
-                "件", "台", "套", "家", "条", "项", "篇", "本", "间", "公里", "公斤", "平方米", "mile", "页", "种"}
-_APPROX_RE = re.compile(r"(?:约|大约|大概|近|将近|接近|左右|approximately|approx\.|about|around|roughly|nearly|almost|~)\s*$",
+                "件", "台", "套", "家", "条", "项", "篇", "本", "间", "公里", "公斤", "平方米", "mile", "页", "种",
+                "倍"}
+_MONEY_UNITS = {"元", "USD", "EUR", "GBP", "JPY", "HKD"}
+_APPROX_RE = re.compile(r"(?:约|大约|大概|近|将近|接近|approximately|approx\.|about|around|roughly|nearly|almost|~)\s*$",
                         re.IGNORECASE)
 _MAX_OPERANDS = 40      # per passage: bounds the pair search on number-heavy passages (tables)
 
@@ -198,7 +203,8 @@ def _rounded(q: Quantity, answer: str, passages: list[_Passage]) -> str | None:
     """
     if q.high is not None or _is_year(q):
         return None
-    hedged = bool(_APPROX_RE.search(answer[max(0, q.start - 14):q.start]))
+    hedged = bool(_APPROX_RE.search(answer[max(0, q.start - 14):q.start])
+                  or answer.startswith("左右", q.end))
     limit = (0.10 if hedged else 0.01) * abs(q.value)
     tol = min(_tolerance(q), limit)
     for p in passages:
@@ -211,32 +217,57 @@ def _fmt(q: Quantity) -> str:
     return q.text.strip()
 
 
-def _pair_results(a: Quantity, b: Quantity, anchored: bool) -> Iterator[tuple[float, str, str]]:
+def _pair_results(a: Quantity, b: Quantity, named: int) -> Iterator[tuple[float, str, str]]:
     """(value, unit, how) for one step of arithmetic on a and b.
 
-    Unanchored pairs (both operands only in a passage) allow only percentage and rate × count.
+    ``named`` counts the operands the answer itself mentions (0, 1 or 2). With none, only a
+    percentage of an amount and rate × count; sums, differences and ratios need at least one and
+    units that agree (a bare passage number is too common to add to an amount), and both when the
+    numbers are bare; multiplying by a bare number needs both named too.
     """
+    if not named and a.unit not in _MONEY_UNITS:
+        return                   # unnamed: only amounts of money (600元 × (1 + 30%), 200元 × 3天)
     if b.unit == "%" and a.unit != "%":
         p = b.value / 100
         yield a.value * (1 + p), a.unit, f"{_fmt(a)} × (1 + {_fmt(b)})"
         yield a.value * (1 - p), a.unit, f"{_fmt(a)} × (1 − {_fmt(b)})"
         yield a.value * p, a.unit, f"{_fmt(a)} × {_fmt(b)}"
-    if a.unit and b.unit not in ("", a.unit) and b.unit in _COUNT_UNITS and a.unit not in _COUNT_UNITS | {"%"}:
+    if a.unit and b.unit != a.unit and b.unit in _COUNT_UNITS and a.unit not in _COUNT_UNITS | {"%"}:
         yield a.value * b.value, a.unit, f"{_fmt(a)} × {_fmt(b)}"
-    if not anchored:
+    if not named:
         return
-    if units_compatible(a.unit, b.unit):
-        unit = a.unit or b.unit
-        yield a.value + b.value, unit, f"{_fmt(a)} + {_fmt(b)}"
-        yield a.value - b.value, unit, f"{_fmt(a)} − {_fmt(b)}"
+    if a.unit == b.unit and (a.unit or named == 2):       # bare numbers: both must be named
+        yield a.value + b.value, a.unit, f"{_fmt(a)} + {_fmt(b)}"
+        yield a.value - b.value, a.unit, f"{_fmt(a)} − {_fmt(b)}"
         if b.value:
             yield a.value / b.value, "", f"{_fmt(a)} ÷ {_fmt(b)}"
             yield a.value / b.value * 100, "%", f"{_fmt(a)} ÷ {_fmt(b)}"
             yield (a.value - b.value) / b.value * 100, "%", f"({_fmt(a)} − {_fmt(b)}) ÷ {_fmt(b)}"
-    if not a.unit or not b.unit:
-        yield a.value * b.value, a.unit or b.unit, f"{_fmt(a)} × {_fmt(b)}"
-    if b.value and b.unit in _COUNT_UNITS | {""} and a.unit not in ("%", b.unit):
+    if b.value and b.unit in _COUNT_UNITS and a.unit not in _COUNT_UNITS | {"%"}:
         yield a.value / b.value, a.unit, f"{_fmt(a)} ÷ {_fmt(b)}"
+    if named == 2 and (not a.unit or not b.unit):
+        yield a.value * b.value, a.unit or b.unit, f"{_fmt(a)} × {_fmt(b)}"
+        if b.value and not b.unit:
+            yield a.value / b.value, a.unit, f"{_fmt(a)} ÷ {_fmt(b)}"
+
+
+def _summed(q: Quantity, tol: float, anchors: list[tuple[str, Quantity]],
+            operands: list[tuple[str, Quantity]]) -> tuple[str, str] | None:
+    """The answer's amounts of q's unit added up, alone or times a count.
+
+    "伙食补助100元、交通补助60元，3天合计480元" is (100元 + 60元) × 3天; "1200元+600元+300元=2100元".
+    """
+    same = [(pid, a) for pid, a in anchors if q.unit and a.unit == q.unit]
+    if len(same) < 2:
+        return None
+    total = sum(a.value for _, a in same)
+    terms = " + ".join(_fmt(a) for _, a in same)
+    if len(same) >= 3 and abs(total - q.value) <= tol:
+        return same[0][0], terms
+    for pid, c in operands:
+        if c.unit in _COUNT_UNITS and c.unit != q.unit and abs(total * c.value - q.value) <= tol:
+            return pid, f"({terms}) × {_fmt(c)}"
+    return None
 
 
 def _derived(q: Quantity, anchors: list[tuple[str, Quantity]],
@@ -248,28 +279,33 @@ def _derived(q: Quantity, anchors: list[tuple[str, Quantity]],
     if q.high is not None or q.unit in ("date", "time"):
         return None
     tol = _tolerance(q)
+    # unnamed operands must land on the answer's number almost exactly: a coarse "4万亿" would
+    # otherwise match any product within half a trillion
+    strict = max(min(tol, 0.005 * abs(q.value)), 1e-9 * abs(q.value))
 
-    def hit(a: Quantity, b: Quantity, anchored: bool) -> str | None:
+    def hit(a: Quantity, b: Quantity, named: int) -> str | None:
         if same_quantity(a, b):
             return None          # a number with itself gives only 0, 1, 2x: never evidence
-        for value, unit, how in _pair_results(a, b, anchored):
-            if abs(value - q.value) > tol:
+        for value, unit, how in _pair_results(a, b, named):
+            if abs(value - q.value) > (tol if named else strict):
                 continue
-            if units_compatible(unit, q.unit) if anchored else (unit == q.unit and unit):
+            if units_compatible(unit, q.unit) if named else (unit == q.unit and unit):
                 return how
         return None
 
+    anchor_ids = {id(x) for _, x in anchors}
     operands = anchors + [(p.pid, e) for p in passages for e in p.operands]
     for (pid, a), (_, b) in product(operands, anchors):
-        how = a is not b and (hit(a, b, True) or hit(b, a, True))
+        named = 1 + (id(a) in anchor_ids)
+        how = a is not b and (hit(a, b, named) or hit(b, a, named))
         if how:
             return pid, how
-    same = [(pid, a) for pid, a in anchors if q.unit and a.unit == q.unit]
-    if len(same) >= 3 and abs(sum(a.value for _, a in same) - q.value) <= tol:
-        return same[0][0], " + ".join(_fmt(a) for _, a in same)
+    found = _summed(q, tol, anchors, operands)
+    if found:
+        return found
     for p in passages:
         for a, b in product(p.operands, p.operands):
-            how = a is not b and hit(a, b, False)
+            how = a is not b and hit(a, b, 0)
             if how:
                 return p.pid, how
     return None
@@ -317,7 +353,7 @@ class Verifier:
         else:
             pid = _direct(q, evidence) or _year_support(q, evidence)
         detail = None
-        if pid is None and q.unit != "date":
+        if pid is None and q.unit not in ("date", "time"):
             pid = _rounded(q, answer, evidence)
             detail = "rounded" if pid else None
         return NumberCheck(q.text, q.value, q.unit, pid is not None, pid, detail, q.high)

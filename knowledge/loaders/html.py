@@ -1,7 +1,8 @@
 """HTML loader (BeautifulSoup): headings h1-h6, paragraphs, list items, table rows.
 
-Scripts, styles and page chrome (nav, header, footer) are dropped. Whitespace is collapsed, and
-removed entirely between Chinese characters, because source line breaks in HTML mean nothing.
+Scripts, styles and page chrome (navigation, the page footer) are dropped. Whitespace is
+collapsed, and removed entirely between Chinese characters, because source line breaks in HTML
+mean nothing there.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from knowledge.loaders.base import Loader, read_text_file, register_loader
 from knowledge.text_utils import collapse_whitespace
 from knowledge.types import Block
 
-_DROP = ("script", "style", "noscript", "template", "svg", "nav", "header", "footer", "form",
-         "iframe", "head")
+_DROP = ("script", "style", "noscript", "template", "svg", "nav", "form", "iframe", "head")
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _LEAF_BLOCKS = {"p", "pre", "dt", "dd", "caption", "figcaption", "address", "summary"}
 _LISTS = {"ul", "ol", "dl"}
 # Elements that break the flow of inline text without being blocks of their own.
-_CONTAINERS = {"div", "section", "article", "main", "body", "html", "aside", "blockquote",
-               "details", "figure", "center", "fieldset", "li", "td", "th"}
+_CONTAINERS = {"div", "section", "article", "main", "body", "html", "aside", "blockquote", "header",
+               "footer", "details", "figure", "center", "fieldset", "li", "td", "th"}
 
 
 def _parser() -> str:
@@ -39,6 +39,9 @@ class HtmlLoader(Loader):
             self.doc_title = collapse_whitespace(soup.title.string)
         for tag in soup(list(_DROP)):
             tag.decompose()
+        for tag in soup("footer"):      # a page footer is chrome; an article's footer may be content
+            if tag.find_parent(["article", "main"]) is None:
+                tag.decompose()
         for br in soup("br"):
             br.replace_with("\n")   # a line break separates words; get_text("") would glue them
         root = soup.body or soup
@@ -111,7 +114,8 @@ class _Walker:
         for row in tag.find_all("tr"):
             if row.find_parent("table") is not tag:
                 continue            # rows of a nested table are read with that table
-            cells = [collapse_whitespace(c.get_text(" ")) for c in row.find_all(["td", "th"], recursive=False)]
+            cells = [collapse_whitespace(c.get_text(" "))
+                     for c in row.find_all(["td", "th"], recursive=False)]
             if any(cells):
                 self.blocks.append(Block(" | ".join(cells), kind="table"))
 

@@ -1,15 +1,22 @@
-"""PDF loader (PyMuPDF): text blocks with page numbers, lines re-joined, headings by font size."""
+"""PDF loader (PyMuPDF): paragraphs with 1-based page numbers, headings by font size, table rows.
+
+PDF text comes as positioned lines. The loader re-joins lines of one paragraph (directly in
+Chinese, with a space in English, re-joining hyphenated words), also when the writer put each
+line in its own block or a page break cut a sentence; it drops page numbers and running
+headers/footers, reads cells that share a baseline as table rows, and calls short lines set
+larger (or bold) than the body text headings, the largest size being level 1.
+"""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from knowledge.errors import IngestError
 from knowledge.loaders.base import Loader, register_loader
-from knowledge.text_utils import classify_text, ends_sentence, join_lines, starts_new_block
+from knowledge.text_utils import classify_text, ends_paragraph, ends_sentence, join_lines, starts_new_block
 from knowledge.types import Block
 
 # Page furniture that carries no content: "3", "- 3 -", "第 3 页", "第3页 共10页", "Page 3 of 10".
@@ -20,6 +27,8 @@ _PAGE_NUMBER_RE = re.compile(
 _HEADING_RATIO = 1.15      # a block at least this much larger than body text is a heading
 _BOLD_FLAG = 16            # PyMuPDF span flag for bold fonts
 
+BBox = tuple[float, float, float, float]   # x0, y0, x1, y1
+
 
 @dataclass
 class _RawBlock:
@@ -27,6 +36,24 @@ class _RawBlock:
     size: float            # the largest font size in the block
     bold: bool             # every span bold
     page: int
+    bbox: BBox = (0.0, 0.0, 0.0, 0.0)
+    cells: list[str] = field(default_factory=list)   # set for a table row
+    margin: bool = False   # lies in the top or bottom tenth of the page (where running heads sit)
+
+    def extend(self, other: "_RawBlock") -> None:
+        self.lines.extend(other.lines)
+        self.bold = self.bold and other.bold
+        if other.page == self.page:
+            x0, y0, x1, y1 = self.bbox
+            self.bbox = (min(x0, other.bbox[0]), y0, max(x1, other.bbox[2]), max(y1, other.bbox[3]))
+
+
+@dataclass
+class _Line:
+    text: str
+    size: float
+    bold: bool
+    bbox: BBox
 
 
 class PdfLoader(Loader):
@@ -47,57 +74,114 @@ class PdfLoader(Loader):
             if doc.page_count == 0:
                 raise IngestError(path, "PDF has no pages (corrupt?)")
             self.doc_title = (doc.metadata or {}).get("title") or ""
-            raw, empty_pages = self._read_pages(doc, pymupdf)
+            raw, empty_pages = _read_pages(doc, pymupdf)
         if not raw:
             raise IngestError(path, f"no text layer (scanned PDF?) in any of its {len(empty_pages)} "
                                     f"pages; run OCR on it first")
         if empty_pages:
-            self.warn(f"{path.name}: page(s) {', '.join(map(str, empty_pages))} have no text layer "
-                      f"(scanned images?) and were skipped")
+            self.warn(f"{path.name}: page(s) {', '.join(map(str, empty_pages))} have no extractable "
+                      f"text (scanned images?) and were skipped")
         return _to_blocks(raw)
 
-    @staticmethod
-    def _read_pages(doc, pymupdf) -> tuple[list[_RawBlock], list[int]]:
-        flags = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
-        raw: list[_RawBlock] = []
-        for number, page in enumerate(doc, start=1):
-            for block in page.get_text("dict", flags=flags, sort=True)["blocks"]:
-                raw.extend(_raw_blocks(block, number))
-        raw = _drop_running_lines(raw, doc.page_count)
-        pages_with_text = {b.page for b in raw}
-        empty_pages = [n for n in range(1, doc.page_count + 1) if n not in pages_with_text]
-        return raw, empty_pages
+
+def _read_pages(doc, pymupdf) -> tuple[list[_RawBlock], list[int]]:
+    flags = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
+    raw: list[_RawBlock] = []
+    for number, page in enumerate(doc, start=1):
+        height = page.rect.height
+        page_raw: list[_RawBlock] = []
+        for block in page.get_text("dict", flags=flags, sort=True)["blocks"]:
+            page_raw.extend(_raw_blocks(block, number))
+        for b in _join_cells(page_raw):
+            b.margin = b.bbox[3] <= 0.1 * height or b.bbox[1] >= 0.9 * height
+            raw.append(b)
+    raw = _drop_running_lines(raw, doc.page_count)
+    pages_with_text = {b.page for b in raw}
+    empty_pages = [n for n in range(1, doc.page_count + 1) if n not in pages_with_text]
+    return raw, empty_pages
 
 
-def _raw_blocks(block: dict, page: int) -> list[_RawBlock]:
-    """The lines of one PyMuPDF text block, split where the font size changes (a heading set
-    close above its paragraph often lands in the same block)."""
-    out: list[_RawBlock] = []
+def _lines(block: dict) -> list[_Line]:
+    lines = []
     for line in block.get("lines", []):
         spans = [s for s in line.get("spans", []) if s.get("text", "").strip()]
         text = "".join(s["text"] for s in line.get("spans", [])).strip()
-        if not text or not spans:
-            continue
-        size = max(s["size"] for s in spans)
-        bold = all(s["flags"] & _BOLD_FLAG or "bold" in s.get("font", "").lower() for s in spans)
-        if out and abs(out[-1].size - size) <= 0.1 * max(size, 1.0):
-            out[-1].lines.append(text)
-            out[-1].bold = out[-1].bold and bold
+        if text and spans:
+            bold = all(s["flags"] & _BOLD_FLAG or "bold" in s.get("font", "").lower() for s in spans)
+            lines.append(_Line(text, max(s["size"] for s in spans), bold, tuple(line["bbox"])))
+    return lines
+
+
+def _same_row(a: BBox, b: BBox) -> bool:
+    """Two lines on one baseline (their vertical extents mostly overlap)."""
+    overlap = min(a[3], b[3]) - max(a[1], b[1])
+    return overlap > 0.5 * min(a[3] - a[1], b[3] - b[1])
+
+
+def _raw_blocks(block: dict, page: int) -> list[_RawBlock]:
+    """The lines of one PyMuPDF text block. Lines side by side are table cells (one row);
+    stacked lines are split where the font size changes (a heading set close above its
+    paragraph often lands in the same block)."""
+    rows: list[list[_Line]] = []
+    for line in _lines(block):
+        if rows and _same_row(rows[-1][0].bbox, line.bbox):
+            rows[-1].append(line)
         else:
-            out.append(_RawBlock([text], size, bold, page))
+            rows.append([line])
+    out: list[_RawBlock] = []
+    for row in rows:
+        if len(row) > 1:
+            row.sort(key=lambda ln: ln.bbox[0])
+            cells = [ln.text for ln in row]
+            bbox = (row[0].bbox[0], min(ln.bbox[1] for ln in row),
+                    row[-1].bbox[2], max(ln.bbox[3] for ln in row))
+            out.append(_RawBlock([" | ".join(cells)], max(ln.size for ln in row), False, page, bbox, cells))
+            continue
+        line = _RawBlock([row[0].text], row[0].size, row[0].bold, page, row[0].bbox)
+        prev = out[-1] if out else None
+        if prev is not None and not prev.cells and abs(prev.size - line.size) <= 0.1 * max(line.size, 1.0):
+            prev.extend(line)
+        else:
+            out.append(line)
     return [b for b in out if not (len(b.lines) == 1 and _PAGE_NUMBER_RE.match(b.lines[0]))]
 
 
+def _join_cells(raw: list[_RawBlock]) -> list[_RawBlock]:
+    """Join one-line blocks that sit side by side on one baseline into a table row (writers that
+    place every cell as its own text object give one block per cell)."""
+    out: list[_RawBlock] = []
+    for b in raw:
+        prev = out[-1] if out else None
+        if (prev is not None and len(prev.lines) == 1 and len(b.lines) == 1 and not b.cells
+                and _same_row(prev.bbox, b.bbox) and b.bbox[0] >= prev.bbox[2] - 1.0):
+            prev.cells = (prev.cells or [prev.lines[0]]) + [b.lines[0]]
+            prev.lines = [" | ".join(prev.cells)]
+            prev.bold = False
+            prev.bbox = (prev.bbox[0], min(prev.bbox[1], b.bbox[1]), b.bbox[2], max(prev.bbox[3], b.bbox[3]))
+        else:
+            out.append(b)
+    return out
+
+
 def _drop_running_lines(raw: list[_RawBlock], page_count: int) -> list[_RawBlock]:
-    """Drop one-line blocks repeated on more than half of the pages (running headers/footers)."""
+    """Drop one-line blocks in the page margins repeated on more than half of the pages
+    (running headers and footers); digits are ignored when comparing, so "第 1 页 / 共 4 页"
+    repeats too. Lines in the body of the page ("第1部分" on every page) are never dropped."""
     if page_count < 3:
         return raw
-    pages_by_text: dict[str, set[int]] = {}
+
+    def key(b: _RawBlock) -> str | None:
+        if not b.margin or len(b.lines) != 1 or len(b.lines[0]) > 80:
+            return None
+        return re.sub(r"\d+", "#", b.lines[0])
+
+    pages_by_key: dict[str, set[int]] = {}
     for b in raw:
-        if len(b.lines) == 1 and len(b.lines[0]) <= 60:
-            pages_by_text.setdefault(b.lines[0], set()).add(b.page)
-    running = {t for t, pages in pages_by_text.items() if len(pages) * 2 > page_count}
-    return [b for b in raw if not (len(b.lines) == 1 and b.lines[0] in running)]
+        k = key(b)
+        if k is not None:
+            pages_by_key.setdefault(k, set()).add(b.page)
+    running = {k for k, pages in pages_by_key.items() if len(pages) * 2 > page_count}
+    return [b for b in raw if key(b) not in running]
 
 
 def _body_size(raw: list[_RawBlock]) -> float:
@@ -110,22 +194,75 @@ def _body_size(raw: list[_RawBlock]) -> float:
 
 def _heading_levels(raw: list[_RawBlock], body: float) -> dict[float, int]:
     """Map each heading font size to a level: the largest size is level 1."""
-    sizes = sorted({round(b.size, 1) for b in raw if b.size >= body * _HEADING_RATIO}, reverse=True)
-    return {size: level for level, size in enumerate(sizes, start=1)}
+    sizes = {round(b.size, 1) for b in raw if _is_heading(b, body) and b.size >= body * _HEADING_RATIO}
+    return {size: level for level, size in enumerate(sorted(sizes, reverse=True), start=1)}
 
 
 def _is_heading(b: _RawBlock, body: float) -> bool:
+    if b.cells:
+        return False
     text = join_lines(b.lines)
     if len(b.lines) > 3 or len(text) > 80 or ends_sentence(text):
         return False
     return b.size >= body * _HEADING_RATIO or (b.bold and len(text) <= 40)
 
 
+def _continues(a: _RawBlock, b: _RawBlock, body: float) -> bool:
+    """True when ``b`` continues ``a``'s paragraph: many PDF writers emit one block per line.
+
+    Same font size, ``a`` stops mid-paragraph, ``b`` does not open an article or list item,
+    neither is a heading or table row, and ``b`` sits just below ``a`` in the same column (or
+    starts the next page, for a sentence cut by a page break).
+    """
+    if a.cells or b.cells or abs(a.size - b.size) > 0.1 * max(a.size, 1.0) or ends_paragraph(a.lines[-1]):
+        return False
+    if starts_new_block(b.lines[0]) or _is_heading(a, body) or _is_heading(b, body):
+        return False
+    if b.page == a.page + 1:
+        return True
+    if b.page != a.page:
+        return False
+    gap = b.bbox[1] - a.bbox[3]
+    same_column = b.bbox[0] < a.bbox[2] and a.bbox[0] < b.bbox[2]
+    return same_column and -2.0 <= gap <= 1.2 * max(a.size, b.size)
+
+
+def _merge_continuations(raw: list[_RawBlock], body: float) -> list[_RawBlock]:
+    merged: list[_RawBlock] = []
+    for b in raw:
+        if merged and _continues(merged[-1], b, body):
+            merged[-1].extend(b)
+        else:
+            merged.append(b)
+    return merged
+
+
+def _table_blocks(rows: list[_RawBlock]) -> list[Block]:
+    """Consecutive table rows: with a header row each row reads ``header: value；...``."""
+    from knowledge.loaders.sheet import find_header_row, row_text
+
+    cells = [r.cells for r in rows]
+    header_at = find_header_row(cells)
+    header = cells[header_at] if header_at is not None else None
+    return [Block(row_text(r.cells, header), kind="table", page=r.page)
+            for i, r in enumerate(rows) if i != header_at]
+
+
 def _to_blocks(raw: list[_RawBlock]) -> list[Block]:
     body = _body_size(raw)
+    raw = _merge_continuations(raw, body)
     levels = _heading_levels(raw, body)
     blocks: list[Block] = []
-    for b in raw:
+    table: list[_RawBlock] = []
+    for b in raw + [_RawBlock([], 0.0, False, 0)]:     # a sentinel flushes a trailing table
+        if b.cells:
+            table.append(b)
+            continue
+        if table:
+            blocks.extend(_table_blocks(table))
+            table = []
+        if not b.lines:
+            continue
         if _is_heading(b, body):
             level = levels.get(round(b.size, 1), len(levels) + 1)
             blocks.append(Block(join_lines(b.lines), kind="heading", page=b.page, level=level))

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from knowledge.loaders.base import Loader, read_text_file, register_loader
-from knowledge.text_utils import classify_text, ends_sentence, join_lines, starts_new_block
+from knowledge.text_utils import classify_text, ends_paragraph, ends_sentence, join_lines, starts_new_block
 from knowledge.types import Block
 
 _ATX_RE = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -27,8 +27,8 @@ def split_plain_paragraphs(text: str) -> list[str]:
     """Paragraphs of a plain-text file.
 
     A blank line always ends a paragraph. A line that starts an article, chapter or list item
-    starts a new one, and a line ending a sentence ends one; other line breaks are wrapping and
-    are joined (directly in Chinese, with a space in English).
+    starts a new one, and a line ending with a full stop (``。！？.!?``) ends one; other line
+    breaks are wrapping and are joined (directly in Chinese, with a space in English).
 
     >>> split_plain_paragraphs("第一条 出差应当\\n节约。\\n第二条 住宿费按\\n标准报销。\\n\\nA wrapped\\nline")
     ['第一条 出差应当节约。', '第二条 住宿费按标准报销。', 'A wrapped line']
@@ -44,7 +44,7 @@ def split_plain_paragraphs(text: str) -> list[str]:
             paragraphs.append([line])
         else:
             paragraphs[-1].append(line)
-        open_para = not ends_sentence(line)
+        open_para = not ends_paragraph(line)
     return [join_lines(p) for p in paragraphs]
 
 

@@ -105,7 +105,7 @@ def _progress(total: int, desc: str) -> Any:
 # -- registry ---------------------------------------------------------------------------
 _REGISTRY: dict[str, type[Embedder]] = {}
 _CACHE: dict[tuple[str, str], Embedder] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: a wrapper backend may get_embedder() its inner model
 
 
 def register_embedder(name: str, cls: type[Embedder]) -> None:

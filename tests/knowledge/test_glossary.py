@@ -182,3 +182,12 @@ def test_normalize_width_is_exported_and_length_preserving():
     text = "ＡＭ负责，ＰＭ　跟进"
     assert normalize_width(text) == "AM负责,PM 跟进"
     assert len(normalize_width(text)) == len(text)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import knowledge.glossary
+
+    result = doctest.testmod(knowledge.glossary)
+    assert result.failed == 0 and result.attempted > 0

@@ -145,6 +145,62 @@ def test_pdf_keeps_page_numbers_and_drops_page_furniture(tmp_path):
         ("第一页正文内容。", 1), ("第二页正文内容。", 2), ("Third page text.", 3)]
 
 
+def test_pdf_drops_running_headers_and_splits_heading_from_body(tmp_path):
+    import pymupdf
+
+    doc = pymupdf.open()
+    font = pymupdf.Font("china-s")
+    for n in range(1, 4):
+        page = doc.new_page()
+        page.insert_text((72, 40), "公司内部文件 注意保密", fontname="china-s", fontsize=9)
+        # One TextWriter run puts the heading and its paragraph in a single PyMuPDF block.
+        writer = pymupdf.TextWriter(page.rect)
+        writer.append((72, 100), f"第{n}部分", font=font, fontsize=16)
+        writer.append((72, 116), f"这是第{n}部分的正文，内容", font=font, fontsize=11)
+        writer.append((72, 130), "跨越两行。", font=font, fontsize=11)
+        writer.write_text(page)
+    doc.save(tmp_path / "report.pdf")
+    loaded = load_document(tmp_path / "report.pdf")
+    assert [(b.kind, b.page, b.text) for b in loaded.blocks][:2] == [
+        ("heading", 1, "第1部分"), ("para", 1, "这是第1部分的正文，内容跨越两行。")]
+    assert "公司内部文件" not in loaded.text and len(loaded.blocks) == 6
+
+
+def test_pdf_line_per_block_tables_and_page_breaks(tmp_path):
+    """Writers that emit every line and every table cell as its own text object."""
+    import pymupdf
+
+    def put(page, x, y, text, size=11):
+        page.insert_text((x, y), text, fontname="china-s", fontsize=size)
+
+    doc = pymupdf.open()
+    for n in range(1, 4):
+        page = doc.new_page()
+        put(page, 250, 820, f"内部资料 注意保密 第 {n} 页 / 共 3 页", size=9)
+        if n == 1:
+            put(page, 72, 100, "第一条 出差人员乘坐火车时，可以")
+            put(page, 72, 116, "报销二等座的票价。")
+            for row, (a, b, c) in enumerate([("职级", "一类城市", "二类城市"), ("A类", "900", "700"),
+                                             ("C类", "480", "360")]):
+                put(page, 72, 200 + 18 * row, a)
+                put(page, 200, 200 + 18 * row, b)
+                put(page, 330, 200 + 18 * row, c)
+            put(page, 72, 780, "第二条 这一句话被分页")
+        elif n == 2:
+            put(page, 72, 100, "截断了。")
+        else:
+            put(page, 72, 100, "第三条 最后一条。")
+    doc.save(tmp_path / "lines.pdf")
+    blocks = [(b.kind, b.page, b.text) for b in load_document(tmp_path / "lines.pdf").blocks]
+    assert blocks == [
+        ("article", 1, "第一条 出差人员乘坐火车时，可以报销二等座的票价。"),
+        ("table", 1, "职级: A类；一类城市: 900；二类城市: 700"),
+        ("table", 1, "职级: C类；一类城市: 480；二类城市: 360"),
+        ("article", 1, "第二条 这一句话被分页截断了。"),
+        ("article", 3, "第三条 最后一条。"),
+    ]
+
+
 def test_pdf_page_without_text_is_a_warning(tmp_path):
     doc = load_document(write_pdf(tmp_path / "gap.pdf", [[("有文字。", 11)], [], [("也有文字。", 11)]]))
     assert [b.page for b in doc.blocks] == [1, 3]
@@ -326,7 +382,7 @@ def test_html(tmp_path):
         "<p>出差人员\n<b>住宿费</b>按标准<br>报销。</p><div>散落的文字<p>内部段落</p></div>"
         "<ul><li>火车二等座<ul><li>高铁</li></ul></li><li>飞机经济舱</li></ul>"
         "<table><tr><th>级别</th><th>金额</th></tr><tr><td>经理</td><td>600</td></tr></table>"
-        "<h2>English part</h2><p>Rates are <em>per</em>\n day.</p></body></html>"
+        "<h2>English part</h2><p>Rates are <em>per</em>\n day.</p><footer>版权所有</footer></body></html>"
     )
     path.write_bytes(html.encode("gbk"))
     doc = load_document(path)
@@ -340,7 +396,8 @@ def test_html(tmp_path):
         ("heading", "English part"), ("para", "Rates are per day."),
     ]
     assert doc.title == "差旅说明"        # whitespace between Chinese characters is dropped
-    assert "var x" not in doc.text and "color" not in doc.text and "导航" not in doc.text
+    for junk in ("var x", "color", "导航", "版权"):
+        assert junk not in doc.text
 
 
 # ---------------------------------------------------------------- errors and batches
@@ -456,3 +513,16 @@ def test_registry_rejects_duplicates_and_accepts_new_formats(tmp_path):
 def test_pure_helpers():
     assert join_lines(CN_BROKEN.split("\n")) == CN_JOINED
     assert normalize_width("ＰＭ（产品）") == "PM(产品)"
+
+
+@pytest.mark.parametrize("module", [
+    "knowledge.text_utils", "knowledge.loaders", "knowledge.loaders.base", "knowledge.loaders.pdf",
+    "knowledge.loaders.docx", "knowledge.loaders.sheet", "knowledge.loaders.text",
+])
+def test_docstring_examples(module):
+    """The worked examples in the helpers' docstrings are true."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and result.attempted > 0

@@ -69,7 +69,9 @@ class CountingGenerator(Generator):
     def cache_key(cls, settings: Settings) -> str:
         return settings.llm.model_path
 
-    def generate(self, messages, *, max_tokens, temperature, stop=None) -> str:  # type: ignore[no-untyped-def]
+    def generate(
+        self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float, stop: list[str] | None = None
+    ) -> str:
         return "counted"
 
 
@@ -187,6 +189,7 @@ def test_packaged_gguf_is_assembled_once_and_verified(tmp_path: Path) -> None:
         path = assets.packaged_gguf_path(tmp_path)
         assert path == target
         assert path.stat().st_size == sum(p.stat().st_size for p in assets.part_paths())
+        assert path.stat().st_mode & 0o777 == 0o644  # readable by every user of a shared cache
         with open(path, "rb") as fh:
             assert fh.read(4) == b"GGUF"
         sidecar = tmp_path / (assets.GGUF_NAME + ".sha256")
@@ -255,6 +258,11 @@ def test_llama_stream_equals_greedy_generation(llama_gen: LlamaCppGenerator) -> 
     pieces = list(llama_gen.stream(STORY, max_tokens=24, temperature=0))
     assert len(pieces) >= 3
     assert "".join(pieces) == whole
+
+
+def test_llama_prompt_longer_than_the_context_is_a_generation_error(llama_gen: LlamaCppGenerator) -> None:
+    with pytest.raises(GenerationError, match="context window"):
+        llama_gen.generate([{"role": "user", "content": "word " * 3000}], max_tokens=4, temperature=0)
 
 
 def test_llama_rejects_a_missing_model_file(tmp_path: Path) -> None:
@@ -354,7 +362,9 @@ def test_dashscope_generates(dashscope: DashScopeStandIn) -> None:
     assert sent["body"]["parameters"]["max_tokens"] == 100
 
 
-def test_dashscope_streams_incrementally(dashscope: DashScopeStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dashscope_streams_incrementally(
+    dashscope: DashScopeStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reply = "一线城市出差住宿标准为每晚600元[2]。"
     dashscope.reply = reply
     monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", dashscope.base_url)  # the env route works too

@@ -1,0 +1,264 @@
+"""Versioned adapter store with an evaluation gate and an atomic ``current`` pointer.
+
+Layout under the knowledge-base home::
+
+    adapters/
+      v0001/                 adapter_config.json, adapter_model.safetensors, train_manifest.json,
+                             manifest.json {version, base_model, data_hash, metrics, created_at,
+                                            status: published|rejected, report}
+      v0002/ ...
+      current                the published version's name (replaced with os.replace)
+      history.json           {"stack": [...published versions, newest last], "events": [...]}
+
+A candidate enters through :meth:`AdapterStore.admit`: it is published only when every key
+metric is at least as good as the current adapter's; otherwise it is stored as
+``rejected`` together with the comparison, so the decision can be read and overridden later
+(``kb adapters publish VERSION``). :meth:`rollback` returns to the previously published
+version. The serving side reads ``current`` only, so it never sees a half-copied adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from knowledge.errors import KBError
+
+DEFAULT_KEY_METRICS = ("route_accuracy", "expansion_accuracy")
+MANIFEST = "manifest.json"
+POINTER = "current"
+HISTORY = "history.json"
+_VERSION_RE = re.compile(r"^v(\d{4,})$")
+# Files of a training output folder that belong in a published adapter (checkpoints do not).
+_SKIP = {"checkpoints"}
+
+
+def lower_is_better(metric: str) -> bool:
+    """Loss-like metrics improve downwards.
+
+    >>> lower_is_better("eval_loss"), lower_is_better("route_accuracy")
+    (True, False)
+    """
+    return metric.endswith(("loss", "perplexity", "error", "error_rate", "latency_ms"))
+
+
+def compare_metrics(candidate: dict[str, float], current: dict[str, float] | None,
+                    key_metrics: Iterable[str]) -> dict[str, Any]:
+    """Per-metric comparison and the overall decision.
+
+    A candidate passes a metric when it is at least as good as the current adapter's
+    (ties pass); a metric the candidate lacks fails; one the current adapter lacks passes.
+
+    >>> compare_metrics({"acc": 0.9}, {"acc": 0.8}, ["acc"])["passed"]
+    True
+    >>> compare_metrics({"eval_loss": 1.2}, {"eval_loss": 1.0}, ["eval_loss"])["passed"]
+    False
+    """
+    rows: dict[str, Any] = {}
+    for name in key_metrics:
+        cand = candidate.get(name)
+        cur = (current or {}).get(name)
+        if cand is None or (isinstance(cand, float) and math.isnan(cand)):
+            ok, why = False, "missing in candidate"
+        elif cur is None:
+            ok, why = True, "no current value"
+        else:
+            ok = cand <= cur if lower_is_better(name) else cand >= cur
+            why = "at least as good" if ok else "worse"
+        rows[name] = {"candidate": cand, "current": cur, "passed": ok, "why": why}
+    return {"metrics": rows, "passed": all(r["passed"] for r in rows.values())}
+
+
+class AdapterStore:
+    """Adapter versions under ``home/adapters`` (see the module docstring)."""
+
+    def __init__(self, home: str | Path):
+        self.home = Path(home)
+        self.root = self.home / "adapters"
+
+    # -- reading ---------------------------------------------------------------------------
+    def path(self, version: str) -> Path:
+        p = self.root / version
+        if not _VERSION_RE.match(version) or not (p / MANIFEST).is_file():
+            raise KBError(f"no adapter version {version!r} in {self.root}; known: {self.version_names()}")
+        return p
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        return json.loads((self.path(version) / MANIFEST).read_text(encoding="utf-8"))
+
+    def version_names(self) -> list[str]:
+        """Version folder names, oldest first."""
+        if not self.root.is_dir():
+            return []
+        names = [p.name for p in self.root.iterdir() if _VERSION_RE.match(p.name) and (p / MANIFEST).is_file()]
+        return sorted(names, key=lambda n: int(n[1:]))
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Every version's manifest, oldest first, with ``current: bool`` added."""
+        cur = self.current()
+        return [{**self.manifest(v), "current": v == cur} for v in self.version_names()]
+
+    def current(self) -> str | None:
+        """The published version's name, or ``None`` when nothing is published."""
+        try:
+            name = (self.root / POINTER).read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return name or None
+
+    def current_path(self) -> Path | None:
+        """Folder of the published adapter (what the router loads), or ``None``."""
+        name = self.current()
+        return self.path(name) if name else None
+
+    # -- writing ---------------------------------------------------------------------------
+    def add(self, candidate_dir: str | Path, metrics: dict[str, float], status: str = "rejected",
+            report: dict[str, Any] | None = None) -> str:
+        """Copy a trained adapter into a new version folder (atomically) and return its name.
+
+        Nothing is published here; ``status`` is recorded as given.
+        """
+        src = Path(candidate_dir)
+        if not (src / "adapter_config.json").is_file():
+            raise KBError(f"{src} is not a trained adapter folder (adapter_config.json missing)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        train = _read_json(src / "train_manifest.json") or {}
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
+        try:
+            for item in src.iterdir():
+                if item.name in _SKIP or item.name.startswith("."):
+                    continue
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+            manifest = {
+                "version": None,
+                "base_model": train.get("base_model", ""),
+                "base_gguf": train.get("base_gguf"),
+                "data_hash": train.get("data_hash", ""),
+                "metrics": dict(metrics),
+                "created_at": _now(),
+                "status": status,
+                "report": report or {},
+                "source": str(src),
+            }
+            return self._claim_version(tmp, manifest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _claim_version(self, tmp: Path, manifest: dict[str, Any]) -> str:
+        # Renaming onto an existing (non-empty) version folder fails, so two writers racing
+        # for the same number cannot overwrite each other: the loser takes the next one.
+        for _ in range(1000):
+            names = self.version_names()
+            number = int(names[-1][1:]) + 1 if names else 1
+            name = f"v{number:04d}"
+            manifest["version"] = name
+            _write_json(tmp / MANIFEST, manifest)
+            try:
+                os.rename(tmp, self.root / name)
+                return name
+            except OSError:
+                continue
+        raise KBError(f"could not claim a new version folder in {self.root}")
+
+    def admit(self, candidate_dir: str | Path, metrics: dict[str, float],
+              key_metrics: Iterable[str] = DEFAULT_KEY_METRICS) -> bool:
+        """The evaluation gate: store the candidate, publish it only if it is at least as good
+        as the current adapter on every key metric. Returns whether it was published."""
+        keys = list(key_metrics)
+        current = self.current()
+        cur_metrics = self.manifest(current)["metrics"] if current else None
+        comparison = compare_metrics(metrics, cur_metrics, keys)
+        report = {"gate": "every key metric >= current", "key_metrics": keys, "compared_with": current,
+                  **comparison}
+        version = self.add(candidate_dir, metrics, status="rejected", report=report)
+        if comparison["passed"]:
+            self.publish(version)
+        return comparison["passed"]
+
+    def publish(self, version: str) -> None:
+        """Make ``version`` the current adapter (also a rejected one: an explicit override)."""
+        manifest = self.manifest(version)
+        manifest["status"] = "published"
+        manifest["published_at"] = _now()
+        _write_json(self.path(version) / MANIFEST, manifest)
+        history = self._history()
+        history["stack"].append(version)
+        history["events"].append({"action": "publish", "version": version, "at": _now()})
+        self._switch(version, history)
+
+    def rollback(self, to: str | None = None) -> str:
+        """Return to the previously published version (or to ``to``); returns the new current.
+
+        Rollbacks walk back the publish stack, so rolling back twice goes two versions back.
+        """
+        history = self._history()
+        stack = [v for v in history["stack"] if (self.root / v / MANIFEST).is_file()]
+        current = self.current()
+        if to is None:
+            if len(stack) < 2:
+                raise KBError(f"no earlier published adapter to roll back to (current: {current})")
+            stack.pop()
+            target = stack[-1]
+        else:
+            self.path(to)  # raises for an unknown version
+            if to in stack:
+                while stack[-1] != to:
+                    stack.pop()
+            else:
+                stack.append(to)
+            target = to
+        if current and current != target:
+            old = self.manifest(current)
+            old["rolled_back_at"] = _now()
+            _write_json(self.path(current) / MANIFEST, old)
+        manifest = self.manifest(target)
+        manifest["status"] = "published"
+        _write_json(self.path(target) / MANIFEST, manifest)
+        history["stack"] = stack
+        history["events"].append({"action": "rollback", "from": current, "version": target, "at": _now()})
+        self._switch(target, history)
+        return target
+
+    def _history(self) -> dict[str, Any]:
+        data = _read_json(self.root / HISTORY) or {}
+        return {"stack": list(data.get("stack", [])), "events": list(data.get("events", []))}
+
+    def _switch(self, version: str, history: dict[str, Any]) -> None:
+        _write_json(self.root / HISTORY, history)
+        _atomic_write(self.root / POINTER, version + "\n")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _atomic_write(path, json.dumps(data, ensure_ascii=False, indent=1, default=str))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder + ``os.replace``: readers see old or new, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
