@@ -46,7 +46,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         added = [store.add_glossary(p) for p in paths]
     else:
         added = store.add_documents(paths)
-    print(f"added {len(added)} file(s) to {store.home}")
+    print(f"added {len(added)} file(s) to {store.home}", file=sys.stderr)
     if not args.no_index and added:
         return cmd_index(argparse.Namespace(full=False))
     return 1 if missing else 0

@@ -164,6 +164,7 @@ def run_baseline(args: argparse.Namespace, examples: list[Example], device: str)
     model = build_model(args, device, torch.float32)
     times: list[float] = []
     tokens: list[int] = []
+    padded: list[int] = []
 
     def pad_collator(features: list[dict[str, list[int]]]) -> dict[str, Any]:
         # What DataCollatorForSeq2Seq does: pad to the longest row (multiple of 8), -100 labels.
@@ -175,6 +176,7 @@ def run_baseline(args: argparse.Namespace, examples: list[Example], device: str)
             n = len(f["input_ids"])
             ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(f["input_ids"]), torch.tensor(f["labels"]), 1
         tokens.append(int(mask.sum()))
+        padded.append(mask.numel())
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
     class Timer(TrainerCallback):
@@ -200,7 +202,8 @@ def run_baseline(args: argparse.Namespace, examples: list[Example], device: str)
     # The dataloader may collate one batch ahead; step i consumed batch i.
     times, step_tokens = times[args.warmup :], tokens[args.warmup : args.warmup + args.steps]
     out = _summary(times, step_tokens, args.baseline_batch,
-                   {"peak_gb": _peak_gb(device), "packed": False, "compiled": False})
+                   {"peak_gb": _peak_gb(device), "packed": False, "compiled": False,
+                    "real_token_share": sum(step_tokens) / sum(padded[args.warmup : args.warmup + args.steps])})
     del model
     return out
 

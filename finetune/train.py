@@ -23,6 +23,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -241,7 +242,9 @@ def load_lora_model(base_dir: Path, config: TrainConfig, device: str, bf16: bool
         bias="none",
     )
     try:
-        model = get_peft_model(model, lora)
+        with warnings.catch_warnings():  # peft asks transformers a deprecated question; not ours to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+            model = get_peft_model(model, lora)
     except ValueError as exc:  # e.g. target modules not found in the base model
         raise ConfigError(f"finetune.target_modules={config.target_modules}: {exc}") from None
     return model.to(device)
@@ -403,9 +406,7 @@ def train(
     admin job store uses it for progress.
     """
     import torch
-    from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
-
-    from finetune.base_model import resolve_base_model
+    from transformers import get_cosine_schedule_with_warmup
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -413,23 +414,11 @@ def train(
     random.seed(config.seed)
     torch.manual_seed(config.seed)
 
-    split = load_dataset(Path(dataset_dir), config.eval_ratio, config.seed)
-    base_dir = resolve_base_model(config.base_model, cache_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    train_ex, dropped = tokenize_all(tokenizer, split.train, config.max_seq_len)
-    eval_ex, dropped_eval = tokenize_all(tokenizer, split.eval, config.max_seq_len)
-    if not train_ex:
-        raise KBError(f"no usable training example in {dataset_dir} (all {dropped} lost their answer to "
-                      f"max_seq_len={config.max_seq_len})")
-    n_train = len(train_ex)
-    if config.packing:
-        train_ex = pack_examples(train_ex, config.max_seq_len)
-        eval_ex = pack_examples(eval_ex, config.max_seq_len) if eval_ex else eval_ex
-
+    data = _prepare_data(config, Path(dataset_dir), cache_dir)
+    train_ex, eval_ex, split = data.train, data.eval, data.split
     device = pick_device(config.device)
     bf16 = use_bf16(device, config.bf16)
-    model = load_lora_model(base_dir, config, device, bf16)
+    model = load_lora_model(data.base_dir, config, device, bf16)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
                                   fused=device == "cuda")
@@ -447,27 +436,60 @@ def train(
     elif not resume:
         shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
 
-    loop = _Loop(model, optimizer, scheduler, params, config, device, bf16, pad_id, train_ex, eval_ex,
+    loop = _Loop(model, optimizer, scheduler, params, config, device, bf16, data.pad_id, train_ex, eval_ex,
                  total_steps, state, best, meta, out_dir, on_step)
     loop.run()
-    best = loop.best
-
     if eval_ex and (not state.history or state.history[-1]["step"] != state.step):
         loop.evaluate()  # always judge the final weights too
-    if best is not None and state.best_step is not None and state.best_step != state.step:
+    if loop.best is not None and state.best_step is not None and state.best_step != state.step:
         from peft import set_peft_model_state_dict
 
-        set_peft_model_state_dict(model, best)  # keep the best eval weights, not the last
+        set_peft_model_state_dict(model, loop.best)  # keep the best eval weights, not the last
     model.save_pretrained(str(out_dir))
     result = TrainResult(
-        adapter_dir=out_dir, base_model=str(base_dir), data_hash=split.data_hash, steps=state.step,
+        adapter_dir=out_dir, base_model=str(data.base_dir), data_hash=split.data_hash, steps=state.step,
         total_steps=total_steps, train_loss=state.last_loss, eval_loss=state.best_eval,
         best_step=state.best_step, stopped_early=state.stopped_early, resumed_from=resumed_from,
-        train_examples=n_train, eval_examples=len(split.eval) - dropped_eval, dropped_examples=dropped + dropped_eval,
+        train_examples=data.n_train, eval_examples=len(split.eval) - data.dropped_eval,
+        dropped_examples=data.dropped_train + data.dropped_eval,
         tokens=state.tokens, seconds=state.seconds, device=device, bf16=bf16, history=state.history,
     )
     _write_manifest(out_dir, config, result, split.files, Path(dataset_dir), time.perf_counter() - started)
     return result
+
+
+@dataclass
+class _Data:
+    split: Any
+    base_dir: Path
+    pad_id: int
+    train: list[Example]
+    eval: list[Example]
+    n_train: int
+    dropped_train: int
+    dropped_eval: int
+
+
+def _prepare_data(config: TrainConfig, dataset_dir: Path, cache_dir: str | Path | None) -> _Data:
+    """Read, split, tokenise (and pack) the dataset with the base model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from finetune.base_model import resolve_base_model
+
+    split = load_dataset(dataset_dir, config.eval_ratio, config.seed)
+    base_dir = resolve_base_model(config.base_model, cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    train_ex, dropped = tokenize_all(tokenizer, split.train, config.max_seq_len)
+    eval_ex, dropped_eval = tokenize_all(tokenizer, split.eval, config.max_seq_len)
+    if not train_ex:
+        raise KBError(f"no usable training example in {dataset_dir} (all {dropped} lost their answer to "
+                      f"max_seq_len={config.max_seq_len})")
+    n_train = len(train_ex)
+    if config.packing:
+        train_ex = pack_examples(train_ex, config.max_seq_len)
+        eval_ex = pack_examples(eval_ex, config.max_seq_len) if eval_ex else eval_ex
+    return _Data(split, base_dir, pad_id, train_ex, eval_ex, n_train, dropped, dropped_eval)
 
 
 class _Loop:

@@ -6,6 +6,7 @@ matrix are read from the version folder the store wrote.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -74,6 +75,19 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def vector_id(key: str) -> int:
+    """The FAISS id of a chunk or fact: 63 bits of the sha256 of its id, stable across versions.
+
+    >>> vector_id("3f2a9c1b7d4e-0000")
+    3940228244873751808
+    """
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") >> 1
+
+
+def vector_ids(keys: list[str]) -> np.ndarray:
+    return np.fromiter((vector_id(k) for k in keys), dtype=np.int64, count=len(keys))
+
+
 def chunk_embedding_text(chunk: Chunk) -> str:
     """What is embedded for a chunk: its heading path, then its text (headings help retrieval).
 
@@ -123,6 +137,10 @@ class KnowledgeIndex:
         self.bm25 = BM25Index.load(self.path / BM25_DIR)
         self._by_id = {c.chunk_id: c for c in self.chunks}
         self._facts_by_id = {f.fact_id: f for f in self.facts}
+        # FAISS ids are stable hashes of chunk/fact ids (so a new version can reuse an ANN
+        # index); BM25 ids are row numbers.
+        self._chunk_row = {vector_id(c.chunk_id): r for r, c in enumerate(self.chunks)}
+        self._fact_row = {vector_id(f.fact_id): r for r, f in enumerate(self.facts)}
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._qlock = threading.Lock()
 
@@ -163,7 +181,8 @@ class KnowledgeIndex:
         if not query.strip() or not self.facts:
             return []
         scores, ids = self.fact_index.search(self.query_vector(query)[None, :], k)
-        return [FactHit(self.facts[int(i)], float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        rows = [(self._fact_row.get(int(i)), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        return [FactHit(self.facts[r], s) for r, s in rows if r is not None]
 
     def query_vector(self, query: str) -> np.ndarray:
         """The query's embedding, cached: the router asks for the same query several times."""
@@ -201,7 +220,8 @@ class KnowledgeIndex:
     # -- internals -----------------------------------------------------------------------
     def _dense_rows(self, qv: np.ndarray, k: int) -> list[int]:
         _, ids = self.chunk_index.search(qv[None, :], k)
-        return [int(i) for i in ids[0] if i >= 0]
+        rows = (self._chunk_row.get(int(i)) for i in ids[0] if i >= 0)
+        return [r for r in rows if r is not None]
 
     def _hits(
         self, rows: list[int], scores: list[float], query: str, qv: np.ndarray,

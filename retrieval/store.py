@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .bm25 import BM25Index
     from .embedders import Embedder
+    from .vector import FaissIndex
 
 POINTER = "current"
 _JUNK_PREFIXES = (".", "~$")  # hidden files, Office lock files
@@ -501,7 +502,6 @@ class _Build:
     def _write(self, tmp: Path, parts: list[_DocPart], glossary: "Glossary",
                glossary_files: dict[str, str], start: float) -> None:
         from .bm25 import BM25Index, tokenize
-        from .vector import FaissIndex
 
         bar = _stage_bar(self.progress, 5)
         tmp.mkdir(parents=True)
@@ -517,10 +517,11 @@ class _Build:
         np.save(tmp / files.FACT_VECTORS, fvecs)
         glossary.to_json(tmp / files.GLOSSARY)
         _step(bar, "chunk vectors")
-        cfg = self.settings.retrieval
-        FaissIndex.build(np.arange(len(chunks)), cvecs, cfg).save(tmp / files.CHUNK_FAISS)
+        chunk_ids = files.vector_ids([c.chunk_id for c in chunks])
+        self._vector_index(files.CHUNK_FAISS, chunk_ids, cvecs).save(tmp / files.CHUNK_FAISS)
         _step(bar, "fact vectors")
-        FaissIndex.build(np.arange(len(facts)), fvecs, cfg).save(tmp / files.FACT_FAISS)
+        fact_ids = files.vector_ids([f.fact_id for f in facts])
+        self._vector_index(files.FACT_FAISS, fact_ids, fvecs).save(tmp / files.FACT_FAISS)
         _step(bar, "bm25")
         tokens = [t for p in parts for t in (p.tokens or [tokenize(c.text) for c in p.chunks])]
         BM25Index().build(np.arange(len(chunks)), tokens=tokens).save(tmp / files.BM25_DIR)
@@ -530,6 +531,39 @@ class _Build:
         _step(bar, "done")
         if bar is not None:
             bar.close()
+
+    def _vector_index(self, name: str, ids: np.ndarray, vectors: np.ndarray) -> "FaissIndex":
+        """FAISS index for this version. Exact indexes are rebuilt (a copy of the vectors);
+        an HNSW/IVF index is expensive to build, so the previous one is updated in place —
+        gone ids deleted, new ids added — until deletions pile up past a fifth of it."""
+        from .vector import FaissIndex
+
+        cfg = self.settings.retrieval
+        kind = _kind(len(ids), self.settings)
+        old = self._previous_vector_index(name, kind)
+        if old is not None:
+            old_ids = old.ids()
+            old.delete(old_ids[~np.isin(old_ids, ids)])
+            new = ~np.isin(ids, old_ids)
+            try:
+                old.add(ids[new], vectors[new])
+            except KBError:  # an id deleted earlier came back (a document was reverted)
+                old = None
+            if old is not None and old.tombstones <= 0.2 * len(old):
+                self.report.notes.append(f"{name}: updated the previous {kind} index ({int(new.sum())} added)")
+                return old
+        return FaissIndex.build(ids, vectors, cfg, kind=kind)
+
+    def _previous_vector_index(self, name: str, kind: str) -> "FaissIndex | None":
+        if self.full or self.prev is None or kind == "flat":
+            return None
+        from .vector import FaissIndex
+
+        try:
+            old = FaissIndex.load(self.store.indexes_dir / self.prev.version / name)
+        except (KBError, OSError, RuntimeError, ValueError, KeyError):
+            return None
+        return old if old.kind == kind and old.dim == self.embedder.dim else None
 
     def _manifest(self, parts: list[_DocPart], glossary_files: dict[str, str], start: float) -> dict[str, Any]:
         documents = {}

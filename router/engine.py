@@ -212,14 +212,19 @@ class Engine:
         if not released:
             text = text.strip()
 
-        if is_refusal(text) or not text.strip():
-            if released:  # a refusal after content was streamed: keep what was shown, verified
-                text = "".join(released).strip()
-            else:
+        if released and (is_refusal(text) or is_degenerate(text)):
+            text = "".join(released)  # keep what was already shown (it was verified)
+        elif is_refusal(text) or is_degenerate(text):
+            # The router judged these passages relevant but the model declined or produced no
+            # content (small models do): answer extractively from the passages, never from memory.
+            fallback = self.extractive.compose(prompt_q, passages)
+            if not fallback or is_refusal(fallback):
                 yield from self._route_refuse(question, RouteChoice(
                     "refuse", choice.confidence, choice.terms, choice.rewritten_query, choice.scores,
                     "the generator found no answer in the passages"), signals, timer, stream)
                 return
+            text = fallback
+            status_note = "the generator declined; extractive answer from the passages"
 
         with timer.stage("verify"):
             verification = self.verifier.check(text, ids, question)
@@ -310,7 +315,7 @@ def asked_units(question: str) -> set[str]:
     """Units a quantity question asks for.
 
     >>> sorted(asked_units("婚假是几天？"))
-    ['day', '工作日', '天', '日']
+    ['day', '天', '工作日', '日']
     """
     out: set[str] = set()
     for pattern, units in _ASKED_UNITS:
@@ -347,6 +352,17 @@ def background_similarity(index: Any, query: str, sample: int = 4096) -> float:
     if len(vectors) > sample:
         vectors = vectors[:: max(1, len(vectors) // sample)]
     return float(np.median(vectors @ index.query_vector(query)))
+
+
+def is_degenerate(text: str) -> bool:
+    """True when an answer has no content beyond citation markers and punctuation.
+
+    >>> is_degenerate("[1] [2] [3]")
+    True
+    >>> is_degenerate("每晚不超过480元[1]。")
+    False
+    """
+    return len(re.sub(r"\[\d{1,2}\]|[\s\W_]", "", text)) < 3
 
 
 def _with_status(verification: Any, status: str) -> Any:

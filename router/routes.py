@@ -107,7 +107,7 @@ def create_router(name: str, **kwargs: Any) -> Router:
 # Why patterns and not a model here: these are closed-class words of the question's form
 # (how people ask what something means, or how much), not company knowledge.
 _DEFINITION = re.compile(
-    r"(什么意思|啥意思|是什么|是啥|指什么|指的是|是指|代表什么|代表的是|全称|全写|英文全称|中文意思|中文名|"
+    r"(是什么意思|是啥意思|什么意思|啥意思|是什么|是啥|指什么|指的是|是指|代表什么|代表的是|全称|全写|英文全称|中文意思|中文名|"
     r"缩写|简称|含义|意思是|怎么解释|的解释|"
     r"\bmeans?\b|\bmeaning\b|stand(s)? for|abbreviat|acronym|full (form|name)|long form|short for|"
     r"\bdefinition\b|\bdefine\b|what is (an? |the )?(?-i:[A-Z]{2,})\b(?!'s))",

@@ -243,13 +243,37 @@ def _scan_cjk(text: str, norm: str, table: dict[str, dict[str, list[GlossaryEntr
                     yield TermMatch(entry.term, text[start:end], start, end, entry, via)
 
 
+_PAREN = re.compile(r"[（(]([^（）()]*)[）)]")
+
+
 def meaning_forms(meaning: Meaning) -> list[str]:
     """The strings of a meaning worth finding in text: its Chinese and English forms.
 
+    Glossaries annotate meanings in brackets (「全印展（中国国际全印展）」, 「客户关系管理（系统）」):
+    the form without the bracket, the form with the bracket text kept, and the bracket text
+    itself are all findable.
+
     >>> meaning_forms(Meaning("Purchase Order", "采购订单"))
     ['采购订单', 'Purchase Order']
+    >>> meaning_forms(Meaning("", "客户关系管理（系统）"))
+    ['客户关系管理（系统）', '客户关系管理', '客户关系管理系统']
     """
-    return [form for form in (meaning.chinese, meaning.english) if form.strip()]
+    forms: list[str] = []
+    for form in (meaning.chinese, meaning.english):
+        form = form.strip()
+        if not form:
+            continue
+        forms.append(form)
+        if _PAREN.search(form):
+            forms.append(_PAREN.sub("", form).strip())
+            forms.append(_PAREN.sub(lambda m: m.group(1), form).strip())
+            # Bracket text alone only when it is a name in its own right, not a qualifier (系统).
+            forms.extend(m.group(1).strip() for m in _PAREN.finditer(form) if len(m.group(1).strip()) >= 4)
+    out = []
+    for f in forms:
+        if f and f not in out and (len(f) >= 2):
+            out.append(f)
+    return out
 
 
 def _latin_spans(norm: str, max_words: int) -> Iterator[tuple[int, int]]:

