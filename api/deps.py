@@ -47,6 +47,32 @@ def require_chat_key(
                             headers={"WWW-Authenticate": "Bearer"})
 
 
+def require_admin_key(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> None:
+    """The admin API is off unless ``KB_ADMIN_API_KEY`` is set; then every call needs the key.
+
+    A missing and a wrong key get the same 401, so a caller learns nothing about the key.
+    """
+    expected = request.app.state.settings.admin_api_key
+    if expected is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "admin API disabled: set KB_ADMIN_API_KEY")
+    if not _key_ok(_bearer(authorization, x_api_key), expected.get_secret_value()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+
+
+def get_jobs(request: Request) -> Any:
+    """The admin job runner started in the app's lifespan."""
+    runner = getattr(request.app.state, "jobs", None)
+    if runner is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the job runner is not started")
+    return runner
+
+
 EngineDep = Annotated[Any, Depends(get_engine)]
 SettingsDep = Annotated[Any, Depends(get_settings)]
+JobsDep = Annotated[Any, Depends(get_jobs)]
 ChatAuth = Depends(require_chat_key)
+AdminAuth = Depends(require_admin_key)

@@ -141,3 +141,49 @@ class ModelList(BaseModel):
 
 class ErrorOut(BaseModel):
     error: dict[str, Any]
+
+
+# --- admin API ---------------------------------------------------------------------------------
+class JobStatus(BaseModel):
+    id: str
+    kind: Literal["reindex", "retrain"]
+    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: float = Field(0, ge=0, le=100, description="percent done")
+    params: dict[str, Any] = {}
+    log_tail: list[str] = []
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    cancel_requested: bool = False
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @classmethod
+    def from_row(cls, job: dict[str, Any], tail: int = 50) -> "JobStatus":
+        return cls(**{k: v for k, v in job.items() if k != "log"}, log_tail=(job.get("log") or [])[-tail:])
+
+
+class JobList(BaseModel):
+    jobs: list[JobStatus]
+
+
+class ReindexRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    full: bool = False
+
+
+class StoredFile(BaseModel):
+    name: str
+    bytes: int
+    sha256: str
+    kind: str = Field(description="content family found by sniffing: pdf, zip, ole, text")
+
+
+class UploadResult(BaseModel):
+    stored: list[StoredFile]
+    note: str = "run POST /admin/reindex to publish the change"
+
+
+class DeleteResult(BaseModel):
+    deleted: str
+    note: str = "run POST /admin/reindex to publish the change"

@@ -175,21 +175,25 @@ def bench_synthetic(n: int, dim: int, quick: bool) -> dict[str, Any]:
     flat, flat_s = timed(lambda: FaissIndex.build(ids, vectors, cfg, kind="flat"))
     truth = flat.search(queries, 10)[1]
     faiss_out: dict[str, Any] = {}
-    kinds = ["flat", "hnsw", "ivf"]
-    for kind in kinds:
-        index, build_s = (flat, flat_s) if kind == "flat" else timed(lambda: FaissIndex.build(ids, vectors, cfg, kind=kind))
+    for kind in ("flat", "hnsw", "ivf"):
+        if kind == "flat":
+            index, build_s = flat, flat_s
+        else:
+            index, build_s = timed(lambda k=kind: FaissIndex.build(ids, vectors, cfg, kind=k))
         out[f"rss_after_{kind}_mb"] = rss_mb()
         # HNSW and IVF are also measured at a wider search (efSearch 512 / nprobe 256):
         # uniform random vectors are the hardest case for ANN, so show the trade-off.
         for label, knob in ((kind, None), (f"{kind} wide", 512 if kind == "hnsw" else 256)):
             if knob is not None and kind == "flat":
                 continue
-            if knob is not None:
-                index.ef_search, index.nprobe = (knob, index.nprobe) if kind == "hnsw" else (index.ef_search, knob)
+            if knob is not None and kind == "hnsw":
+                index.ef_search = knob
+            elif knob is not None:
+                index.nprobe = knob
             found = index.search(queries, 10)[1]
             recall = float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]))
             faiss_out[label] = {"build_s": build_s, "recall_at_10": recall,
-                                **latency_ms(lambda q: index.search(q[None, :], 10), list(queries), 1)}
+                                **latency_ms(lambda q, ix=index: ix.search(q[None, :], 10), list(queries), 1)}
         if kind != "flat":
             del index
     out["faiss"] = faiss_out
@@ -250,7 +254,8 @@ def print_table(result: dict[str, Any]) -> None:
         add("demo: incremental reindex s (1 doc changed)", inc["incremental_s"])
         add(f"demo: full rebuild s ({inc['full_is']})", inc["full_s"])
         add("demo: incremental / full", inc["ratio"], "{:.3f}")
-        add("demo: RSS after build / search MB", f"{demo['rss_after_build_mb']:.0f} / {demo['rss_after_search_mb']:.0f}")
+        add("demo: RSS after build / search MB",
+            f"{demo['rss_after_build_mb']:.0f} / {demo['rss_after_search_mb']:.0f}")
     syn = result.get("synthetic")
     if syn:
         tag = f"synthetic {syn['n']:,}"

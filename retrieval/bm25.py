@@ -33,8 +33,23 @@ B = 0.75
 # CJK ideographs go to jieba; Latin words and numbers ("1.5", "v2", "covid-19" -> 2 tokens)
 # are taken whole. Everything else (punctuation, symbols, spaces) separates tokens.
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_TOKEN_RE = re.compile(rf"([{_CJK}]+)|([a-z0-9]+(?:\.[0-9]+)*)")
+_TOKEN_RE = re.compile(rf"([{_CJK}]+)|([A-Za-z0-9]+(?:\.[0-9]+)*)")
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+
+# Function words carry no topic. They matter more than usual here: in a mostly Chinese
+# corpus the few English passages make even "the" rare, so without this list an English
+# question's BM25 hits are whichever chunks happen to contain English grammar words.
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers him his how i if in into is it its itself
+    just me more most my no nor not of off on once only or other our ours out over own same
+    she should so some such than that the their theirs them then there these they this those
+    through to too under until up very was we were what when where which while who whom why
+    will with would you your yours
+    的 了 吗 呢 吧 啊 么 是 在 和 与 及 或 把 被 让 给 都 也 就 还 又 要 有 没有 什么 怎么
+    怎样 如何 哪些 哪个 哪里 多少 是否 为什么 请问 一下 以及 这个 那个 这些 那些""".split()
+)
 
 _jieba_lock = threading.Lock()
 _jieba_ready = False
@@ -56,21 +71,26 @@ def _jieba():  # type: ignore[no-untyped-def]
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased search tokens: jieba search-mode words for Chinese, whole Latin words and
-    numbers, no punctuation. Full-width characters are folded to half-width first.
+    numbers, no punctuation, no :data:`STOPWORDS`. Full-width characters are folded first.
 
     >>> tokenize("ＡＭ负责差旅费报销，10,000元 per Trip!")
     ['am', '负责', '差旅', '旅费', '差旅费', '报销', '10000', '元', 'per', 'trip']
+    >>> tokenize("What is the hotel limit? Ask IT.")
+    ['hotel', 'limit', 'ask', 'it']
     """
-    text = _THOUSANDS_RE.sub("", unicodedata.normalize("NFKC", text).lower())
+    text = _THOUSANDS_RE.sub("", unicodedata.normalize("NFKC", text))
     tokens: list[str] = []
     for match in _TOKEN_RE.finditer(text):
         cjk, word = match.groups()
         if word:
-            tokens.append(word)
+            lower = word.lower()
+            # An all-caps word is an abbreviation (AM, IT), not the stopword it spells.
+            if lower not in STOPWORDS or (word.isupper() and len(word) > 1):
+                tokens.append(lower)
         else:
             # Search mode adds the shorter words inside long ones (差旅费 -> 差旅, 差旅费),
             # so a query for 差旅 still finds 差旅费.
-            tokens.extend(t for t in _jieba().lcut_for_search(cjk) if t.strip())
+            tokens.extend(t for t in _jieba().lcut_for_search(cjk) if t.strip() and t not in STOPWORDS)
     return tokens
 
 

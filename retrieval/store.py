@@ -367,7 +367,7 @@ class _Build:
                 np.load(path / files.CHUNK_VECTORS), np.load(path / files.FACT_VECTORS),
                 BM25Index.load(path / files.BM25_DIR), path / files.GLOSSARY,
             )
-        except (KBError, OSError, ValueError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any damage: rebuild rather than refuse
             # A damaged previous version must not block a build: start from scratch.
             self.report.notes.append(f"previous version {version} unreadable ({exc}): full rebuild")
             return None
@@ -486,7 +486,12 @@ class _Build:
             name = path.relative_to(gdir).as_posix()
             hashes[name] = sha256_file(path)
             try:
-                entries = import_glossary(path).entries
+                imported = import_glossary(path)
+                entries = imported.entries
+                self.report.warnings.extend(
+                    {"source": f"glossary/{name}", "warning": f"row {row.row} skipped: {row.reason}"}
+                    for row in imported.skipped
+                )
             except Exception as exc:  # keep the last good import of this file
                 kept = [e for e in old.entries.values() if Path(e.source).name == path.name] if old else []
                 self.report.errors.append(
@@ -584,6 +589,7 @@ class _Build:
             "chunking": self._chunking(),
             "documents": documents,
             "glossary": glossary_files,
+            "duplicates": self.report.duplicates,
             "counts": {"documents": len(parts), "chunks": self.report.chunks, "facts": self.report.facts,
                        "glossary_entries": self.report.glossary_entries},
             "index": {"vector": "faiss", "kinds": kinds, "bm25": {"k1": 1.5, "b": 0.75}},

@@ -26,6 +26,18 @@ def glossary_term(term: str, engine: EngineDep) -> Any:
     return entry.to_dict()
 
 
+def current_adapter_version(home: Any) -> str | None:
+    """The published LoRA adapter's version, when finetune's AdapterStore is present."""
+    try:
+        from finetune.adapters import AdapterStore
+    except ImportError:
+        return None
+    try:
+        return AdapterStore(home).current()
+    except OSError:
+        return None
+
+
 @router.get("/healthz", response_model=HealthOut)
 def healthz(request: Request) -> Any:
     engine = getattr(request.app.state, "engine", None)
@@ -34,7 +46,8 @@ def healthz(request: Request) -> Any:
                 "glossary_terms": 0, "embedder": "", "generator": "", "router": ""}
     idx = engine.index
     return {
-        "status": "ok", "index_version": idx.version, "adapter_version": None,
+        "status": "ok", "index_version": idx.version,
+        "adapter_version": current_adapter_version(request.app.state.settings.home),
         "documents": len(idx.manifest.get("documents", {})), "chunks": len(idx.chunks), "facts": len(idx.facts),
         "glossary_terms": len(idx.glossary), "embedder": idx.embedder.name,
         "generator": getattr(engine.generator, "name", type(engine.generator).__name__),

@@ -23,7 +23,8 @@ DOCS = {
     "leave.txt": "年假制度\n\n员工累计工作满1年不满10年的，年休假5天。\n",
     "security.md": "# 信息安全\n\n密码每90天必须更换一次，不得与最近5次的密码相同。\n",
 }
-GLOSSARY = "缩略语,英文全称,中文解释\nAM,Account Manager,客户经理\nPM,Product Manager,产品经理\nPM,Project Manager,项目经理\n"
+GLOSSARY = ("缩略语,英文全称,中文解释\nAM,Account Manager,客户经理\n"
+            "PM,Product Manager,产品经理\nPM,Project Manager,项目经理\n")
 VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 
 
@@ -219,7 +220,8 @@ def test_store_with_dashscope_embedder_via_local_stand_in(tmp_path, monkeypatch)
             (home / "documents" / name).write_text(text, encoding="utf-8")
         st = IndexStore(home, settings=_settings(home, "dashscope"), embedder=embedder)
         report = st.build()
-        assert report.ok and st.manifest()["embedder"] == {"name": "dashscope", "model": "text-embedding-v4", "dim": 128}
+        assert report.ok
+        assert st.manifest()["embedder"] == {"name": "dashscope", "model": "text-embedding-v4", "dim": 128}
         assert all(len(r["body"]["input"]["texts"]) <= 10 for r in server.requests)
         assert st.load().search("密码更换", k=1)[0].chunk.source == "security.md"
     finally:
@@ -248,3 +250,19 @@ def test_ann_index_is_updated_not_rebuilt_on_incremental_reindex(tmp_path, count
     truth = np.argsort(-(index.chunk_vectors @ qv))[:3].tolist()
     assert [index.chunks.index(h.chunk) for h in index.dense_search("年休假几天", k=3)] == truth
     assert "12天" in index.dense_search("年休假几天", k=1)[0].chunk.text
+
+
+def test_duplicate_files_and_a_broken_glossary(store, counting):
+    store.build()
+    copy = store.documents_dir / "zz" / "travel-copy.md"
+    copy.parent.mkdir()
+    copy.write_text(DOCS["travel.md"], encoding="utf-8")
+    (store.glossary_dir / "terms.csv").write_bytes(b"")  # now unreadable
+    counting.texts.clear()
+    report = store.build()
+    assert report.duplicates == {"zz/travel-copy.md": "travel.md"} and counting.texts == []
+    index = store.load()
+    assert "zz/travel-copy.md" not in index.manifest["documents"]
+    errors = {e["source"]: e for e in report.errors}
+    assert errors["glossary/terms.csv"]["kept_previous"] is True
+    assert index.glossary.get("AM") is not None  # the last good import of the file is kept

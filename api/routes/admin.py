@@ -1,0 +1,255 @@
+"""Admin API under ``/admin`` (API key from ``KB_ADMIN_API_KEY``): uploads, deletes, jobs.
+
+Uploads are checked by content, not by name: the bytes must sniff as the family the extension
+promises (a ``.pdf`` that is not a PDF is refused with 415) and text must decode. Files are
+staged in ``KB_HOME/.uploads`` and only moved into ``documents/`` or ``glossary/`` when every
+file of the request passed, so a request stores all of its files or none of them.
+
+The upload endpoints parse the form themselves (after the key check), so an unauthenticated
+caller cannot make the server read a large body first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import unicodedata
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from api.deps import AdminAuth, JobsDep, SettingsDep
+from api.schemas import DeleteResult, JobList, JobStatus, ReindexRequest, UploadResult
+from knowledge.errors import GlossaryError, IngestError, ValidationError
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth])
+
+_MAX_NAME_BYTES = 255
+MAX_FILES = 20  # files per upload request
+_UPLOAD_FORM = {"requestBody": {"content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"],
+    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
+GLOSSARY_EXTENSIONS = {".xlsx", ".xlsm", ".csv", ".tsv", ".txt", ".json"}
+
+
+def safe_filename(raw: str) -> str:
+    """The bare, harmless file name of an upload: no folders, no ``..``, no control characters.
+
+    Unicode letters are kept (NFC-normalised); leading dots are dropped because the indexer
+    skips hidden files.
+
+    >>> safe_filename("../../evil.md"), safe_filename("C:\\\\temp\\\\差旅.pdf"), safe_filename("a\\x00b\\u202e.txt")
+    ('evil.md', '差旅.pdf', 'ab.txt')
+    >>> safe_filename("..")
+    Traceback (most recent call last):
+    knowledge.errors.ValidationError: unusable file name '..'
+    """
+    name = unicodedata.normalize("NFC", raw or "").replace("\\", "/").rsplit("/", 1)[-1]
+    # Category C covers control, format (bidi overrides, zero-width), private and unassigned.
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = name.strip().lstrip(".~$ ").rstrip(". ")
+    if not name or name in (".", "..") or len(name.encode("utf-8")) > _MAX_NAME_BYTES:
+        raise ValidationError(f"unusable file name {raw!r}")
+    return name
+
+
+class _TextContent:
+    """Content rule for glossary formats that have no document loader (JSON)."""
+
+    content = "text"
+    zip_member = ""
+
+
+def _content_rule(name: str, glossary: bool) -> Any:
+    from knowledge.loaders import SUPPORTED_EXTENSIONS, loader_for
+
+    ext = PurePosixPath(name).suffix.lower()
+    allowed = GLOSSARY_EXTENSIONS if glossary else SUPPORTED_EXTENSIONS
+    if ext not in allowed:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                            f"{name}: unsupported file type {ext or '(none)'!r}; supported: {', '.join(sorted(allowed))}")
+    return _TextContent if ext == ".json" else loader_for(Path(name))
+
+
+def _check_content(path: Path, rule: Any) -> str:
+    """Sniff the staged file; 415 when its bytes do not match its extension. Returns the family."""
+    from knowledge.loaders import SNIFF_BYTES, decode_text, sniff_content
+    from knowledge.loaders.base import check_content
+
+    data = path.read_bytes()
+    if not data:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{path.name}: empty file")
+    try:
+        check_content(path, data[:SNIFF_BYTES], rule)
+    except IngestError as exc:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"{path.name}: {exc.reason}") from None
+    if rule.content == "text" and decode_text(data)[2]:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                            f"{path.name}: not decodable text (tried UTF-8, UTF-16, GB18030)")
+    return sniff_content(data[:SNIFF_BYTES])
+
+
+async def _stage(request: Request, settings: Any, glossary: bool) -> tuple[Path, list[tuple[Path, str]]]:
+    """Read the multipart ``files`` into a staging folder, enforcing name and size rules."""
+    limit = int(settings.ingest.max_file_mb * 1024 * 1024)
+    # Refuse an oversized request before the multipart parser spools it to disk.
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FILES * limit + (1 << 20):
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                            f"request larger than {MAX_FILES} files of the {limit} byte limit (ingest.max_file_mb)")
+    form = await request.form(max_files=MAX_FILES)
+    uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+    if not uploads:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "no files: send multipart field 'files'")
+    root = Path(settings.home) / ".uploads"
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root))
+    staged: list[tuple[Path, str]] = []
+    try:
+        for upload in uploads:
+            name = safe_filename(upload.filename or "")
+            if any(p.name == name for p, _ in staged):
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{name}: sent twice")
+            rule = _content_rule(name, glossary)
+            dest = staging / name
+            await _save_limited(upload, dest, limit)
+            staged.append((dest, await run_in_threadpool(_check_content, dest, rule)))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging, staged
+
+
+async def _save_limited(upload: UploadFile, dest: Path, limit: int) -> None:
+    size = 0
+    with open(dest, "wb") as fh:
+        while chunk := await upload.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                    f"{dest.name}: larger than the {limit} byte limit (ingest.max_file_mb)")
+            fh.write(chunk)
+
+
+def _commit(settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> list[dict[str, Any]]:
+    from retrieval.store import IndexStore
+
+    store = IndexStore(settings.home, settings)
+    out = []
+    for path, family in staged:
+        if glossary:
+            try:
+                store.add_glossary(path)
+            except GlossaryError as exc:
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{path.name}: {exc}") from None
+        out.append({"name": path.name, "bytes": path.stat().st_size, "kind": family,
+                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    if not glossary:
+        store.add_documents([p for p, _ in staged])
+    return out
+
+
+async def _upload(request: Request, settings: Any, glossary: bool) -> dict[str, Any]:
+    staging, staged = await _stage(request, settings, glossary)
+    try:
+        if glossary:  # check every glossary imports before storing any of them
+            await run_in_threadpool(_import_all, [p for p, _ in staged])
+        return {"stored": await run_in_threadpool(_commit, settings, staged, glossary)}
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _import_all(paths: list[Path]) -> None:
+    from knowledge.glossary import import_glossary
+
+    for path in paths:
+        try:
+            import_glossary(path)
+        except GlossaryError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{path.name}: {exc}") from None
+
+
+@router.post("/documents", response_model=UploadResult, status_code=status.HTTP_201_CREATED,
+             openapi_extra=_UPLOAD_FORM)
+async def upload_documents(request: Request, settings: SettingsDep) -> Any:
+    """Store documents (multipart field ``files``, repeatable); publish with ``/admin/reindex``."""
+    return await _upload(request, settings, glossary=False)
+
+
+@router.post("/glossary", response_model=UploadResult, status_code=status.HTTP_201_CREATED,
+             openapi_extra=_UPLOAD_FORM)
+async def upload_glossary(request: Request, settings: SettingsDep) -> Any:
+    """Store glossary files (.xlsx, .csv, .json ...) after checking that each one imports."""
+    return await _upload(request, settings, glossary=True)
+
+
+@router.delete("/documents/{name:path}", response_model=DeleteResult)
+def delete_document(name: str, settings: SettingsDep) -> Any:
+    """Remove a stored document (a path relative to ``documents/``); publish with a reindex."""
+    root = (Path(settings.home) / "documents").resolve()
+    target = (root / name).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid document name {name!r}")
+    if not target.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document {name!r}")
+    target.unlink()
+    return {"deleted": target.relative_to(root).as_posix()}
+
+
+def _job_response(job: dict[str, Any]) -> JobStatus:
+    return JobStatus.from_row(job)
+
+
+@router.post("/reindex", response_model=JobStatus, status_code=status.HTTP_202_ACCEPTED)
+def reindex(request: Request, jobs: JobsDep, req: ReindexRequest | None = None) -> Any:
+    """Start an index build (or return the one already running); the server swaps to it when done."""
+    from api.jobs import run_reindex
+    from api.main import engine_for_index, swap_engine
+
+    app, settings = request.app, request.app.state.settings
+    full = bool(req and req.full)
+    current = app.state.engine
+    embedder = current.index.embedder if current is not None else None
+
+    def body(ctx: Any) -> dict[str, Any]:
+        return run_reindex(ctx, settings, full, embedder,
+                           publish=lambda index: swap_engine(app, engine_for_index(app, index)))
+
+    job, _ = jobs.submit("reindex", {"full": full}, body)
+    return _job_response(job)
+
+
+@router.post("/retrain", response_model=JobStatus, status_code=status.HTTP_202_ACCEPTED)
+def retrain(request: Request, jobs: JobsDep) -> Any:
+    """Start distill + train (+ gate/publish of the adapter) as a job."""
+    from api.jobs import run_retrain
+
+    settings = request.app.state.settings
+    job, _ = jobs.submit("retrain", {}, lambda ctx: run_retrain(ctx, settings))
+    return _job_response(job)
+
+
+@router.get("/jobs", response_model=JobList)
+def list_jobs(jobs: JobsDep, limit: int = 50) -> Any:
+    return {"jobs": [_job_response(j) for j in jobs.store.list(limit=max(1, min(limit, 500)))]}
+
+
+@router.get("/jobs/{job_id}", response_model=JobStatus)
+def get_job(job_id: str, jobs: JobsDep) -> Any:
+    job = jobs.store.get(job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
+    return _job_response(job)
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobStatus)
+def cancel_job(job_id: str, jobs: JobsDep) -> Any:
+    """Ask a job to stop at its next stage boundary (finished jobs are returned unchanged)."""
+    job = jobs.cancel(job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id!r}")
+    return _job_response(job)

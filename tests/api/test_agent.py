@@ -1,0 +1,262 @@
+"""Qwen-Agent integration for real: the registered ``kb_answer`` tool, a qwen-agent ``Assistant``
+whose LLM is llama-cpp-python's OpenAI-compatible server running the packaged Qwen2.5-Coder-0.5B
+on 127.0.0.1, and the tool's HTTP mode against a real uvicorn server of the project's app.
+
+The answer side uses the engine with the extractive generator, so only one LLM (the agent's) runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+QUESTION = "AM是什么意思？"
+# A 0.5B model gets short, greedy replies: bounded time, reproducible path.
+GENERATE_CFG = {"max_tokens": 80, "temperature": 0, "max_input_tokens": 1500}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def qwen_agent_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # qwen-agent reads its workspace folder at import time; keep it out of the repo.
+    old = os.environ.get("QWEN_AGENT_DEFAULT_WORKSPACE")
+    os.environ["QWEN_AGENT_DEFAULT_WORKSPACE"] = str(tmp_path_factory.mktemp("qwen_agent_ws"))
+    yield
+    if old is None:
+        os.environ.pop("QWEN_AGENT_DEFAULT_WORKSPACE", None)
+    else:
+        os.environ["QWEN_AGENT_DEFAULT_WORKSPACE"] = old
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"llama_cpp.server did not answer {url} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """llama-cpp-python's OpenAI-compatible server with the packaged model, on a free port."""
+    from router.llm.assets import packaged_gguf_path
+
+    model = packaged_gguf_path()
+    port = _free_port()
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+           "--port", str(port), "--n_ctx", "2048"]
+    # llama.cpp logs a lot while loading; a pipe could fill up and stall the server, so use a file.
+    log = tmp_path_factory.mktemp("agent_llm") / "server.log"
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait_for(f"{base}/models", proc, log, timeout=90)
+        model_id = httpx.get(f"{base}/models", timeout=5).json()["data"][0]["id"]
+        yield {"model_server": base, "model": model_id}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class _Server:
+    """The project's FastAPI app under a real uvicorn server in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def kb_server(demo_settings, extractive_engine) -> Iterator[str]:
+    from api.main import create_app
+
+    with _Server(create_app(demo_settings, engine=extractive_engine)) as url:
+        yield url
+
+
+def _assert_am_answer(text: str) -> dict[str, Any]:
+    result = json.loads(text)
+    assert set(result) >= {"answer", "route", "confidence", "citations", "verification"}
+    assert result["route"] == "glossary"
+    assert "客户经理" in result["answer"]
+    assert result["citations"] and result["citations"][0]["chunk_id"] == "glossary:AM"
+    assert result["verification"] == "not_applicable"
+    return result
+
+
+# -- the tool through qwen-agent's own registry and entry points ------------------------
+
+
+def test_tool_is_registered_with_an_openai_schema() -> None:
+    from qwen_agent.tools.base import TOOL_REGISTRY, BaseTool, is_tool_schema
+
+    from api.agent import TOOL_NAME, KBAnswerTool, kb_tool_class
+
+    assert kb_tool_class() is KBAnswerTool is TOOL_REGISTRY[TOOL_NAME]
+    assert issubclass(KBAnswerTool, BaseTool)
+    function = KBAnswerTool().function
+    assert function["name"] == "kb_answer"
+    assert is_tool_schema(function)
+    assert function["parameters"]["required"] == ["question"]
+    assert "abbreviations" in function["description"] and "缩略语" in function["description"]
+
+
+def test_registry_instance_answers_in_process(extractive_engine) -> None:
+    from qwen_agent.tools.base import TOOL_REGISTRY
+
+    tool = TOOL_REGISTRY["kb_answer"]({"name": "kb_answer", "engine": extractive_engine})
+    _assert_am_answer(tool.call(json.dumps({"question": QUESTION}, ensure_ascii=False)))  # as qwen-agent passes it
+    fact = json.loads(tool.call({"question": "婚假是几天？"}))
+    assert fact["route"] in {"fact", "rag"} and fact["citations"]
+    assert fact["verification"] in {"verified", "corrected", "not_applicable"}
+
+
+def test_tool_rejects_bad_arguments(extractive_engine) -> None:
+    import jsonschema
+
+    from api.agent import kb_tool_class
+    from knowledge.errors import ValidationError
+
+    tool = kb_tool_class()({"engine": extractive_engine})
+    with pytest.raises(jsonschema.ValidationError):
+        tool.call("{}")
+    with pytest.raises(ValidationError, match="non-empty"):
+        tool.call('{"question": "  "}')
+
+
+def test_http_mode_against_the_projects_server(kb_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.agent import kb_tool_class, tool_config
+    from knowledge.errors import KBError
+
+    tool_cls = kb_tool_class()
+    _assert_am_answer(tool_cls(tool_config(base_url=kb_server)).call({"question": QUESTION}))
+
+    # With KB_CHAT_API_KEY set, the server demands it and the tool sends it from the environment.
+    monkeypatch.setenv("KB_CHAT_API_KEY", "secret-1")
+    _assert_am_answer(tool_cls(tool_config(base_url=kb_server)).call({"question": QUESTION}))
+    with pytest.raises(KBError, match="HTTP 401"):
+        tool_cls(tool_config(base_url=kb_server, api_key="wrong")).call({"question": QUESTION})
+    with pytest.raises(KBError, match="HTTP 422"):
+        tool_cls(tool_config(base_url=kb_server)).call({"question": "报销" * 10_000})
+    with pytest.raises(KBError, match="cannot reach"):
+        tool_cls(tool_config(base_url=f"http://127.0.0.1:{_free_port()}", timeout=5)).call({"question": QUESTION})
+
+
+# -- a real Assistant over the tiny local model ---------------------------------------
+
+
+def test_assistant_call_tool_entry_point(llm_server: dict[str, str], extractive_engine) -> None:
+    from api.agent import make_assistant, openai_llm_cfg
+
+    bot = make_assistant(openai_llm_cfg(llm_server["model_server"], llm_server["model"], generate_cfg=GENERATE_CFG),
+                         engine=extractive_engine)
+    assert list(bot.function_map) == ["kb_answer"]
+    _assert_am_answer(bot._call_tool("kb_answer", json.dumps({"question": QUESTION}, ensure_ascii=False)))
+    # Tool errors go back to the LLM as text, the way qwen-agent reports them.
+    assert "ValidationError" in bot._call_tool("kb_answer", '{"question": ""}')
+
+
+def test_assistant_with_the_tiny_model(llm_server: dict[str, str], extractive_engine,
+                                       monkeypatch: pytest.MonkeyPatch, record_property: Any) -> None:
+    import qwen_agent.agents.fncall_agent as fncall_agent
+
+    from api.agent import make_assistant, openai_llm_cfg
+
+    # At most one tool round trip plus the final reply per run, whatever the small model does.
+    monkeypatch.setattr(fncall_agent, "MAX_LLM_CALL_PER_RUN", 2)
+    bot = make_assistant(openai_llm_cfg(llm_server["model_server"], llm_server["model"], generate_cfg=GENERATE_CFG),
+                         engine=extractive_engine)
+    prompts = [QUESTION, "Use the kb_answer tool to answer: what does AM mean?"]
+    path, messages = "no tool call", []
+    for attempt, prompt in enumerate(prompts, start=1):
+        messages = bot.run_nonstream([{"role": "user", "content": prompt}])
+        calls = [m for m in messages if m.get("function_call")]
+        if calls:
+            path = f"tool called on attempt {attempt}"
+            break
+    record_property("tiny_model_path", path)
+    print(f"\n[tiny model path] {path}: {json.dumps(messages, ensure_ascii=False)[:1500]}")
+
+    assert messages and all(m["role"] in {"assistant", "function"} for m in messages)
+    if calls:
+        assert calls[0]["function_call"]["name"] == "kb_answer"
+        results = [m for m in messages if m["role"] == "function"]
+        assert results and results[0]["name"] == "kb_answer"
+        result = json.loads(results[0]["content"])
+        assert result["route"] in {"glossary", "fact", "rag", "refuse"} and "answer" in result
+        args = json.loads(calls[0]["function_call"]["arguments"])
+        if "AM" in args.get("question", ""):
+            assert "客户经理" in result["answer"]
+    else:
+        # Weaker, honest property: the agent ran end to end against the real server and replied
+        # in text (the tool path itself is covered through qwen-agent's own entry points above).
+        assert any(m["role"] == "assistant" and m.get("content") for m in messages)
+
+
+def test_example_script_runs_against_both_servers(llm_server: dict[str, str], kb_server: str) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "QWEN_AGENT_MAX_LLM_CALL_PER_RUN": "2"}
+    cmd = [sys.executable, str(REPO / "examples" / "qwen_agent_assistant.py"), QUESTION,
+           "--model-server", llm_server["model_server"], "--model", llm_server["model"],
+           "--kb-server", kb_server, "--max-tokens", "64", "--show-tool"]
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+    assert lines, out.stderr[-2000:]
+    if any(ln.startswith("tool result:") for ln in lines):
+        result = next(ln for ln in lines if ln.startswith("tool result:"))
+        assert "route" in result
+
+
+def test_llm_configs() -> None:
+    from api.agent import dashscope_llm_cfg, openai_llm_cfg
+    from knowledge.errors import ConfigError
+
+    assert dashscope_llm_cfg(api_key="sk-x") == {"model": "qwen-plus", "model_type": "qwen_dashscope", "api_key": "sk-x"}
+    with pytest.raises(ConfigError, match="DASHSCOPE_API_KEY"):
+        dashscope_llm_cfg()  # conftest clears the key
+    with pytest.raises(ConfigError, match="'localhost:8080'"):
+        openai_llm_cfg("localhost:8080", "m")
