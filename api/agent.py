@@ -135,6 +135,14 @@ def kb_tool_class() -> type:
     if _TOOL_CLASS is not None:
         return _TOOL_CLASS
     tools_base = _import_qwen_agent()
+    existing = tools_base.TOOL_REGISTRY.get(TOOL_NAME)
+    if existing is not None:
+        # Registered by an earlier import of this module (e.g. a reload): reuse it; a foreign
+        # tool of the same name is an error rather than a silent swap.
+        if existing.__module__ != __name__:
+            raise KBError(f"another qwen-agent tool is already registered as {TOOL_NAME!r}: {existing!r}")
+        _TOOL_CLASS = existing
+        return existing
 
     @tools_base.register_tool(TOOL_NAME)
     class KBAnswerTool(tools_base.BaseTool):

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -222,7 +222,7 @@ def test_admin_key_required(copy_home, admin_env):
 
 
 # --- uploads: names, sizes, content ------------------------------------------------------------
-def test_upload_rejections_and_sanitising(copy_home, admin_env, tmp_path):
+def test_upload_rejections_and_sanitising(copy_home, admin_env):
     docs = copy_home / "documents"
     before = set(p.name for p in docs.iterdir())
     with _Server(_app(copy_home, max_file_mb=0.01)) as url:   # 10 KiB limit

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 QUESTION = "AM是什么意思？"
 # A 0.5B model gets short, greedy replies: bounded time, reproducible path.
-GENERATE_CFG = {"max_tokens": 80, "temperature": 0, "max_input_tokens": 1500}
+GENERATE_CFG = {"max_tokens": 48, "temperature": 0, "max_input_tokens": 1500}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -118,6 +119,84 @@ def kb_server(demo_settings, extractive_engine) -> Iterator[str]:
         yield url
 
 
+class ScriptedQwen:
+    """A scripted model behind the real OpenAI chat-completions wire protocol on 127.0.0.1.
+
+    It behaves as a capable Qwen model does under qwen-agent's Nous function-calling prompt:
+    offered ``kb_answer`` in the system prompt, it replies ``<tool_call>{...}</tool_call>`` for
+    the user's question; given a ``<tool_response>``, it answers from it. Streaming (SSE chunks
+    ending in ``data: [DONE]``) and plain replies both work. ``requests`` holds every body.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._send(200, {"object": "list", "data": [{"id": "scripted-qwen", "object": "model"}]})
+
+            def do_POST(self) -> None:
+                if self.path != "/v1/chat/completions":
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                stand_in.requests.append(body)
+                text = stand_in.reply(body["messages"])
+                if not body.get("stream"):
+                    self._send(200, {"id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
+                                     "choices": [{"index": 0, "finish_reason": "stop",
+                                                  "message": {"role": "assistant", "content": text}}]})
+                    return
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                pieces = [text[i:i + 7] for i in range(0, len(text), 7)]
+                for i, piece in enumerate(pieces + [""]):
+                    delta = {"role": "assistant", "content": piece} if piece else {}
+                    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                             "choices": [{"index": 0, "delta": delta, "finish_reason": None if piece else "stop"}]}
+                    self.wfile.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+
+            def _send(self, code: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload, ensure_ascii=False).encode()
+                self.send_response(code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    @staticmethod
+    def _text(message: dict[str, Any]) -> str:
+        content = message.get("content") or ""
+        return content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+
+    def reply(self, messages: list[dict[str, Any]]) -> str:
+        last = self._text(messages[-1])
+        if "<tool_response>" in last:
+            result = json.loads(last.split("<tool_response>")[1].split("</tool_response>")[0])
+            return f"根据知识库：{result['answer']}"
+        if '"name": "kb_answer"' in self._text(messages[0]):
+            call = {"name": "kb_answer", "arguments": {"question": last.strip()}}
+            return f"<tool_call>\n{json.dumps(call, ensure_ascii=False)}\n</tool_call>"
+        return "I have no tool for that."
+
+    def __enter__(self) -> "ScriptedQwen":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def _assert_am_answer(text: str) -> dict[str, Any]:
     result = json.loads(text)
     assert set(result) >= {"answer", "route", "confidence", "citations", "verification"}
@@ -186,6 +265,26 @@ def test_http_mode_against_the_projects_server(kb_server: str, monkeypatch: pyte
         tool_cls(tool_config(base_url=f"http://127.0.0.1:{_free_port()}", timeout=5)).call({"question": QUESTION})
 
 
+def test_full_tool_loop_with_a_model_that_calls_tools(extractive_engine) -> None:
+    """qwen-agent's whole loop (detect call → run tool → feed result back → final reply)."""
+    from api.agent import make_assistant, openai_llm_cfg
+
+    with ScriptedQwen() as model:
+        bot = make_assistant(openai_llm_cfg(model.base_url, "scripted-qwen"), engine=extractive_engine)
+        messages = bot.run_nonstream([{"role": "user", "content": QUESTION}])
+    assert [m["role"] for m in messages] == ["assistant", "function", "assistant"]
+    call = messages[0]["function_call"]
+    assert call["name"] == "kb_answer" and json.loads(call["arguments"]) == {"question": QUESTION}
+    assert messages[1]["name"] == "kb_answer"
+    result = _assert_am_answer(messages[1]["content"])
+    assert messages[2]["content"] == f"根据知识库：{result['answer']}"
+    # The model was offered the tool's schema and got the tool's JSON back.
+    assert len(model.requests) == 2
+    system = ScriptedQwen._text(model.requests[0]["messages"][0])
+    assert "kb_answer" in system and "缩略语" in system and '"required": ["question"]' in system
+    assert "<tool_response>" in ScriptedQwen._text(model.requests[1]["messages"][-1])
+
+
 # -- a real Assistant over the tiny local model ---------------------------------------
 
 
@@ -211,15 +310,16 @@ def test_assistant_with_the_tiny_model(llm_server: dict[str, str], extractive_en
     bot = make_assistant(openai_llm_cfg(llm_server["model_server"], llm_server["model"], generate_cfg=GENERATE_CFG),
                          engine=extractive_engine)
     prompts = [QUESTION, "Use the kb_answer tool to answer: what does AM mean?"]
-    path, messages = "no tool call", []
+    path, messages, calls, seen = "no tool call", [], [], []
     for attempt, prompt in enumerate(prompts, start=1):
         messages = bot.run_nonstream([{"role": "user", "content": prompt}])
+        seen.append(messages)
         calls = [m for m in messages if m.get("function_call")]
         if calls:
             path = f"tool called on attempt {attempt}"
             break
     record_property("tiny_model_path", path)
-    print(f"\n[tiny model path] {path}: {json.dumps(messages, ensure_ascii=False)[:1500]}")
+    print(f"\n[tiny model path] {path}: {json.dumps(seen, ensure_ascii=False)[:2000]}")
 
     assert messages and all(m["role"] in {"assistant", "function"} for m in messages)
     if calls:

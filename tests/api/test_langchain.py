@@ -108,6 +108,6 @@ def test_chat_model_without_a_question_is_an_error(extractive_engine) -> None:
 
 
 def test_importing_api_does_not_import_langchain_or_qwen_agent() -> None:
-    code = "import sys, api; print(sorted(m for m in ('langchain_core', 'qwen_agent') if m in sys.modules))"
+    code = "import sys, api, api.agent; print(sorted(m for m in ('langchain_core', 'qwen_agent') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -693,3 +693,30 @@ def test_real_adapter_on_packaged_model(tmp_path, packaged_gguf):
         proc = subprocess.run([sys.executable, "-c", script, str(packaged_gguf), str(out)],
                               capture_output=True, text=True, timeout=300, env={**os.environ})
         assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_cli_exports_a_stored_adapter_for_llama_cpp(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    import gguf
+
+    from config.settings import reset_settings
+    from finetune.adapters import AdapterStore
+    from finetune.cli import register
+
+    base = _small_qwen2_base(tmp_path / "base.gguf")
+    AdapterStore(tmp_path / "home").admit(_real_shape_adapter(tmp_path), {"eval_loss": 1.0}, ["eval_loss"])
+    monkeypatch.setenv("KB_HOME", str(tmp_path / "home"))
+    reset_settings()
+    parser = argparse.ArgumentParser(prog="kb")
+    register(parser.add_subparsers(dest="cmd", required=True))
+    try:
+        args = parser.parse_args(["adapters", "export", "--gguf", str(tmp_path / "lora.gguf"),
+                                  "--merged-gguf", str(tmp_path / "merged.gguf"), "--base-gguf", str(base)])
+        assert args.fn(args) == 0
+    finally:
+        monkeypatch.delenv("KB_HOME")
+        reset_settings()
+    assert "validated" in capsys.readouterr().out
+    assert gguf.GGUFReader(str(tmp_path / "lora.gguf")).get_field("adapter.type").contents() == "lora"
+    assert len(gguf.GGUFReader(str(tmp_path / "merged.gguf")).tensors) == 10
