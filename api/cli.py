@@ -338,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--generator", help="llm backend for this run (e.g. extractive)")
     s.add_argument("--limit", type=int, help="only the first N questions")
     s.set_defaults(fn=cmd_eval)
+
+    # Offline fine-tuning commands live with their package (heavy imports inside the commands).
+    from finetune import cli as finetune_cli, distill_cli
+
+    distill_cli.register(sub)
+    finetune_cli.register(sub)
     return p
 
 

@@ -114,8 +114,10 @@ def run_ours(args: argparse.Namespace, examples: list[Example], device: str) -> 
 
     from finetune.train import answer_loss_sum
 
+    from finetune.train import use_bf16
+
     on_gpu = args.gpu
-    bf16 = on_gpu and device.startswith("cuda")
+    bf16 = use_bf16(device, {"auto": None, "on": True, "off": False}[args.bf16])
     # Frozen base weights in bf16 on the GPU (LoRA weights stay fp32: peft upcasts adapters).
     model = build_model(args, device, torch.bfloat16 if bf16 else torch.float32)
     model.train()
@@ -136,7 +138,8 @@ def run_ours(args: argparse.Namespace, examples: list[Example], device: str) -> 
         data = {k: v.to(device, non_blocking=True) for k, v in data.items()}
         _sync(device)
         t0 = time.perf_counter()
-        with torch.autocast(device_type="cuda" if bf16 else "cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16,
+                            enabled=bf16):
             loss = answer_loss_sum(model, data) / n
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -150,7 +153,7 @@ def run_ours(args: argparse.Namespace, examples: list[Example], device: str) -> 
             tokens.append(sum(len(r) for r in group))
         if args.verbose:
             print(f"  ours step {step}: {dt:.3f}s loss {losses[-1]:.3f}", file=sys.stderr)
-    out = _summary(times, tokens, batch, {"peak_gb": _peak_gb(device), "first_losses": losses[:3],
+    out = _summary(times, tokens, batch, {"peak_gb": _peak_gb(device), "first_losses": losses[:3], "bf16": bf16,
                                           "packed": on_gpu or args.packing, "compiled": on_gpu and args.compile})
     del model, opt
     return out
@@ -225,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target-modules", default="q_proj,v_proj")
     p.add_argument("--packing", action="store_true", help="CPU mode: pack rows too")
     p.add_argument("--no-compile", dest="compile", action="store_false")
+    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                   help="ours: auto = CUDA with bf16, or a CPU with AVX512-BF16/AMX")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--out", help="also write the results as JSON here")
     p.add_argument("--verbose", action="store_true")

@@ -82,8 +82,10 @@ class Engine:
         self.settings = settings
         self.index = index
         self.routes = default_routes(settings.router)
+        if router is None and settings.router.backend == "lora":
+            import router.lora  # noqa: F401  (registers the "lora" backend; it loads llama.cpp lazily)
         self.router = router or create_router(settings.router.backend, routes=self.routes,
-                                              peak_threshold=settings.router.peak_threshold)
+                                              peak_threshold=settings.router.peak_threshold, settings=settings)
         self.generator = generator if generator is not None else create_generator(settings)
         self.extractive = ExtractiveGenerator()
         self.disambiguator = disambiguator or EmbeddingDisambiguator(index.embedder, index.glossary)

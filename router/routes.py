@@ -246,4 +246,5 @@ class SignalRouter(Router):
                            "relevant passages found")
 
 
-register_router("signals", lambda routes, **kw: SignalRouter(routes, **kw))
+# ``settings`` is accepted (and unused) so the engine can pass it to every backend alike.
+register_router("signals", lambda routes, settings=None, **kw: SignalRouter(routes, **kw))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fakes.servers import AppServer
 
 KEY = "admin-test-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -20,37 +20,6 @@ PARKING_DOC = ("# 停车管理规定\n\n"
                "第一条 员工在公司地下停车场停车的，停车费为每月150元，由财务部从当月工资中扣除。\n\n"
                "第二条 访客车辆停车免费，每次最长停放4小时。\n").encode("utf-8")
 PARKING_Q = "员工停车费每月多少钱？"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Server:
-    """uvicorn in a thread (same pattern as test_http.py)."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.app = app
-        self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            if time.time() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 def _settings(home: Path, **ingest: Any) -> Any:
@@ -128,7 +97,7 @@ class _Load:
 # --- upload → reindex → hot swap under load ------------------------------------------------
 def test_upload_reindex_hot_swaps_while_serving(copy_home, admin_env, caplog):
     caplog.set_level(logging.INFO, logger="kb.api.access")
-    with _Server(_app(copy_home)) as url:
+    with AppServer(_app(copy_home)) as url:
         v0 = httpx.get(f"{url}/healthz").json()["index_version"]
         before = httpx.post(f"{url}/api/ask", json={"question": PARKING_Q}, timeout=60).json()
         assert "150" not in before["answer"]
@@ -179,7 +148,7 @@ def test_failed_reindex_keeps_the_old_index(copy_home, admin_env, monkeypatch):
         raise RuntimeError("disk on fire during embedding")
 
     monkeypatch.setattr(IndexStore, "build", broken_build)
-    with _Server(_app(copy_home)) as url:
+    with AppServer(_app(copy_home)) as url:
         v0 = httpx.get(f"{url}/healthz").json()["index_version"]
         first = httpx.post(f"{url}/admin/reindex", headers=AUTH).json()
         second = httpx.post(f"{url}/admin/reindex", headers=AUTH, json={"full": True}).json()
@@ -201,7 +170,7 @@ def test_failed_reindex_keeps_the_old_index(copy_home, admin_env, monkeypatch):
 # --- auth ---------------------------------------------------------------------------------------
 def test_admin_api_disabled_without_key(copy_home, monkeypatch):
     monkeypatch.delenv("KB_ADMIN_API_KEY", raising=False)
-    with _Server(_app(copy_home)) as url:
+    with AppServer(_app(copy_home)) as url:
         r = httpx.post(f"{url}/admin/reindex", headers=AUTH)
         assert r.status_code == 403
         assert r.json()["detail"] == "admin API disabled: set KB_ADMIN_API_KEY"
@@ -209,7 +178,7 @@ def test_admin_api_disabled_without_key(copy_home, monkeypatch):
 
 
 def test_admin_key_required(copy_home, admin_env):
-    with _Server(_app(copy_home)) as url:
+    with AppServer(_app(copy_home)) as url:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-API-Key": KEY[:-1]},
                         {"Authorization": KEY}):
             r = httpx.get(f"{url}/admin/jobs", headers=headers)
@@ -225,7 +194,7 @@ def test_admin_key_required(copy_home, admin_env):
 def test_upload_rejections_and_sanitising(copy_home, admin_env):
     docs = copy_home / "documents"
     before = set(p.name for p in docs.iterdir())
-    with _Server(_app(copy_home, max_file_mb=0.01)) as url:   # 10 KiB limit
+    with AppServer(_app(copy_home, max_file_mb=0.01)) as url:   # 10 KiB limit
         def post(name: str, data: bytes, endpoint: str = "documents") -> httpx.Response:
             return httpx.post(f"{url}/admin/{endpoint}", headers=AUTH, files=[("files", (name, data))])
 
@@ -273,7 +242,7 @@ def test_upload_rejections_and_sanitising(copy_home, admin_env):
 def test_retrain_fails_cleanly_until_finetune_can_distill(copy_home, admin_env):
     from api.jobs import RETRAIN_STEPS, retrain_commands
 
-    with _Server(_app(copy_home)) as url:
+    with AppServer(_app(copy_home)) as url:
         job = _poll(url, httpx.post(f"{url}/admin/retrain", headers=AUTH).json()["id"])
     try:
         retrain_commands()
@@ -292,7 +261,7 @@ def test_restart_marks_running_jobs_failed(copy_home, admin_env):
     store.update(running["id"], state="running", progress=40.0)
     done = store.create("reindex", {})
     store.update(done["id"], state="succeeded", result={"version": "v"})
-    with _Server(_app(copy_home)) as url:   # the server's startup is the "restart"
+    with AppServer(_app(copy_home)) as url:   # the server's startup is the "restart"
         job = httpx.get(f"{url}/admin/jobs/{running['id']}", headers=AUTH).json()
         assert job["state"] == "failed" and job["error"] == INTERRUPTED and job["params"] == {"full": True}
         assert httpx.get(f"{url}/admin/jobs/{done['id']}", headers=AUTH).json()["state"] == "succeeded"

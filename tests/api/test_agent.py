@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fakes.servers import AppServer, free_port, llama_openai_server
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTION = "AM是什么意思？"
@@ -40,82 +39,22 @@ def qwen_agent_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
         os.environ["QWEN_AGENT_DEFAULT_WORKSPACE"] = old
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"llama_cpp.server did not answer {url} within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """llama-cpp-python's OpenAI-compatible server with the packaged model, on a free port."""
     from router.llm.assets import packaged_gguf_path
 
     model = packaged_gguf_path()
-    port = _free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", "2048"]
-    # llama.cpp logs a lot while loading; a pipe could fill up and stall the server, so use a file.
-    log = tmp_path_factory.mktemp("agent_llm") / "server.log"
-    with open(log, "wb") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        _wait_for(f"{base}/models", proc, log, timeout=90)
+    with llama_openai_server(model, tmp_path_factory.mktemp("agent_llm")) as base:
         model_id = httpx.get(f"{base}/models", timeout=5).json()["data"][0]["id"]
         yield {"model_server": base, "model": model_id}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-class _Server:
-    """The project's FastAPI app under a real uvicorn server in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            if time.time() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def kb_server(demo_settings, extractive_engine) -> Iterator[str]:
     from api.main import create_app
 
-    with _Server(create_app(demo_settings, engine=extractive_engine)) as url:
+    with AppServer(create_app(demo_settings, engine=extractive_engine)) as url:
         yield url
 
 
@@ -262,7 +201,7 @@ def test_http_mode_against_the_projects_server(kb_server: str, monkeypatch: pyte
     with pytest.raises(KBError, match="HTTP 422"):
         tool_cls(tool_config(base_url=kb_server)).call({"question": "报销" * 10_000})
     with pytest.raises(KBError, match="cannot reach"):
-        tool_cls(tool_config(base_url=f"http://127.0.0.1:{_free_port()}", timeout=5)).call({"question": QUESTION})
+        tool_cls(tool_config(base_url=f"http://127.0.0.1:{free_port()}", timeout=5)).call({"question": QUESTION})
 
 
 def test_full_tool_loop_with_a_model_that_calls_tools(extractive_engine) -> None:

@@ -2,48 +2,18 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from typing import Iterator
 
 import httpx
 import pytest
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class _Server:
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            if time.time() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+from fakes.servers import AppServer
 
 
 @pytest.fixture(scope="module")
 def base_url(demo_settings, extractive_engine) -> Iterator[str]:
     from api.main import create_app
 
-    with _Server(create_app(demo_settings, engine=extractive_engine)) as url:
+    with AppServer(create_app(demo_settings, engine=extractive_engine)) as url:
         yield url
 
 
@@ -143,7 +113,7 @@ def test_chat_api_key_when_configured(demo_settings, extractive_engine, monkeypa
     from api.main import create_app
 
     monkeypatch.setenv("KB_CHAT_API_KEY", "s3cret-test-key")
-    with _Server(create_app(demo_settings, engine=extractive_engine)) as url:
+    with AppServer(create_app(demo_settings, engine=extractive_engine)) as url:
         q = {"question": "AM是什么意思？"}
         assert httpx.post(f"{url}/api/ask", json=q).status_code == 401
         assert httpx.post(f"{url}/api/ask", json=q, headers={"Authorization": "Bearer wrong"}).status_code == 401

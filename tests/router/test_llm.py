@@ -7,7 +7,6 @@ dashscope backend talks to a stand-in speaking DashScope's HTTP protocol on 127.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fakes.servers import free_port, llama_openai_server
 
 from config.settings import LLMSettings, Settings
 from fakes.dashscope_gen_server import DashScopeStandIn
@@ -45,15 +45,6 @@ STORY = [{"role": "user", "content": "Write one sentence about a cat."}]
 
 def llm_settings(**llm: object) -> Settings:
     return Settings(llm=LLMSettings(**llm))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# -- registry ------------------------------------------------------------------------
 
 
 class CountingGenerator(Generator):
@@ -275,39 +266,8 @@ def test_llama_rejects_a_missing_model_file(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def llama_server(llama_gen: LlamaCppGenerator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(llama_gen.model_path),
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
-    # llama.cpp logs ~170 kB while loading: a pipe would fill up and stall the server, so use a file.
-    log = tmp_path_factory.mktemp("llama_server") / "server.log"
-    with open(log, "wb") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        _wait_for(f"{base_url}/models", proc, log, timeout=90)
+    with llama_openai_server(llama_gen.model_path, tmp_path_factory.mktemp("llama_server")) as base_url:
         yield base_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {tail}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"llama_cpp.server did not answer {url} within {timeout} s")
 
 
 def test_openai_backend_generates_and_streams(llama_server: str) -> None:

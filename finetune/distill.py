@@ -1,0 +1,488 @@
+"""Distil router training data from a published knowledge base.
+
+``distill(index, out_home)`` writes ``out_home/datasets/<version>/`` with ``train.jsonl`` and
+``eval.jsonl`` (OpenAI messages form: the router's system prompt, the question, and the
+router's JSON answer ``{"route", "terms", "query"}``) plus ``manifest.json`` (source hashes,
+counts per route and per source, and how many pairs each quality rule removed), then points
+``datasets/current`` at it. Sources:
+
+* glossary: several question forms per entry, Chinese and English; ambiguous terms also get
+  questions whose context (built from the meaning's own words and its glossary neighbours)
+  selects one meaning -> ``glossary``;
+* facts: a question per stored fact from its subject and the unit of its value, also with
+  glossary abbreviations written in place of their meanings -> ``fact``;
+* chunks, through a teacher LLM (answers cached by prompt hash): procedure / multi-condition
+  questions -> ``rag``; related questions the passage does not answer -> ``refuse``; plus
+  templated off-topic questions -> ``refuse``.
+
+Every generated pair passes the filters of :mod:`finetune.quality`. The split into train and
+eval is a hash of ``(seed, question)``, so it is the same on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from knowledge.errors import KBError
+from knowledge.types import Meaning
+from router.lora_format import ROUTER_SYSTEM, all_meanings_label, meaning_label, route_answer, router_messages
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DatasetReport:
+    version: str
+    path: Path
+    train: int
+    eval: int
+    per_route: dict[str, dict[str, int]]
+    per_source: dict[str, int]
+    filters: dict[str, int]
+    teacher_calls: int = 0
+    teacher_cache_hits: int = 0
+    teacher_failures: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+# --- pure helpers ------------------------------------------------------------------------
+def core_text(text: str) -> str:
+    """A meaning without its bracketed notes.
+
+    >>> core_text("客户关系管理（系统）")
+    '客户关系管理'
+    """
+    return re.sub(r"[（(][^）)]*[）)]", "", text).strip()
+
+
+def zh_words(text: str) -> set[str]:
+    """Chinese character bigrams of a meaning's core text.
+
+    >>> sorted(zh_words("项目经理"))
+    ['目经', '经理', '项目']
+    """
+    s = re.sub(r"[^\u4e00-\u9fff]", "", core_text(text))
+    return {s[i:i + 2] for i in range(len(s) - 1)}
+
+
+def en_words(text: str) -> set[str]:
+    """Lower-case English words of four letters or more.
+
+    >>> sorted(en_words("Project Manager (PM)"))
+    ['manager', 'project']
+    """
+    return {w.lower() for w in re.findall(r"[A-Za-z]{4,}", text)}
+
+
+def split_key(seed: int, question: str) -> float:
+    """Deterministic number in [0, 1) from ``(seed, question)``: the train/eval split.
+
+    >>> split_key(0, "AM是什么意思？") == split_key(0, "AM是什么意思？")
+    True
+    """
+    digest = hashlib.sha256(f"{seed}\0{question}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2 ** 64
+
+
+def sha256_text(items: Iterable[str]) -> str:
+    h = hashlib.sha256()
+    for s in items:
+        h.update(s.encode("utf-8") + b"\0")
+    return h.hexdigest()
+
+
+# --- question templates ----------------------------------------------------------------
+_DEF_ZH = ["{t}是什么意思？", "{t}代表什么？", "{t}的全称是什么？", "请问{t}指的是什么？"]
+_DEF_EN = ["What does {t} stand for?", "What does {t} mean?", "What is the English long form of {t}?"]
+_REVERSE_ZH = ["{m}的缩写是什么？", "{m}的英文缩写是什么？"]
+_REVERSE_EN = ["What is the abbreviation of {e}?", "How is {e} abbreviated?"]
+_CONTEXT_ZH = ["负责{w}的{t}是什么意思？", "{n}相关工作里提到的{t}指什么？", "在{w}方面，{t}是指什么？"]
+_CONTEXT_EN = ["In the context of {n}, what does {t} mean?"]
+_SENTENCE_ZH = ["{t}负责{w}相关工作，这里的{t}是什么意思？"]
+
+
+def neighbours(entry: Any, meaning: Meaning, glossary: Any, limit: int = 2) -> list[Meaning]:
+    """Other glossary meanings that share words with this meaning but not with the entry's
+    other meanings (so a context built from them points to this meaning only)."""
+    siblings = [m for m in entry.meanings if m is not meaning]
+    zh_other = set().union(*(zh_words(m.chinese) for m in siblings)) if siblings else set()
+    en_other = set().union(*(en_words(m.english) for m in siblings)) if siblings else set()
+    zh_own = zh_words(meaning.chinese) - zh_other
+    en_own = en_words(meaning.english) - en_other
+    out = []
+    for other in glossary:
+        if other.term == entry.term:
+            continue
+        for m in other.meanings:
+            if zh_words(m.chinese) & zh_own or en_words(m.english) & en_own:
+                out.append(m)
+                break
+        if len(out) >= limit:
+            break
+    return out
+
+
+def own_words(entry: Any, meaning: Meaning) -> list[str]:
+    """Leading bigram(s) of the meaning that its sibling meanings do not share.
+
+    >>> from knowledge.types import GlossaryEntry
+    >>> e = GlossaryEntry("PM", [Meaning("Product Manager", "产品经理"), Meaning("Project Manager", "项目经理")])
+    >>> own_words(e, e.meanings[1])
+    ['项目']
+    """
+    core = re.sub(r"[^\u4e00-\u9fff]", "", core_text(meaning.chinese))
+    others = set().union(*(zh_words(m.chinese) for m in entry.meanings if m is not meaning))
+    words = [core[i:i + 2] for i in range(0, max(0, len(core) - 1), 2) if core[i:i + 2] not in others]
+    return words[:1]
+
+
+def glossary_questions(glossary: Any) -> list[dict[str, Any]]:
+    """Templated glossary questions with the meaning each one intends (``None`` = all)."""
+    out: list[dict[str, Any]] = []
+    for entry in glossary:
+        t, ms = entry.term, entry.meanings
+        pick = None if len(ms) > 1 else 0
+        for tpl in _DEF_ZH + _DEF_EN:
+            out.append({"question": tpl.format(t=t), "intended": {t: pick}, "route": "glossary", "kind": "definition"})
+        for i, m in enumerate(ms):
+            idx = i if len(ms) > 1 else 0
+            if m.chinese:
+                for tpl in _REVERSE_ZH:
+                    out.append({"question": tpl.format(m=core_text(m.chinese)), "intended": {t: idx},
+                                "route": "glossary", "kind": "reverse"})
+            if m.english:
+                for tpl in _REVERSE_EN:
+                    out.append({"question": tpl.format(e=m.english), "intended": {t: idx},
+                                "route": "glossary", "kind": "reverse"})
+            if len(ms) > 1:
+                out += _context_questions(entry, m, i, glossary)
+    return out
+
+
+def _context_questions(entry: Any, m: Meaning, idx: int, glossary: Any) -> list[dict[str, Any]]:
+    t, out = entry.term, []
+    words = own_words(entry, m)
+    near = neighbours(entry, m, glossary)
+    for w in words:
+        for tpl in _CONTEXT_ZH[::2] + _SENTENCE_ZH:
+            out.append({"question": tpl.format(t=t, w=w, n=w), "intended": {t: idx}, "route": "glossary",
+                        "kind": "context"})
+    for n in near:
+        if n.chinese:
+            out.append({"question": _CONTEXT_ZH[1].format(t=t, n=core_text(n.chinese), w=""),
+                        "intended": {t: idx}, "route": "glossary", "kind": "context"})
+        if n.english:
+            out.append({"question": _CONTEXT_EN[0].format(t=t, n=n.english), "intended": {t: idx},
+                        "route": "glossary", "kind": "context"})
+    return out
+
+
+_UNIT_ASK_ZH = {"元": "是多少钱", "万元": "是多少万元", "%": "的比例是多少", "天": "是几天", "日": "是几天",
+                "工作日": "是几个工作日", "小时": "是几小时", "年": "是几年", "月": "是几个月", "个月": "是几个月",
+                "次": "是几次", "人": "是几人", "date": "是哪一天", "": "是多少"}
+_UNIT_ASK_EN = {"元": "How much is {s}?", "%": "What percentage applies to {s}?", "天": "How many days is {s}?",
+                "小时": "How many hours is {s}?", "": "What is the limit for {s}?"}
+
+
+def fact_questions(facts: list[Any], glossary: Any, limit: int = 400) -> list[dict[str, Any]]:
+    """One or two questions per fact: subject + the asked unit, and the same with a glossary
+    abbreviation written in place of its meaning (``客户经理`` -> ``AM``)."""
+    from router.terms import find_terms
+
+    out: list[dict[str, Any]] = []
+    for fact in facts:
+        # Subjects may carry their heading ("差旅费 / 住宿标准"): the last part is the noun phrase.
+        subject = (fact.subject or "").split(" / ")[-1].strip(" ：:，,。")
+        if not (2 <= len(subject) <= 30) or not fact.values:
+            continue
+        unit = fact.values[0].unit or ""
+        ask = _UNIT_ASK_ZH.get(unit, _UNIT_ASK_ZH[""])
+        out.append({"question": f"{subject}{ask}？", "route": "fact", "kind": "fact", "source_text": fact.statement})
+        en = _UNIT_ASK_EN.get(unit)
+        if en and len(out) % 3 == 0:
+            out.append({"question": en.format(s=subject), "route": "fact", "kind": "fact_en",
+                        "source_text": fact.statement})
+        for match in find_terms(subject, glossary):
+            if match.via == "meaning":
+                swapped = subject[:match.start] + match.term + subject[match.end:]
+                out.append({"question": f"{swapped}{ask}？", "route": "fact", "kind": "fact_abbr",
+                            "source_text": fact.statement})
+                break
+        if len(out) >= limit:
+            break
+    return out
+
+
+_OFF_TOPIC = [
+    "今天北京的天气怎么样？", "红烧肉怎么做？", "2018年世界杯冠军是哪个国家？", "帮我写一首关于春天的诗。",
+    "比特币现在的价格是多少？", "What is the capital of Australia?", "How do I bake sourdough bread?",
+    "Who wrote Pride and Prejudice?", "推荐几部好看的科幻电影。", "火星离地球有多远？",
+    "What's the best way to learn Python?", "明天股市会涨吗？", "怎么修理漏水的水龙头？",
+    "Translate 'good morning' into French.", "附近有什么好吃的餐厅？", "How tall is Mount Everest?",
+]
+
+
+def off_topic_questions() -> list[dict[str, Any]]:
+    return [{"question": q, "route": "refuse", "kind": "off_topic"} for q in _OFF_TOPIC]
+
+
+# --- teacher questions from chunks ----------------------------------------------------
+_RAG_PROMPT = (
+    "资料：\n{chunk}\n\n根据上面的资料，提出一个员工可能会问的、需要综合资料中多个条件或步骤才能回答的问题"
+    "（例如流程、办理步骤、不同情况的区别），并根据资料给出答案。"
+    '只输出一个JSON对象：{{"question": "问题", "answer": "答案"}}'
+)
+_REFUSE_PROMPT = (
+    "资料：\n{chunk}\n\n提出一个与资料主题相关、但资料中完全没有答案的问题（资料里没有出现相关的信息）。"
+    '只输出一个JSON对象：{{"question": "问题"}}'
+)
+_TEACHER_SYSTEM = "你是出题助手，只输出JSON。"
+
+
+def parse_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in a model reply (code fences and chatter around it ignored).
+
+    >>> parse_json_object('```json\\n{"question": "q", "answer": "a"}\\n```')
+    {'question': 'q', 'answer': 'a'}
+    """
+    start = text.find("{")
+    while start >= 0:
+        depth = 0
+        for i in range(start, len(text)):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    try:
+                        obj = json.loads(text[start:i + 1])
+                        return obj if isinstance(obj, dict) else None
+                    except json.JSONDecodeError:
+                        break
+        start = text.find("{", start + 1)
+    return None
+
+
+def chunk_questions(chunks: list[Any], teacher: Any, max_chunks: int | None = None,
+                    progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Teacher-written ``rag`` and ``refuse`` pairs (unfiltered) and failure counts."""
+    from knowledge.errors import GenerationError
+
+    picked = [c for c in chunks if len(c.text.strip()) >= 40]
+    if max_chunks is not None:
+        step = max(1, len(picked) // max(1, max_chunks))
+        picked = picked[::step][:max_chunks]
+    out, failures = [], Counter({"unparseable": 0, "teacher_error": 0})
+    items = picked
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(picked, desc="teacher", unit="chunk")
+    for chunk in items:
+        text = chunk.text.strip()[:1200]
+        for route, prompt in (("rag", _RAG_PROMPT), ("refuse", _REFUSE_PROMPT)):
+            messages = [{"role": "system", "content": _TEACHER_SYSTEM},
+                        {"role": "user", "content": prompt.format(chunk=text)}]
+            try:
+                reply = teacher.generate(messages, max_tokens=120, temperature=0.0)
+            except GenerationError as exc:
+                log.warning("teacher failed on %s: %s", chunk.chunk_id, exc)
+                failures["teacher_error"] += 1
+                continue
+            obj = parse_json_object(reply)
+            if not obj or not isinstance(obj.get("question"), str):
+                failures["unparseable"] += 1
+                continue
+            answer = obj.get("answer", "") if route == "rag" else ""
+            out.append({"question": obj["question"].strip(), "answer": str(answer or "").strip(),
+                        "source": text, "instructions": prompt.split("\n\n", 1)[1], "route": route, "kind": f"teacher_{route}", "chunk_id": chunk.chunk_id})
+    return out, dict(failures)
+
+
+# --- targets ------------------------------------------------------------------------------
+def target_for(question: str, glossary: Any, intended: dict[str, int | None] | None = None,
+               disambiguator: Any = None) -> tuple[dict[str, str], str]:
+    """The router answer's ``terms`` and ``query`` for a question.
+
+    ``intended`` maps a term to the index of the meaning the question was written for
+    (``None`` = every meaning: the question does not say). Other ambiguous terms are
+    decided by ``disambiguator`` when given, else left undecided.
+    """
+    from router.disambiguation.base import single_meaning
+    from router.terms import TermResolution, find_terms, rewrite_query
+
+    matches = find_terms(question, glossary)
+    resolutions, terms = [], {}
+    for m in matches:
+        ms = m.entry.meanings
+        want = (intended or {}).get(m.term, "unset")
+        if m.via == "meaning" or len(ms) <= 1:
+            res = single_meaning(m) if len(ms) <= 1 else _pick(m, _meaning_index(m))
+        elif want != "unset":
+            res = _pick(m, want)
+        elif disambiguator is not None:
+            res = disambiguator.resolve(question, m)
+        else:
+            res = _pick(m, None)
+        resolutions.append(res)
+        chosen = [x for x in ms if (x.english, x.chinese) == (res.expansion, res.meaning)] if res.decided else []
+        terms[m.term] = meaning_label(chosen[0]) if chosen else all_meanings_label(ms)
+    query = rewrite_query(question, matches, resolutions) if matches else question
+    return terms, query
+
+
+def _meaning_index(match: Any) -> int:
+    surface = match.surface
+    for i, m in enumerate(match.entry.meanings):
+        if surface and (surface in m.chinese or surface.lower() in m.english.lower()):
+            return i
+    return 0
+
+
+def _pick(match: Any, index: int | None) -> Any:
+    from router.terms import TermResolution
+
+    ms = match.entry.meanings
+    if index is None:
+        return TermResolution(match.term, ms[0].english, ms[0].chinese, 0.5,
+                              [{"expansion": m.english, "meaning": m.chinese, "score": 0.5} for m in ms[1:]], False)
+    m = ms[index]
+    alts = [{"expansion": o.english, "meaning": o.chinese, "score": 0.0} for o in ms if o is not m]
+    return TermResolution(match.term, m.english, m.chinese, 1.0, alts, True)
+
+
+def to_record(item: dict[str, Any], glossary: Any, disambiguator: Any = None) -> dict[str, Any]:
+    """A dataset line: messages (system, user, assistant JSON) and a ``meta`` block."""
+    terms, query = target_for(item["question"], glossary, item.get("intended"), disambiguator)
+    messages = router_messages(item["question"]) + [
+        {"role": "assistant", "content": route_answer(item["route"], terms, query)}]
+    return {"messages": messages,
+            "meta": {"route": item["route"], "terms": terms, "query": query, "kind": item["kind"],
+                     "question": item["question"]}}
+
+
+# --- the pipeline -------------------------------------------------------------------------
+def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0, progress: bool = True, *,
+            eval_ratio: float = 0.15, max_chunks: int | None = None, use_teacher: bool = True,
+            disambiguator: Any = None, settings: Any = None) -> DatasetReport:
+    """Build a versioned dataset from ``index`` (a :class:`retrieval.index.KnowledgeIndex` or
+    anything with ``chunks``, ``facts``, ``glossary``) under ``out_home/datasets``.
+
+    ``teacher`` is any object with ``generate(messages, max_tokens=, temperature=)``; default:
+    ``router.llm.create_generator`` (the configured backend, key rotation on several keys).
+    Teacher answers are cached in ``out_home/datasets/.teacher_cache.jsonl``.
+    """
+    from finetune.quality import apply_filters
+    from finetune.teacher import CACHE_NAME, CachedTeacher, TeacherCache, build_teacher
+
+    started = time.perf_counter()
+    root = Path(out_home) / "datasets"
+    root.mkdir(parents=True, exist_ok=True)
+    glossary = index.glossary
+    warnings: list[str] = []
+
+    items = glossary_questions(glossary) + fact_questions(list(index.facts), glossary) + off_topic_questions()
+    cached = None
+    failures: dict[str, int] = {}
+    if use_teacher and index.chunks:
+        if teacher is None:
+            if settings is None:
+                from config.settings import get_settings
+
+                settings = get_settings()
+            teacher = build_teacher(settings)
+        cached = CachedTeacher(teacher, TeacherCache(root / CACHE_NAME), _teacher_model(teacher))
+        generated, failures = chunk_questions(list(index.chunks), cached, max_chunks, progress)
+        items += generated
+    elif use_teacher:
+        warnings.append("the index has no chunks; no rag/refuse examples from a teacher")
+
+    pairs = [{**it, "answer": it.get("answer", ""), "source": it.get("source", "")} for it in items]
+    kept, removed = apply_filters(pairs)
+    removed.update({f"teacher_{k}": v for k, v in failures.items()})
+
+    records = [to_record(it, glossary, disambiguator) for it in kept]
+    train = [r for r in records if split_key(seed, r["meta"]["question"]) >= eval_ratio]
+    evals = [r for r in records if split_key(seed, r["meta"]["question"]) < eval_ratio]
+    if not train:
+        raise KBError(f"distillation produced no training example from index {getattr(index, 'version', '?')}")
+
+    per_route = {"train": dict(Counter(r["meta"]["route"] for r in train)),
+                 "eval": dict(Counter(r["meta"]["route"] for r in evals))}
+    per_source = dict(Counter(r["meta"]["kind"] for r in records))
+    manifest = {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seed": seed, "eval_ratio": eval_ratio,
+        "index_version": getattr(index, "version", None),
+        "sources": {
+            "chunks_sha256": sha256_text(c.chunk_id + "\0" + c.text for c in index.chunks),
+            "facts_sha256": sha256_text(f.fact_id + "\0" + f.statement for f in index.facts),
+            "glossary_sha256": sha256_text(f"{e.term}\0{m.english}\0{m.chinese}" for e in glossary for m in e.meanings),
+        },
+        "system_prompt_sha256": hashlib.sha256(ROUTER_SYSTEM.encode("utf-8")).hexdigest(),
+        "counts": {"train": len(train), "eval": len(evals), "per_route": per_route, "per_source": per_source,
+                   "candidates": len(pairs)},
+        "filters": removed,
+        "teacher": {"calls": cached.calls if cached else 0, "cache_hits": cached.hits if cached else 0,
+                    "model": _teacher_model(teacher) if teacher is not None else None},
+        "warnings": warnings,
+    }
+    version, folder = _publish(root, train, evals, manifest)
+    return DatasetReport(version=version, path=folder, train=len(train), eval=len(evals), per_route=per_route,
+                         per_source=per_source, filters=removed, teacher_calls=cached.calls if cached else 0,
+                         teacher_cache_hits=cached.hits if cached else 0,
+                         teacher_failures=sum(failures.values()), seconds=round(time.perf_counter() - started, 2),
+                         warnings=warnings)
+
+
+def _teacher_model(teacher: Any) -> str:
+    inner = getattr(teacher, "generators", [teacher])[0]
+    return f"{type(inner).__name__}:{getattr(inner, 'model', '') or getattr(inner, 'model_path', '')}"
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def _publish(root: Path, train: list[dict[str, Any]], evals: list[dict[str, Any]], manifest: dict[str, Any]
+             ) -> tuple[str, Path]:
+    """Write into a temp folder, claim the next ``vNNNN`` with a rename, switch ``current``."""
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".incoming-"))
+    _write_jsonl(tmp / "train.jsonl", train)
+    _write_jsonl(tmp / "eval.jsonl", evals)
+    for _ in range(1000):
+        names = sorted(int(p.name[1:]) for p in root.iterdir() if re.fullmatch(r"v\d{4,}", p.name))
+        version = f"v{(names[-1] + 1 if names else 1):04d}"
+        manifest["version"] = version
+        manifest["files"] = {n: hashlib.sha256((tmp / n).read_bytes()).hexdigest() for n in ("train.jsonl", "eval.jsonl")}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        try:
+            os.rename(tmp, root / version)
+            break
+        except OSError:
+            continue
+    else:  # pragma: no cover
+        raise KBError(f"could not claim a dataset version folder in {root}")
+    fd, ptr = tempfile.mkstemp(dir=root, prefix=".current.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(version + "\n")
+    os.replace(ptr, root / "current")
+    return version, root / version

@@ -1,0 +1,333 @@
+"""``LoRARouter``: the route and term expansions from the packaged GGUF base + a LoRA adapter.
+
+Served in-process by llama-cpp-python (``Llama(model_path=base, lora_path=adapter.gguf)``).
+Nothing is generated freely, so the output is always a valid :class:`RouteChoice`:
+
+* the route is chosen by logit scoring: one pass over the prompt plus ``{"route": "``,
+  then the logits of the four route labels' first tokens are compared (softmax = confidence);
+* each ambiguous term's meaning is chosen by scoring every candidate (each meaning, and "all
+  of them" = undecided) as a constrained continuation of ``"terms": {"PM": "``;
+* the rewritten query is :func:`router.terms.rewrite_query` over the chosen meanings.
+
+The system-prompt prefix stays in the KV cache: each call evaluates only the tokens after
+the longest prefix it shares with the previous call. A missing, invalid (validated before
+loading: an invalid adapter segfaults llama.cpp) or failing adapter falls back to
+:class:`SignalRouter` with the reason in ``RouteChoice.reason``. A cascade answers with
+``SignalRouter`` first when its confidence clears ``cascade_threshold`` and the measured
+agreement at that confidence is at least ``min_agreement``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+from knowledge.errors import ConfigError, KBError
+from router.lora_format import ANSWER_OPEN, ROUTER_SYSTEM, terms_prefix
+from router.routes import ROUTE_NAMES, Router, RouteChoice, RouteSignals, SignalRouter, register_router
+
+log = logging.getLogger(__name__)
+_CHATML_USER = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
+_CHATML_REST = "{question}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def softmax(values: list[float]) -> list[float]:
+    """Numerically stable softmax.
+
+    >>> [round(p, 3) for p in softmax([0.0, 0.0])]
+    [0.5, 0.5]
+    """
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the shared start of two token lists.
+
+    >>> common_prefix([1, 2, 3], [1, 2, 4, 5])
+    2
+    """
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def prompt_text(question: str) -> str:
+    """The ChatML text the router model sees (what Qwen's chat template renders for the
+    training examples' system + user turns, with the generation prompt)."""
+    return _CHATML_USER.format(system=ROUTER_SYSTEM) + _CHATML_REST.format(question=question)
+
+
+class LoRARouter(Router):
+    """See the module docstring. ``llama`` may be passed in (tests); otherwise it is loaded."""
+
+    name = "lora"
+
+    def __init__(self, routes: dict[str, Any], *, base_gguf: str | Path | None = None,
+                 adapter_gguf: str | Path | None = None, fallback: Router | None = None,
+                 cascade_threshold: float | None = None, agreement: float | None = None,
+                 min_agreement: float = 0.95, n_threads: int = 0, n_ctx: int = 1024, version: str = "",
+                 peak_threshold: float = 0.04, llama: Any = None):
+        self.routes = routes
+        self.fallback = fallback or SignalRouter(routes, peak_threshold=peak_threshold)
+        self.cascade_threshold = cascade_threshold
+        self.agreement = agreement
+        self.min_agreement = min_agreement
+        self.version = version
+        self.disabled_reason = ""
+        self.lock = threading.RLock()
+        self.llm = llama
+        self.calls = {"lora": 0, "cascade": 0, "fallback": 0}
+        if self.llm is None:
+            try:
+                self.llm = _load(base_gguf, adapter_gguf, n_threads, n_ctx)
+            except (KBError, OSError, ValueError) as exc:
+                self.disabled_reason = f"adapter not loaded: {exc}"
+                log.warning("LoRA router disabled, SignalRouter answers instead: %s", exc)
+        if self.llm is not None:
+            self._prepare()
+
+    # -- setup --------------------------------------------------------------------------
+    def _tok(self, text: str) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def _prepare(self) -> None:
+        meta = getattr(self.llm, "metadata", {}) or {}
+        template = meta.get("tokenizer.chat_template", "")
+        if template and "<|im_start|>" not in template:
+            raise ConfigError("the LoRA router expects a ChatML (Qwen) base model; this GGUF's chat template "
+                              f"starts {template[:60]!r}")
+        self.n_vocab = self.llm.n_vocab()
+        self.prefix = self._tok(_CHATML_USER.format(system=ROUTER_SYSTEM))
+        with self.lock:
+            self._eval_to(self.prefix)  # the system prefix now sits in the KV cache
+        probe = prompt_text("x") + ANSWER_OPEN
+        self.route_tokens = [self._continuation(probe, label, '", "terms": ') for label in ROUTE_NAMES]
+        firsts = [t[0] for t in self.route_tokens]
+        self.one_pass = len(set(firsts)) == len(firsts)
+
+    def _continuation(self, prefix: str, text: str, end: str) -> list[int]:
+        """Tokens ``text + end`` add after ``prefix`` (the prefix must tokenize the same alone)."""
+        head, full = self._tok(prefix), self._tok(prefix + text + end)
+        if full[:len(head)] != head:
+            # The boundary merged into one token; score the whole text as one unit instead.
+            n = common_prefix(head, full)
+            return full[n:]
+        return full[len(head):]
+
+    # -- llama.cpp state -----------------------------------------------------------------
+    def _eval_to(self, tokens: list[int]) -> None:
+        """Make the context hold exactly ``tokens`` with fresh logits for the last one,
+        evaluating only what differs from what the KV cache already holds."""
+        held = [int(t) for t in self.llm.input_ids[: self.llm.n_tokens]]
+        n = common_prefix(held, tokens)
+        if n == len(tokens):
+            n -= 1  # re-evaluate the last token to get its logits
+        self.llm.n_tokens = n
+        self.llm.eval(tokens[n:])
+
+    def _last_logits(self) -> Any:
+        import llama_cpp
+        import numpy as np
+
+        ptr = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
+    def _choose(self, context: list[int], candidates: list[list[int]]) -> tuple[int, list[float]]:
+        """Greedy decoding constrained to ``candidates``; returns the winner and the softmax
+        over the candidates' tokens at the first point where they differ."""
+        alive, pos, ctx, probs = list(range(len(candidates))), 0, list(context), None
+        self._eval_to(ctx)
+        while len(alive) > 1:
+            nexts = {i: candidates[i][pos] if pos < len(candidates[i]) else -1 for i in alive}
+            distinct = sorted(set(nexts.values()))
+            if len(distinct) == 1:
+                if distinct[0] == -1:
+                    break  # identical candidates: keep the first
+                ctx.append(distinct[0])
+            else:
+                logits = self._last_logits()
+                scores = {t: (float(logits[t]) if t >= 0 else -1e9) for t in distinct}
+                if probs is None:
+                    per = softmax([scores[nexts[i]] for i in alive])
+                    probs = [0.0] * len(candidates)
+                    for i, p in zip(alive, per):
+                        probs[i] = p
+                best = max(distinct, key=lambda t: scores[t])
+                alive = [i for i in alive if nexts[i] == best]
+                if best == -1 or len(alive) == 1:
+                    break
+                ctx.append(best)
+            pos += 1
+            self._eval_to(ctx)
+        winner = alive[0]
+        if probs is None:
+            probs = [1.0 if i == winner else 0.0 for i in range(len(candidates))]
+        return winner, probs
+
+    # -- deciding ------------------------------------------------------------------------
+    def decide(self, signals: RouteSignals) -> RouteChoice:
+        base = self.fallback.decide(signals)
+        if self.llm is None:
+            return self._fallback(base, self.disabled_reason)
+        if self._cascade_ok(base):
+            self.calls["cascade"] += 1
+            base.reason = f"cascade: signals confidence {base.confidence:.2f} >= {self.cascade_threshold}; {base.reason}"
+            return base
+        try:
+            with self.lock:
+                choice = self._decide_lora(signals)
+            self.calls["lora"] += 1
+            return choice
+        except Exception as exc:  # noqa: BLE001 - any model failure must degrade, never break answering
+            return self._fallback(base, f"lora decision failed: {type(exc).__name__}: {exc}")
+
+    def _cascade_ok(self, base: RouteChoice) -> bool:
+        if self.cascade_threshold is None or self.agreement is None:
+            return False
+        return base.confidence >= self.cascade_threshold and self.agreement >= self.min_agreement
+
+    def _fallback(self, base: RouteChoice, why: str) -> RouteChoice:
+        self.calls["fallback"] += 1
+        log.warning("LoRA router fell back to SignalRouter: %s", why)
+        base.reason = f"lora fallback ({why}); {base.reason}"
+        return base
+
+    def _decide_lora(self, signals: RouteSignals) -> RouteChoice:
+        prompt = self.prefix + self._tok(_CHATML_REST.format(question=signals.question) + ANSWER_OPEN)
+        if self.one_pass:
+            self._eval_to(prompt)
+            logits = self._last_logits()
+            probs = softmax([float(logits[t[0]]) for t in self.route_tokens])
+            best = max(range(len(ROUTE_NAMES)), key=lambda i: probs[i])
+        else:
+            best, probs = self._choose(prompt, self.route_tokens)
+        route = ROUTE_NAMES[best]
+        resolutions = self._expansions(signals, route)
+        from router.terms import rewrite_query
+
+        rewritten = rewrite_query(signals.question, signals.matches, resolutions) if signals.matches \
+            else signals.question
+        scores = {f"p_{name}": round(p, 4) for name, p in zip(ROUTE_NAMES, probs)}
+        return RouteChoice(route, probs[best], resolutions, rewritten, scores,
+                           f"lora adapter {self.version or ''}".strip())
+
+    def _expansions(self, signals: RouteSignals, route: str) -> list[Any]:
+        """One resolution per match; ambiguous terms scored against their meanings."""
+        from router.lora_format import all_meanings_label, meaning_label
+
+        return _resolve_terms(self, signals, route, meaning_label, all_meanings_label)
+
+
+def _resolve_terms(router: LoRARouter, signals: RouteSignals, route: str, label: Any, all_label: Any) -> list[Any]:
+    from router.disambiguation.base import single_meaning
+    from router.terms import TermResolution
+
+    order = list(dict.fromkeys(m.term for m in signals.matches))
+    chosen: dict[str, tuple[str, int | None]] = {}
+    for match in signals.matches:
+        if match.term in chosen:
+            continue
+        ms = match.entry.meanings
+        if len(ms) <= 1 or match.via == "meaning":
+            idx = _written_index(match) if len(ms) > 1 else 0
+            chosen[match.term] = (label(ms[idx]) if ms else match.term, idx)
+            continue
+        done = [(t, chosen[t][0]) for t in order if t in chosen]
+        prefix_text = prompt_text(signals.question) + terms_prefix(route, done, match.term)
+        last = order.index(match.term) == len(order) - 1
+        end = '"}, "query": "' if last else '", '
+        names = [label(m) for m in ms] + [all_label(ms)]
+        prefix_tokens = router._tok(prefix_text)
+        cands = [router._continuation(prefix_text, n, end) for n in names]
+        win, probs = router._choose(prefix_tokens, cands)
+        chosen[match.term] = (names[win], win if win < len(ms) else None)
+    out = []
+    for match in signals.matches:
+        ms = match.entry.meanings
+        idx = chosen[match.term][1]
+        if len(ms) <= 1:
+            out.append(single_meaning(match))
+        elif idx is None:
+            out.append(TermResolution(match.term, ms[0].english, ms[0].chinese, 0.5,
+                                      [{"expansion": m.english, "meaning": m.chinese, "score": 0.5} for m in ms[1:]],
+                                      False))
+        else:
+            m = ms[idx]
+            out.append(TermResolution(match.term, m.english, m.chinese, 1.0,
+                                      [{"expansion": o.english, "meaning": o.chinese, "score": 0.0}
+                                       for o in ms if o is not m], True))
+    return out
+
+
+def _written_index(match: Any) -> int:
+    for i, m in enumerate(match.entry.meanings):
+        if match.surface and (match.surface in m.chinese or match.surface.lower() in m.english.lower()):
+            return i
+    return 0
+
+
+def _load(base_gguf: str | Path | None, adapter_gguf: str | Path | None, n_threads: int, n_ctx: int) -> Any:
+    """Validate the adapter against the base, then load both into llama.cpp."""
+    from finetune.export import validate_gguf_adapter
+    from router.llm.llama_cpp import resolve_threads
+
+    if not base_gguf or not Path(base_gguf).is_file():
+        raise ConfigError(f"LoRA router base GGUF {base_gguf!r} is not a file")
+    if not adapter_gguf or not Path(adapter_gguf).is_file():
+        raise ConfigError(f"LoRA router adapter {adapter_gguf!r} is not a file")
+    validate_gguf_adapter(adapter_gguf, base_gguf)  # raises ValidationError (a KBError) when invalid
+    from llama_cpp import Llama
+
+    return Llama(model_path=str(base_gguf), lora_path=str(adapter_gguf), n_ctx=n_ctx,
+                 n_threads=resolve_threads(n_threads), verbose=False, seed=0)
+
+
+def adapter_gguf_for(folder: Path, base_gguf: Path) -> Path:
+    """The llama.cpp GGUF of a published adapter folder (written once, next to it)."""
+    from finetune.export import write_gguf_adapter
+
+    path = folder / "adapter.gguf"
+    if not path.is_file():
+        write_gguf_adapter(folder, path, base_gguf)
+    return path
+
+
+def from_settings(routes: dict[str, Any], settings: Any = None, **kw: Any) -> LoRARouter:
+    """``settings.router.backend = "lora"``: the published adapter over its base GGUF.
+
+    No published adapter is a configuration error (say so now, not on the first question).
+    """
+    from finetune.adapters import AdapterStore
+    from router.llm.assets import packaged_gguf_path
+
+    if settings is None:
+        from config.settings import get_settings
+
+        settings = get_settings()
+    store = AdapterStore(settings.home)
+    version = store.current()
+    if not version:
+        raise ConfigError(f"router.backend 'lora' needs a published adapter in {store.root}; run `kb distill` "
+                          "and `kb train` first, or set router.backend to 'signals'")
+    manifest = store.manifest(version)
+    base = Path(manifest.get("base_gguf") or packaged_gguf_path(settings.cache_dir))
+    metrics = manifest.get("metrics", {})
+    try:
+        adapter = adapter_gguf_for(store.path(version), base)
+    except KBError as exc:
+        adapter = None
+        log.warning("adapter %s could not be exported to GGUF: %s", version, exc)
+    return LoRARouter(routes, base_gguf=base, adapter_gguf=adapter, version=version,
+                      cascade_threshold=metrics.get("cascade_threshold"), agreement=metrics.get("cascade_agreement"),
+                      n_threads=settings.llm.n_threads, **kw)
+
+
+register_router("lora", from_settings)
