@@ -120,11 +120,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         for err in exc.errors():
             loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
-        return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(parts) or "invalid request", "invalid_request_error")
+        return _error(422, "; ".join(parts) or "invalid request", "invalid_request_error")
 
     @app.exception_handler(ValidationError)
     async def _bad_input(_: Request, exc: ValidationError) -> JSONResponse:
-        return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), "invalid_request_error")
+        return _error(422, str(exc), "invalid_request_error")
 
     @app.exception_handler(IndexNotFoundError)
     @app.exception_handler(IndexMismatchError)

@@ -82,7 +82,7 @@ def _check_content(path: Path, rule: Any) -> str:
 
     data = path.read_bytes()
     if not data:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{path.name}: empty file")
+        raise HTTPException(422, f"{path.name}: empty file")
     try:
         check_content(path, data[:SNIFF_BYTES], rule)
     except IngestError as exc:
@@ -104,7 +104,7 @@ async def _stage(request: Request, settings: Any, glossary: bool) -> tuple[Path,
     form = await request.form(max_files=MAX_FILES)
     uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
     if not uploads:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no files: send multipart field 'files'")
+        raise HTTPException(422, "no files: send multipart field 'files'")
     root = Path(settings.home) / ".uploads"
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root))
@@ -113,7 +113,7 @@ async def _stage(request: Request, settings: Any, glossary: bool) -> tuple[Path,
         for upload in uploads:
             name = safe_filename(upload.filename or "")
             if any(p.name == name for p, _ in staged):
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{name}: sent twice")
+                raise HTTPException(422, f"{name}: sent twice")
             rule = _content_rule(name, glossary)
             dest = staging / name
             await _save_limited(upload, dest, limit)
@@ -145,7 +145,7 @@ def _commit(settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> li
             try:
                 store.add_glossary(path)
             except GlossaryError as exc:
-                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{path.name}: {exc}") from None
+                raise HTTPException(422, f"{path.name}: {exc}") from None
         out.append({"name": path.name, "bytes": path.stat().st_size, "kind": family,
                     "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
     if not glossary:
@@ -170,7 +170,7 @@ def _import_all(paths: list[Path]) -> None:
         try:
             import_glossary(path)
         except GlossaryError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{path.name}: {exc}") from None
+            raise HTTPException(422, f"{path.name}: {exc}") from None
 
 
 @router.post("/documents", response_model=UploadResult, status_code=status.HTTP_201_CREATED,
