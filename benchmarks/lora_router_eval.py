@@ -90,6 +90,9 @@ def summarize(rows: list[dict[str, Any]], cascade_threshold: float) -> dict[str,
                            "cascade": round(sum(c == r["gold"] for c, r in zip(casc, rows)) / n, 4)},
         "agreement": round(sum(r["signals"] == r["lora"] for r in rows) / n, 4),
         "cascade_share_signals": round(sum(r["signals_conf"] >= cascade_threshold for r in rows) / n, 4),
+        # The cascade's "measured agreement": how often the two routers agree when the
+        # signals are confident (the rows the cascade would answer without the adapter).
+        "agreement_at_threshold": _agreement_at(rows, cascade_threshold),
         "latency_ms": {
             "signals_pipeline(terms+retrieval)": {"p50": pct([r["ms_signals_pipeline"] for r in rows], 50),
                                                   "p95": pct([r["ms_signals_pipeline"] for r in rows], 95)},
@@ -107,6 +110,11 @@ def summarize(rows: list[dict[str, Any]], cascade_threshold: float) -> dict[str,
             "lora": round(sum(r["lora_terms"].get(t) == g for t, g, r in exp) / len(exp), 4),
         }
     return out
+
+
+def _agreement_at(rows: list[dict[str, Any]], threshold: float) -> float | None:
+    sure = [r for r in rows if r["signals_conf"] >= threshold]
+    return round(sum(r["signals"] == r["lora"] for r in sure) / len(sure), 4) if sure else None
 
 
 def _confusion(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, int]]:
@@ -188,6 +196,26 @@ def main() -> int:
         "cascade_threshold": args.cascade_threshold,
         "args": vars(args),
     }
+    # Store and (gate permitting) publish the adapter with the numbers the cascade reads.
+    from finetune.adapters import AdapterStore
+
+    held_sum = out["held_out_split"]
+    metrics = {"route_accuracy": held_sum["route_accuracy"]["lora"],
+               "expansion_accuracy": (held_sum.get("expansion_accuracy") or {}).get("lora", 0.0),
+               "demo_route_accuracy": out["demo_eval_questions"]["route_accuracy"]["lora"],
+               "cascade_threshold": args.cascade_threshold,
+               "cascade_agreement": held_sum["agreement_at_threshold"] or 0.0,
+               **result.metrics()}
+    store = AdapterStore(home)
+    out["published"] = store.admit(run_dir, metrics, ["route_accuracy", "expansion_accuracy"])
+    out["adapter_version"] = store.version_names()[-1]
+    # End to end: the engine picks the published adapter through settings.router.backend.
+    lora_settings = Settings(home=home, router=settings.router.model_copy(update={"backend": "lora"}))
+    if store.current():
+        e2e = Engine(lora_settings, index, generator=ExtractiveGenerator())
+        choice, _ = e2e.decide("交付中心的PM负责什么？")
+        out["engine_backend_lora_sample"] = {"route": choice.route, "reason": choice.reason,
+                                             "rewritten_query": choice.rewritten_query}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     (Path(args.out).with_suffix(".rows.jsonl")).write_text(

@@ -73,10 +73,10 @@ def length_ok(question: str, answer: str, q_bounds: tuple[int, int] = (4, 160),
 
 
 def char_ngrams(text: str, n: int = 3) -> set[str]:
-    """Character n-grams of the text without whitespace and punctuation.
+    """Lower-cased character n-grams of the text without whitespace and punctuation.
 
     >>> sorted(char_ngrams("AM是什么"))
-    ['AM是', 'M是什', '是什么']
+    ['am是', 'm是什', '是什么']
     """
     s = re.sub(r"[\s\W_]+", "", text.lower())
     return {s[i:i + n] for i in range(max(1, len(s) - n + 1))} if s else set()

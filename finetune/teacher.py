@@ -30,7 +30,7 @@ def prompt_key(messages: list[dict[str, str]], max_tokens: int, temperature: flo
     """Cache key of one teacher call.
 
     >>> prompt_key([{"role": "user", "content": "hi"}], 8, 0.0)[:12]
-    '6bd7fe4c2b68'
+    'b7f4bb2ece50'
     """
     blob = json.dumps({"m": messages, "n": max_tokens, "t": temperature, "model": model},
                       ensure_ascii=False, sort_keys=True)

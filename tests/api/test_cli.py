@@ -69,3 +69,28 @@ def test_ingest_then_incremental_index(kb_env, tmp_path, capsys):
 def test_ingest_reports_missing_path(kb_env, capsys):
     assert main(["ingest", "--no-index", "/nonexistent/file.pdf"]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_expand_batch(kb_env, tmp_path):
+    from knowledge.demo import GLOSSARY_FILE
+
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text('{"id": 1, "text": "项目启动会上由PM负责制定里程碑", "term": "PM"}\n'
+                   '{"id": 2, "text": "把PO号填到付款申请里", "term": "PO"}\n'
+                   '{"id": 3, "text": "missing the term field"}\n', encoding="utf-8")
+    assert main(["expand", "--glossary", str(GLOSSARY_FILE), "--batch", str(inp), "--out", str(out)]) == 1
+    rows = {r["id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert rows[1]["expansion"] == "Project Manager" and rows[2]["expansion"] == "Purchase Order"
+    assert 0 < rows[1]["confidence"] <= 1 and 3 not in rows
+
+
+def test_verify_batch(kb_env, tmp_path):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text(json.dumps({"id": "a", "answer": "住宿标准为3万元，另有170元补贴",
+                               "passages": ["住宿标准为30,000元，补贴70元"]}, ensure_ascii=False) + "\n"
+                   + json.dumps({"id": "b", "answer": "no figures", "passages": []}) + "\n", encoding="utf-8")
+    assert main(["verify", "--batch", str(inp), "--out", str(out)]) == 0
+    rows = {r["id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert rows["a"]["status"] == "flagged"
+    assert [(n["value"], n["supported"]) for n in rows["a"]["numbers"]] == [(30000, True), (170, False)]
+    assert rows["b"] == {"id": "b", "status": "not_applicable", "numbers": []}

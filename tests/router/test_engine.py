@@ -145,3 +145,32 @@ def test_answer_object_matches_the_data_contract(extractive_engine):
     assert set(a["timings_ms"]) >= {"route", "retrieve", "generate", "verify", "total"}
     for c in a["citations"]:
         assert set(c) >= {"source", "page", "chunk_id", "quote"}
+
+
+# --- the default embedded LLM end to end ---------------------------------------------------
+@pytest.fixture(scope="module")
+def llama_engine(demo_settings, demo_index):
+    from router.engine import Engine
+    from router.llm import create_generator
+
+    settings = demo_settings.model_copy(update={"llm": demo_settings.llm.model_copy(
+        update={"backend": "llama_cpp", "max_tokens": 96})})
+    return Engine(settings, demo_index, generator=create_generator(settings))
+
+
+def test_rag_with_the_packaged_model_never_shows_an_unsupported_number(llama_engine):
+    a = llama_engine.answer("C类员工去深圳参加全印展，住宿每晚最多能报多少？").to_dict()
+    assert a["route"] in ("rag", "fact", "refuse")
+    assert a["timings_ms"]["total"] > 0
+    assert all(n["supported"] for n in a["verification"]["numbers"]), a["verification"]
+    if a["route"] == "rag":
+        assert a["citations"]
+        assert a["verification"]["status"] in ("verified", "corrected", "not_applicable")
+
+
+def test_streaming_with_the_packaged_model(llama_engine):
+    events = list(llama_engine.answer_stream("出差住宿超标了怎么办？", stream=True))
+    shown = "".join(e["text"] for e in events if e["type"] == "delta")
+    final = events[-1]["answer"]
+    assert events[-1]["type"] == "final" and shown.strip() == final.answer.strip()
+    assert all(n["supported"] for n in final.verification["numbers"])
