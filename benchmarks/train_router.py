@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     n_examples = max(args.baseline_batch * (args.warmup + args.steps), 64) * 2
     examples = synthetic_examples(n_examples, min(64, args.seq_len // 4), args.seq_len, vocab)
     result: dict[str, Any] = {
-        "device": torch.cuda.get_device_name() if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)",
+        "device": (torch.cuda.get_device_name() if device.startswith("cuda")
+                   else f"cpu ({torch.get_num_threads()} threads)"),
         "model": "tiny random" if args.tiny else ("Qwen2.5-0.5B-shaped random" if args.gpu or args.model == "random"
                                                    else "packaged Qwen2.5-Coder-0.5B"),
         "seq_len": args.seq_len, "lora_r": args.lora_r, "target_modules": args.target_modules,

@@ -229,6 +229,42 @@ def fact_questions(facts: list[Any], glossary: Any, limit: int = 400) -> list[di
     return out
 
 
+_HEADING_ZH = ["{t}的流程是怎样的？", "关于{t}有哪些规定？", "{t}需要满足哪些条件，分别怎么处理？"]
+_HEADING_EN = ["What are the rules for {t}?", "How does the {t} process work?"]
+_SKIP_TOPICS = re.compile(r"^(总则|附则|general|supplementary provisions)$", re.IGNORECASE)
+
+
+def heading_topic(heading: str) -> tuple[str, str]:
+    """Chinese and English topic of a section heading (numbering removed).
+
+    >>> heading_topic("第五章　住宿费")
+    ('住宿费', '')
+    >>> heading_topic("3. 远程访问与VPN / Remote Access and VPN")
+    ('远程访问与VPN', 'Remote Access and VPN')
+    """
+    zh, _, en = heading.partition(" / ")
+    zh = re.sub(r"^(第[一二三四五六七八九十百0-9]+[章节条]|\d+(\.\d+)*\.?)\s*", "", zh.replace("\u3000", " ")).strip()
+    zh = re.sub(r"\s+", "", zh) if re.search(r"[\u4e00-\u9fff]", zh) else zh
+    return zh, en.strip()
+
+
+def heading_questions(chunks: list[Any]) -> list[dict[str, Any]]:
+    """Procedure / multi-condition questions about each section of the documents -> ``rag``
+    (templated from the section headings, so every KB gets them without a teacher)."""
+    out, seen = [], set()
+    for chunk in chunks:
+        if not chunk.heading_path:
+            continue
+        zh, en = heading_topic(chunk.heading_path[-1])
+        if zh in seen or not (2 <= len(zh) <= 24) or _SKIP_TOPICS.match(zh) or _SKIP_TOPICS.match(en):
+            continue
+        seen.add(zh)
+        out += [{"question": t.format(t=zh), "route": "rag", "kind": "heading_rag"} for t in _HEADING_ZH]
+        if en:
+            out += [{"question": t.format(t=en), "route": "rag", "kind": "heading_rag"} for t in _HEADING_EN]
+    return out
+
+
 _OFF_TOPIC = [
     "今天北京的天气怎么样？", "红烧肉怎么做？", "2018年世界杯冠军是哪个国家？", "帮我写一首关于春天的诗。",
     "比特币现在的价格是多少？", "What is the capital of Australia?", "How do I bake sourdough bread?",
@@ -397,7 +433,8 @@ def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0
     glossary = index.glossary
     warnings: list[str] = []
 
-    items = glossary_questions(glossary) + fact_questions(list(index.facts), glossary) + off_topic_questions()
+    items = (glossary_questions(glossary) + fact_questions(list(index.facts), glossary)
+             + heading_questions(list(index.chunks)) + off_topic_questions())
     cached = None
     failures: dict[str, int] = {}
     if use_teacher and index.chunks:

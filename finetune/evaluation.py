@@ -35,7 +35,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from knowledge.errors import ValidationError
+from knowledge.errors import KBError, ValidationError
 
 ROUTES = ("glossary", "fact", "rag", "refuse")
 SYSTEMS = ("ours", "baseline")
@@ -451,7 +451,7 @@ def citation_texts(citations: list[dict[str, Any]], index: Any) -> list[tuple[st
         if cid and not cid.startswith("glossary:"):
             try:
                 text = index.chunk(cid).text
-            except Exception:  # a citation of another index version: fall back to its quote
+            except KBError:  # a citation of another index version: fall back to its quote
                 pass
         out.append((cid, text))
     return out

@@ -17,6 +17,7 @@ output layer is a large share of the work, and prompts are most of every sequenc
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -83,6 +84,7 @@ class TrainConfig(BaseModel):
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     bf16: bool | None = None  # None = where the device computes bf16 natively (see use_bf16)
     gradient_checkpointing: bool = False
+    cpu_threads: int = Field(0, ge=0)  # torch CPU threads; 0 = torch's default (all cores)
     progress: bool = True
 
     @classmethod
@@ -109,8 +111,10 @@ class TrainConfig(BaseModel):
 
     def resume_key(self) -> dict[str, Any]:
         """The settings a checkpoint must share with the run that resumes it."""
-        return self.model_dump(exclude={"progress", "device", "max_steps", "epochs", "eval_every",
-                                        "checkpoint_every", "keep_checkpoints", "early_stopping_patience"})
+        return self.model_dump(exclude={
+            "progress", "device", "cpu_threads", "max_steps", "epochs", "eval_every", "checkpoint_every",
+            "keep_checkpoints", "early_stopping_patience",
+        })
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -435,6 +439,9 @@ def train(
     data = _prepare_data(config, Path(dataset_dir), cache_dir)
     train_ex, eval_ex, split = data.train, data.eval, data.split
     device = pick_device(config.device)
+    if device == "cpu" and config.cpu_threads:
+        # On a shared machine fewer threads than cores can be much faster (no spinning at barriers).
+        torch.set_num_threads(config.cpu_threads)
     bf16 = use_bf16(device, config.bf16)
     model = load_lora_model(data.base_dir, config, device, bf16)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -490,13 +497,11 @@ class _Data:
 
 def _prepare_data(config: TrainConfig, dataset_dir: Path, cache_dir: str | Path | None) -> _Data:
     """Read, split, tokenise (and pack) the dataset with the base model's tokenizer."""
-    from transformers import AutoTokenizer
-
     from finetune.base_model import resolve_base_model
 
     split = load_dataset(dataset_dir, config.eval_ratio, config.seed)
     base_dir = resolve_base_model(config.base_model, cache_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    tokenizer = _tokenizer(str(base_dir), _mtime(base_dir / "tokenizer.json"))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     train_ex, dropped = tokenize_all(tokenizer, split.train, config.max_seq_len)
     eval_ex, dropped_eval = tokenize_all(tokenizer, split.eval, config.max_seq_len)
@@ -508,6 +513,22 @@ def _prepare_data(config: TrainConfig, dataset_dir: Path, cache_dir: str | Path 
         train_ex = pack_examples(train_ex, config.max_seq_len)
         eval_ex = pack_examples(eval_ex, config.max_seq_len) if eval_ex else eval_ex
     return _Data(split, base_dir, pad_id, train_ex, eval_ex, n_train, dropped, dropped_eval)
+
+
+@functools.lru_cache(maxsize=2)
+def _tokenizer(base_dir: str, mtime: float) -> Any:
+    """The base model's tokenizer, loaded once per process (parsing it takes ~2 s); the
+    file's mtime is part of the key so a replaced tokenizer is read again."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(base_dir)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 class _Loop:

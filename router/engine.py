@@ -11,6 +11,7 @@ says what happened.
 
 from __future__ import annotations
 
+import importlib
 import re
 import threading
 import time
@@ -83,7 +84,9 @@ class Engine:
         self.index = index
         self.routes = default_routes(settings.router)
         if router is None and settings.router.backend == "lora":
-            import router.lora  # noqa: F401  (registers the "lora" backend; it loads llama.cpp lazily)
+            # Registers the "lora" backend (llama.cpp itself loads lazily). import_module, not
+            # ``import router.lora``: that would rebind the ``router`` argument of this method.
+            importlib.import_module("router.lora")
         self.router = router or create_router(settings.router.backend, routes=self.routes,
                                               peak_threshold=settings.router.peak_threshold, settings=settings)
         self.generator = generator if generator is not None else create_generator(settings)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+# Kept short on purpose: every training row and every routing call carries it (CPU training
+# time grows with it; at serving time it sits in the KV cache).
 ROUTER_SYSTEM = (
-    "你是企业知识库的路由器。阅读用户问题，只输出一个JSON对象：\n"
-    '{"route": 路由, "terms": {缩略语: 中文含义}, "query": 改写后的问题}\n'
-    "路由：glossary=问缩略语或术语的含义；fact=问一个具体数值或规定（金额、天数、比例）；"
-    "rag=流程、多个条件或需要综合多段文档；refuse=知识库不包含答案。"
+    '知识库路由器。只输出JSON {"route","terms","query"}。'
+    "route: glossary=问术语含义; fact=问一个具体数值或规定; rag=流程、多条件或综合; refuse=知识库没有答案。"
 )
 ANSWER_OPEN = '{"route": "'
 

@@ -87,7 +87,10 @@ def answer_over_passages(engine: Any, question: str, passages: Sequence[str],
         hits = rank_passages(engine.index.embedder, question, passages, sources)
         hits = hits[: k or engine.settings.retrieval.top_k]
     with timer.stage("route"):
-        signals = RouteSignals(question, question, [], [], hits, [], detect_language(question))
+        # No collection, so no background similarity: only the router's absolute floor
+        # (rag_threshold) can refuse here; the generator and verifier rules still apply.
+        signals = RouteSignals(question=question, rewritten_query=question, terms=[], matches=[], hits=hits,
+                               fact_hits=[], lang=detect_language(question))
         choice = engine.router.decide(signals)
     if choice.route not in ("rag", "refuse"):
         choice = RouteChoice("rag", choice.confidence, choice.terms, choice.rewritten_query, choice.scores,

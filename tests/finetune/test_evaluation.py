@@ -13,6 +13,7 @@ import pytest
 from finetune.evaluation import (
     KBNumbers,
     answer_correct,
+    check_numbers,
     confusion_matrix,
     contains_alternative,
     load_questions,
@@ -126,6 +127,20 @@ def test_kb_numbers_index_every_stated_quantity() -> None:
     assert kb.contains(600, "元") and kb.contains(450, "") and kb.contains(5, "工作日")
     assert kb.contains(30, "%")
     assert not kb.contains(60, "元") and not kb.contains(600, "%")
+
+
+def test_check_numbers_says_where_each_number_is_supported() -> None:
+    from router.verifier import Verifier
+
+    kb = KBNumbers(["住宿每晚600元。", "餐补每天100元。"])
+    checks = check_numbers("住宿每晚600元，餐补每天100元，出差3天，另补999元。", "出差3天能报多少？",
+                           [("c1", "住宿每晚600元。")], kb, Verifier())
+    where = {c["text"].replace(" ", ""): c["where"] for c in checks}
+    assert where["600元"] == "passages"        # in the cited passage
+    assert where["100元"] == "kb"              # not cited, but stated in the knowledge base
+    assert where["3天"] == "question"          # the user gave it
+    assert where["999元"] is None              # invented
+    assert [c["supported"] for c in checks].count(False) == 1
 
 
 def test_load_questions_checks_lines(tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ def test_record_shapes_become_the_same_messages():
     assert record_to_messages({"instruction": "hi", "output": "yo"}) == want
     assert record_to_messages({"conversations": [{"from": "human", "value": "hi"},
                                                  {"from": "gpt", "value": "yo"}]}) == want
-    assert record_to_messages({"messages": want}) == want
+    assert record_to_messages({"messages": want, "meta": {"route": "glossary"}}) == want  # kb distill's form
     with pytest.raises(ValidationError, match="unknown record shape"):
         record_to_messages({"question": "hi"})
     with pytest.raises(ValidationError, match="no assistant"):
@@ -123,7 +123,8 @@ def test_record_shapes_become_the_same_messages():
 
 def test_labels_cover_exactly_the_answer_and_eos(qwen_tokenizer):
     tok = qwen_tokenizer
-    msgs = record_to_messages({"instruction": "Expand AM.", "input": "AM负责。", "output": "Account Manager（客户经理）"})
+    msgs = record_to_messages({"instruction": "Expand AM.", "input": "AM负责。",
+                               "output": "Account Manager（客户经理）"})
     ex = tokenize_conversation(tok, msgs, max_len=512)
     # The ids are exactly the chat template's, and the inference prompt is a prefix of them.
     assert ex.input_ids == tok(tok.apply_chat_template(msgs, tokenize=False), add_special_tokens=False)["input_ids"]
@@ -393,8 +394,12 @@ def test_cli_train_then_adapters(tiny_base, glossary_dataset, tmp_path, monkeypa
     import argparse
 
     from config.settings import reset_settings
+    from finetune import cli
     from finetune.cli import register
 
+    # The router evaluation (finetune.evaluate) needs a distilled KB; the gate falls back to
+    # eval_loss without it, which is what this test exercises.
+    monkeypatch.setattr(cli, "evaluate_hook", lambda adapter_dir, settings: {})
     monkeypatch.setenv("KB_HOME", str(tmp_path / "home"))
     reset_settings()
     parser = argparse.ArgumentParser(prog="kb")
