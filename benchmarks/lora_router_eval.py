@@ -174,7 +174,9 @@ def main() -> int:
 
     held = [json.loads(line) for line in open(report.path / "eval.jsonl", encoding="utf-8")]
     rows_held = []
-    for rec in held:
+    for i, rec in enumerate(held):
+        if i % 20 == 0:
+            print(f"held-out {i}/{len(held)}", file=sys.stderr, flush=True)
         row = run_case(engine, lora, rec["meta"]["question"])
         row.update(gold=rec["meta"]["route"], gold_terms=rec["meta"]["terms"])
         rows_held.append(row)
