@@ -273,7 +273,7 @@ def run_retrain(ctx: JobContext, settings: Any) -> dict[str, Any]:
     env = {**os.environ, "KB_HOME": str(settings.home), "HF_HUB_OFFLINE": "1"}
     for i, cmd in enumerate(commands):
         ctx.check_cancelled()
-        ctx.progress(100 * i / len(commands), f"running {' '.join(cmd[2:])}")
+        ctx.progress(100 * i / len(commands), f"running kb {cmd[-1]}")
         _run_logged(ctx, cmd, env)
     result: dict[str, Any] = {"steps": list(RETRAIN_STEPS)}
     try:
@@ -295,7 +295,7 @@ def _run_logged(ctx: JobContext, cmd: list[str], env: dict[str, str]) -> None:
     code = proc.wait()
     ctx.check_cancelled()
     if code != 0:
-        raise KBError(f"`{' '.join(cmd[2:])}` exited with status {code}; see the job log")
+        raise KBError(f"`kb {cmd[-1]}` exited with status {code}; see the job log")
 
 
 def _kill_on_cancel(ctx: JobContext, proc: subprocess.Popen) -> None:

@@ -230,8 +230,19 @@ def _config_html(cfg: dict[str, Any]) -> str:
     if base:
         items.append(("baseline", f"{base.get('name')}: dense top-{base.get('k')} → plain prompt → "
                                   f"raw {base.get('generator')} text (no terms, routing, verifier or refusal rule)"))
-    cells = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in items if v is not None)
+    cells = "".join(f"<tr><th>{escape(k)}</th><td>{escape(_plain(v))}</td></tr>" for k, v in items if v is not None)
     return f'<table class="muted">{cells}</table>'
+
+
+def _plain(value: Any) -> str:
+    """Settings dicts as ``key=value`` lists.
+
+    >>> _plain({"fact_threshold": 0.86, "backend": "signals"})
+    'fact_threshold=0.86, backend=signals'
+    """
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
 
 
 def _headline_table(metrics: dict[str, Any], systems: list[str]) -> str:

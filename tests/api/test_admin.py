@@ -239,18 +239,25 @@ def test_upload_rejections_and_sanitising(copy_home, admin_env):
 
 
 # --- retrain, restart, cancellation -----------------------------------------------------------
-def test_retrain_fails_cleanly_until_finetune_can_distill(copy_home, admin_env):
+def test_retrain_runs_distill_then_train_and_can_be_cancelled(copy_home, admin_env):
     from api.jobs import RETRAIN_STEPS, retrain_commands
 
+    assert [cmd[-1] for cmd in retrain_commands()] == list(RETRAIN_STEPS) == ["distill", "train"]
     with AppServer(_app(copy_home)) as url:
-        job = _poll(url, httpx.post(f"{url}/admin/retrain", headers=AUTH).json()["id"])
-    try:
-        retrain_commands()
-    except Exception as exc:  # the CLI lacks distill/train: the job must say exactly that
-        assert job["state"] == "failed" and "retrain is not available" in job["error"], job
-        assert str(exc) in job["error"]
-    else:  # pragma: no cover - once finetune ships both commands the job runs them
-        assert job["kind"] == "retrain" and RETRAIN_STEPS
+        job_id = httpx.post(f"{url}/admin/retrain", headers=AUTH).json()["id"]
+
+        def distilling() -> bool:
+            job = httpx.get(f"{url}/admin/jobs/{job_id}", headers=AUTH).json()
+            return job["state"] == "running" and any("running kb distill" in line for line in job["log_tail"])
+
+        try:
+            _wait_for(distilling)  # the real `kb distill` subprocess has started
+        except AssertionError:
+            raise AssertionError(httpx.get(f"{url}/admin/jobs/{job_id}", headers=AUTH).json()) from None
+        assert httpx.post(f"{url}/admin/jobs/{job_id}/cancel", headers=AUTH).status_code in (200, 202)
+        job = _poll(url, job_id)
+    assert job["state"] == "cancelled", job
+    assert job["kind"] == "retrain"
 
 
 def test_restart_marks_running_jobs_failed(copy_home, admin_env):
