@@ -267,21 +267,35 @@ def retrain_commands() -> list[list[str]]:
     return [[sys.executable, "-m", "api.cli", step] for step in RETRAIN_STEPS]
 
 
-def run_retrain(ctx: JobContext, settings: Any) -> dict[str, Any]:
-    """Distill training data, then train, gate and publish an adapter (each a ``kb`` subprocess)."""
+def run_retrain(ctx: JobContext, settings: Any,
+                publish_adapter: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Distill training data, then train, gate and publish an adapter (each a ``kb`` subprocess).
+
+    When the gate published a new adapter, ``publish_adapter(version)`` hot-swaps the serving
+    router to it (a rejected adapter leaves the serving one untouched).
+    """
     commands = retrain_commands()
+    before = _current_adapter(settings.home)
     env = {**os.environ, "KB_HOME": str(settings.home), "HF_HUB_OFFLINE": "1"}
     for i, cmd in enumerate(commands):
         ctx.check_cancelled()
         ctx.progress(100 * i / len(commands), f"running kb {cmd[-1]}")
         _run_logged(ctx, cmd, env)
-    result: dict[str, Any] = {"steps": list(RETRAIN_STEPS)}
+    after = _current_adapter(settings.home)
+    result: dict[str, Any] = {"steps": list(RETRAIN_STEPS), "adapter_version": after, "previous_adapter": before}
+    if after and after != before and publish_adapter is not None:
+        publish_adapter(after)
+        result["hot_swapped"] = True
+        ctx.log(f"serving adapter {after}")
+    return result
+
+
+def _current_adapter(home: Any) -> str | None:
     try:
         from finetune.adapters import AdapterStore
     except ImportError:
-        return result
-    result["adapter_version"] = AdapterStore(settings.home).current()
-    return result
+        return None
+    return AdapterStore(home).current()
 
 
 def _run_logged(ctx: JobContext, cmd: list[str], env: dict[str, str]) -> None:

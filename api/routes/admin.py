@@ -223,13 +223,27 @@ def reindex(request: Request, jobs: JobsDep, req: ReindexRequest | None = None) 
     return _job_response(job)
 
 
+def _swap_router(app: Any) -> None:
+    """Serve a newly published adapter: a new engine over the same index whose LoRA router
+    loads the current adapter (the generator and verifier are reused). Only when the LoRA
+    router is the configured backend; the signals router has no adapter to swap."""
+    from api.main import swap_engine
+    from router.engine import Engine
+
+    old = getattr(app.state, "engine", None)
+    if old is None or app.state.settings.router.backend != "lora":
+        return
+    swap_engine(app, Engine(app.state.settings, old.index, generator=old.generator, verifier=old.verifier))
+
+
 @router.post("/retrain", response_model=JobStatus, status_code=status.HTTP_202_ACCEPTED)
 def retrain(request: Request, jobs: JobsDep) -> Any:
     """Start distill + train (+ gate/publish of the adapter) as a job."""
     from api.jobs import run_retrain
 
-    settings = request.app.state.settings
-    job, _ = jobs.submit("retrain", {}, lambda ctx: run_retrain(ctx, settings))
+    app = request.app
+    settings = app.state.settings
+    job, _ = jobs.submit("retrain", {}, lambda ctx: run_retrain(ctx, settings, publish_adapter=lambda v: _swap_router(app)))
     return _job_response(job)
 
 
