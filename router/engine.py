@@ -219,17 +219,24 @@ class Engine:
 
         if released and (is_refusal(text) or is_degenerate(text)):
             text = "".join(released)  # keep what was already shown (it was verified)
-        elif is_refusal(text) or is_degenerate(text):
-            # The router judged these passages relevant but the model declined or produced no
-            # content (small models do): answer extractively from the passages, never from memory.
+        elif is_refusal(text):
+            # The model read the passages and found no answer: honour it. (Answering
+            # extractively here was measured to destroy refusals on negative-only passages.)
+            yield from self._route_refuse(question, RouteChoice(
+                "refuse", choice.confidence, choice.terms, choice.rewritten_query, choice.scores,
+                "the generator found no answer in the passages"), signals, timer, stream)
+            return
+        elif is_degenerate(text):
+            # No content beyond citation markers (small models do this): answer extractively
+            # from the same passages, never from memory.
             fallback = self.extractive.compose(prompt_q, passages)
             if not fallback or is_refusal(fallback):
                 yield from self._route_refuse(question, RouteChoice(
                     "refuse", choice.confidence, choice.terms, choice.rewritten_query, choice.scores,
-                    "the generator found no answer in the passages"), signals, timer, stream)
+                    "the generator produced no answer"), signals, timer, stream)
                 return
             text = fallback
-            status_note = "the generator declined; extractive answer from the passages"
+            status_note = "the generator produced no content; extractive answer from the passages"
 
         with timer.stage("verify"):
             verification = self.verifier.check(text, ids, question)
