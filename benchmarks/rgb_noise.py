@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         label = "negatives only" if noise is None else f"noise {noise:g}"
         res = run_setting(engine, items, args.passages, noise, args.seed)
         results.append(res)
-        print(f"  {label:<15} n={res['n']:<4} accuracy={res['accuracy']}  refused={res['refusal_rate']}  "
+        acc = "" if noise is None else f"accuracy={res['accuracy']}  "
+        print(f"  {label:<15} n={res['n']:<4} {acc}refused={res['refusal_rate']}  "
               f"{res['seconds']} s ({res['s_per_query']} s/query)", file=sys.stderr)
     gen = getattr(engine.generator, "name", "?")
     parts = [f"acc@{r['noise']:g}={r['accuracy']:.3f}" for r in results if r["noise"] is not None]

@@ -248,7 +248,7 @@ class Engine:
                                                 max_tokens=llm.max_tokens, temperature=llm.temperature).strip()
             with timer.stage("verify"):
                 retry_v = self.verifier.check(retry, ids, question)
-            if retry_v.status != "flagged" and retry and not is_refusal(retry):
+            if retry_v.status != "flagged" and retry and not is_refusal(retry) and not is_degenerate(retry):
                 text, verification, status_note = retry, retry_v, "regenerated after unsupported numbers"
                 verification = _with_status(verification, "corrected")
         if verification.status == "flagged":
@@ -373,8 +373,10 @@ def is_degenerate(text: str) -> bool:
     True
     >>> is_degenerate("每晚不超过480元[1]。")
     False
+    >>> is_degenerate("8人")
+    False
     """
-    return len(re.sub(r"\[\d{1,2}\]|[\s\W_]", "", text)) < 3
+    return not re.sub(r"\[\d{1,2}\]|[\s\W_]", "", text)
 
 
 def _with_status(verification: Any, status: str) -> Any:
