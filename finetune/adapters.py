@@ -31,7 +31,7 @@ from typing import Any, Iterable
 
 from knowledge.errors import KBError
 
-DEFAULT_KEY_METRICS = ("route_accuracy", "expansion_accuracy")
+DEFAULT_KEY_METRICS = ("route_accuracy", "expansion_accuracy", "answer_accuracy")
 MANIFEST = "manifest.json"
 POINTER = "current"
 HISTORY = "history.json"

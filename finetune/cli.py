@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--no-resume", action="store_true", help="start over instead of resuming from a checkpoint")
     s.add_argument("--no-gate", action="store_true", help="train only; do not store or publish the adapter")
     s.add_argument("--key-metrics", help="comma-separated metrics the gate compares "
-                   "(default: route_accuracy,expansion_accuracy when evaluated, else eval_loss)")
+                   "(default: route_accuracy,expansion_accuracy,answer_accuracy when evaluated, else eval_loss)")
     s.set_defaults(fn=cmd_train)
 
     a = subparsers.add_parser("adapters", help="list, publish, roll back or export adapter versions")

@@ -266,7 +266,7 @@ def heading_questions(chunks: list[Any]) -> list[dict[str, Any]]:
 
 
 _OFF_TOPIC = [
-    "今天北京的天气怎么样？", "红烧肉怎么做？", "2018年世界杯冠军是哪个国家？", "帮我写一首关于春天的诗。",
+    "今天北京的天气怎么样？", "红烧肉怎么做？", "地球到月球有多远？", "给我讲个笑话吧。",
     "比特币现在的价格是多少？", "What is the capital of Australia?", "How do I bake sourdough bread?",
     "Who wrote Pride and Prejudice?", "推荐几部好看的科幻电影。", "火星离地球有多远？",
     "What's the best way to learn Python?", "明天股市会涨吗？", "怎么修理漏水的水龙头？",
@@ -274,8 +274,38 @@ _OFF_TOPIC = [
 ]
 
 
+# Company questions a knowledge base of policies usually does not answer: the router must learn
+# that a workplace topic alone is not evidence (the retrieval evidence in the prompt says so).
+_UNANSWERED = [
+    "公司班车几点发车？", "员工宿舍怎么申请？", "今年年会什么时候举办？", "公司的注册资本是多少？",
+    "工会会费每个月交多少？", "部门团建每人预算多少钱？", "内部推荐成功有多少奖金？", "公司健身房几点开放？",
+    "办公室空调温度设定标准是多少？", "员工购房补贴有多少？", "公司周年庆有什么活动？", "外派员工的安家费是多少？",
+    "Is there a company shuttle bus?", "What is the dress code on Fridays?", "How do I book the company gym?",
+    "How much is the team-building budget per person?", "What is the referral bonus for a new hire?",
+    "When is the annual party this year?",
+]
+
+
+# Workplace topics a policy knowledge base usually lacks, asked the way fact questions are:
+# "asks for a number" alone must not mean the fact route. An index that does cover one of
+# them is caught by the retrieval evidence check in distill() (the row is dropped).
+_ABSENT_TOPICS_ZH = ["班车", "员工宿舍", "年会", "工会会费", "团建经费", "内推奖金", "健身房", "购房补贴", "安家费",
+                     "周年庆活动", "空调温度", "下午茶", "电影票福利", "幼儿园补贴", "图书借阅", "会议室预订",
+                     "工牌补办", "员工旅游", "高温补贴", "取暖费", "工服", "快递收发", "献血假", "运动会", "午休时间",
+                     "租房补贴"]
+_ABSENT_TOPICS_EN = ["shuttle bus", "staff dormitory", "annual party", "union dues", "team-building budget",
+                     "referral bonus", "housing subsidy", "relocation allowance", "summer heat allowance",
+                     "heating allowance", "uniform", "blood donation leave"]
+_ABSENT_ZH = ["{t}的标准是多少？", "{t}有什么规定？"]
+_ABSENT_EN = ["How much is the {t}?", "What is the policy on the {t}?"]
+
+
 def off_topic_questions() -> list[dict[str, Any]]:
-    return [{"question": q, "route": "refuse", "kind": "off_topic"} for q in _OFF_TOPIC]
+    absent = ([tpl.format(t=t) for t in _ABSENT_TOPICS_ZH for tpl in _ABSENT_ZH]
+              + [tpl.format(t=t) for t in _ABSENT_TOPICS_EN for tpl in _ABSENT_EN])
+    return ([{"question": q, "route": "refuse", "kind": "off_topic"} for q in _OFF_TOPIC]
+            + [{"question": q, "route": "refuse", "kind": "unanswered"} for q in _UNANSWERED]
+            + [{"question": q, "route": "refuse", "kind": "absent_topic"} for q in absent])
 
 
 # --- teacher questions from chunks ----------------------------------------------------
@@ -361,7 +391,7 @@ def target_for(question: str, glossary: Any, intended: dict[str, int | None] | N
     decided by ``disambiguator`` when given, else left undecided.
     """
     from router.disambiguation.base import single_meaning
-    from router.terms import TermResolution, find_terms, rewrite_query
+    from router.terms import find_terms, rewrite_query
 
     matches = find_terms(question, glossary)
     resolutions, terms = [], {}
@@ -403,26 +433,106 @@ def _pick(match: Any, index: int | None) -> Any:
     return TermResolution(match.term, m.english, m.chinese, 1.0, alts, True)
 
 
-def to_record(item: dict[str, Any], glossary: Any, disambiguator: Any = None) -> dict[str, Any]:
-    """A dataset line: messages (system, user, assistant JSON) and a ``meta`` block."""
+def to_record(item: dict[str, Any], glossary: Any, disambiguator: Any = None,
+              evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A dataset line: messages (system, user with ``evidence``, assistant JSON) and a ``meta`` block."""
     terms, query = target_for(item["question"], glossary, item.get("intended"), disambiguator)
-    messages = router_messages(item["question"]) + [
+    messages = router_messages(item["question"], evidence) + [
         {"role": "assistant", "content": route_answer(item["route"], terms, query)}]
     return {"messages": messages,
             "meta": {"route": item["route"], "terms": terms, "query": query, "kind": item["kind"],
-                     "question": item["question"]}}
+                     "question": item["question"], "evidence": evidence,
+                     # The grounded answer (fact statement / teacher answer) for the pipeline check.
+                     "answer": item.get("source_text") or item.get("answer") or ""}}
+
+
+def evidence_builder(index: Any, settings: Any) -> Any:
+    """``question -> router_user evidence``: the serving engine's own terminology layer and
+    retrieval (SignalRouter, no generation), so training rows carry exactly what the LoRA
+    router sees at serving time. ``None`` for an index that cannot search."""
+    if not all(hasattr(index, a) for a in ("search", "search_facts", "embedder")):
+        return None
+    from router.engine import Engine
+    from router.llm.extractive import ExtractiveGenerator
+    from router.lora_format import evidence_from_signals
+    from router.routes import SignalRouter, default_routes
+
+    routes = default_routes(settings.router)
+    peak = settings.router.peak_threshold
+    engine = Engine(settings, index, generator=ExtractiveGenerator(),
+                    router=SignalRouter(routes, peak_threshold=peak))
+
+    def build(question: str) -> dict[str, Any]:
+        choice, signals = engine.decide(question)
+        return evidence_from_signals(signals, peak, routes["fact"].threshold, choice)
+
+    return build
+
+
+def repeat_hard(train: list[dict[str, Any]], times: int) -> tuple[list[dict[str, Any]], int]:
+    """Rows whose target route differs from the rule router's hint, repeated ``times`` times
+    in the training split (the model must learn where the rules go wrong, not copy them);
+    returns the rows and how many were hard.
+
+    >>> rows = [{"meta": {"route": "fact", "evidence": {"hint": ["refuse", "高"]}}},
+    ...         {"meta": {"route": "rag", "evidence": {"hint": ["rag", "高"]}}}]
+    >>> out, hard = repeat_hard(rows, 3)
+    >>> len(out), hard
+    (4, 1)
+    """
+    def is_hard(r: dict[str, Any]) -> bool:
+        hint = (r["meta"].get("evidence") or {}).get("hint")
+        return bool(hint) and hint[0] != r["meta"]["route"]
+
+    hard = [r for r in train if is_hard(r)]
+    return train + hard * max(0, times - 1), len(hard)
+
+
+_ASSUMED_ABSENT = {"unanswered", "absent_topic"}
+
+
+def _supported(evidence: dict[str, Any]) -> bool:
+    """The retrieval evidence says the knowledge base likely answers the question.
+
+    >>> _supported({"relevance": "高", "fact": None}), _supported({"relevance": "低", "fact": ("中", "x")})
+    (True, False)
+    """
+    fact = evidence.get("fact")
+    return evidence.get("relevance") in ("中", "高") or bool(fact and fact[0] == "高")
+
+
+def cap_routes(items: list[dict[str, Any]], limit: int | None, seed: int) -> tuple[list[dict[str, Any]], int]:
+    """At most ``limit`` items per route (a deterministic, hash-ordered sample), so the
+    templated glossary questions do not drown the rare routes; returns the kept items and
+    how many were dropped.
+
+    >>> kept, dropped = cap_routes([{"question": str(i), "route": "glossary"} for i in range(5)], 3, 0)
+    >>> len(kept), dropped
+    (3, 2)
+    """
+    if not limit:
+        return items, 0
+    keep: set[int] = set()
+    by_route: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        by_route.setdefault(it["route"], []).append(i)
+    for idx in by_route.values():
+        keep.update(sorted(idx, key=lambda i: split_key(seed + 7919, items[i]["question"]))[:limit])
+    return [it for i, it in enumerate(items) if i in keep], len(items) - len(keep)
 
 
 # --- the pipeline -------------------------------------------------------------------------
 def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0, progress: bool = True, *,
             eval_ratio: float = 0.15, max_chunks: int | None = None, use_teacher: bool = True,
-            disambiguator: Any = None, settings: Any = None) -> DatasetReport:
+            disambiguator: Any = None, settings: Any = None, max_per_route: int | None = 240,
+            hard_repeat: int = 1) -> DatasetReport:
     """Build a versioned dataset from ``index`` (a :class:`retrieval.index.KnowledgeIndex` or
     anything with ``chunks``, ``facts``, ``glossary``) under ``out_home/datasets``.
 
     ``teacher`` is any object with ``generate(messages, max_tokens=, temperature=)``; default:
     ``router.llm.create_generator`` (the configured backend, key rotation on several keys).
-    Teacher answers are cached in ``out_home/datasets/.teacher_cache.jsonl``.
+    Teacher answers are cached in ``out_home/datasets/.teacher_cache.jsonl``. Every row's
+    user turn carries the question's retrieval evidence (:func:`evidence_builder`).
     """
     from finetune.quality import apply_filters
     from finetune.teacher import CACHE_NAME, CachedTeacher, TeacherCache, build_teacher
@@ -432,6 +542,10 @@ def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0
     root.mkdir(parents=True, exist_ok=True)
     glossary = index.glossary
     warnings: list[str] = []
+    if settings is None:
+        from config.settings import get_settings
+
+        settings = get_settings()
 
     items = (glossary_questions(glossary) + fact_questions(list(index.facts), glossary)
              + heading_questions(list(index.chunks)) + off_topic_questions())
@@ -439,10 +553,6 @@ def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0
     failures: dict[str, int] = {}
     if use_teacher and index.chunks:
         if teacher is None:
-            if settings is None:
-                from config.settings import get_settings
-
-                settings = get_settings()
             teacher = build_teacher(settings)
         cached = CachedTeacher(teacher, TeacherCache(root / CACHE_NAME), _teacher_model(teacher))
         generated, failures = chunk_questions(list(index.chunks), cached, max_chunks, progress)
@@ -453,12 +563,30 @@ def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0
     pairs = [{**it, "answer": it.get("answer", ""), "source": it.get("source", "")} for it in items]
     kept, removed = apply_filters(pairs)
     removed.update({f"teacher_{k}": v for k, v in failures.items()})
+    kept, removed["route_cap"] = cap_routes(kept, max_per_route, seed)
 
-    records = [to_record(it, glossary, disambiguator) for it in kept]
+    evidence = evidence_builder(index, settings)
+    if evidence is None:
+        warnings.append("the index cannot search; rows carry no retrieval evidence")
+    rows = kept
+    if progress and evidence is not None:
+        from tqdm import tqdm
+
+        rows = tqdm(kept, desc="evidence", unit="q")
+    records = []
+    contradicted = 0
+    for it in rows:
+        ev = evidence(it["question"]) if evidence else None
+        if ev and it["kind"] in _ASSUMED_ABSENT and _supported(ev):
+            contradicted += 1  # this knowledge base does cover the "absent" topic
+            continue
+        records.append(to_record(it, glossary, disambiguator, ev))
+    removed["refuse_contradicted"] = contradicted
     train = [r for r in records if split_key(seed, r["meta"]["question"]) >= eval_ratio]
     evals = [r for r in records if split_key(seed, r["meta"]["question"]) < eval_ratio]
     if not train:
         raise KBError(f"distillation produced no training example from index {getattr(index, 'version', '?')}")
+    train, hard = repeat_hard(train, hard_repeat)
 
     per_route = {"train": dict(Counter(r["meta"]["route"] for r in train)),
                  "eval": dict(Counter(r["meta"]["route"] for r in evals))}
@@ -474,7 +602,7 @@ def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0
         },
         "system_prompt_sha256": hashlib.sha256(ROUTER_SYSTEM.encode("utf-8")).hexdigest(),
         "counts": {"train": len(train), "eval": len(evals), "per_route": per_route, "per_source": per_source,
-                   "candidates": len(pairs)},
+                   "candidates": len(pairs), "hard_rows": hard, "hard_repeat": hard_repeat},
         "filters": removed,
         "teacher": {"calls": cached.calls if cached else 0, "cache_hits": cached.hits if cached else 0,
                     "model": _teacher_model(teacher) if teacher is not None else None},

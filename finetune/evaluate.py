@@ -2,7 +2,9 @@
 
 ``evaluate_adapter(adapter_dir, settings)`` exports the adapter to a llama.cpp GGUF, serves
 it with :class:`router.lora.LoRARouter` and scores it on the eval split of the current
-distilled dataset: ``route_accuracy``, ``expansion_accuracy`` (ambiguous terms only), and
+distilled dataset: ``route_accuracy``, ``expansion_accuracy`` (ambiguous terms only),
+``rewrite_validity`` (the rewritten query equals the dataset's), ``answer_accuracy`` (the
+whole engine answering with the adapter as its router, see :func:`answer_correct`), and
 the cascade numbers ``cascade_threshold`` / ``cascade_agreement`` (how often SignalRouter
 and the adapter agree where SignalRouter is at least that confident) that the router reads
 from the published manifest.
@@ -11,6 +13,7 @@ from the published manifest.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,39 @@ def label_of(resolution: Any, match: Any) -> str:
     return meaning_label(chosen[0] if chosen else ms[0]) if ms else ""
 
 
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def answer_correct(meta: dict[str, Any], answer: dict[str, Any]) -> bool:
+    """Did the engine's answer do what the dataset row asks? glossary: every gold meaning is
+    in the answer; fact: every number of the grounded fact is; rag: answered (not refused);
+    refuse: refused.
+
+    >>> answer_correct({"route": "fact", "answer": "单笔超过3000元需签协议"}, {"route": "fact", "answer": "3000元"})
+    True
+    >>> answer_correct({"route": "glossary", "terms": {"PM": "产品经理/项目经理"}}, {"route": "glossary",
+    ...                 "answer": "PM：项目经理"})
+    False
+    """
+    route, text = answer.get("route"), answer.get("answer", "")
+    if meta["route"] == "refuse":
+        return route == "refuse"
+    if route == "refuse":
+        return False
+    if meta["route"] == "glossary":
+        return all(part in text for label in meta.get("terms", {}).values() for part in label.split("/"))
+    if meta["route"] == "fact":
+        flat = text.replace(",", "")
+        return all(n in _NUMBER.findall(flat) for n in _NUMBER.findall(meta.get("answer", "").replace(",", "")))
+    return bool(text.strip())
+
+
 def score_rows(engine: Any, router: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per question: gold and predicted route / ambiguous-term labels for both routers."""
+    """Per question: gold and predicted route / ambiguous-term labels for both routers, and
+    the whole pipeline's answer with the adapter as the engine's router."""
+    from router.engine import Engine
+
+    piped = Engine(engine.settings, engine.index, generator=engine.generator, router=router)
     rows = []
     for rec in records:
         meta = rec["meta"]
@@ -38,9 +72,12 @@ def score_rows(engine: Any, router: Any, records: list[dict[str, Any]]) -> list[
         lora = router._decide_lora(signals)
         amb = [(m, rs, rl) for m, rs, rl in zip(signals.matches, signals.terms, lora.terms)
                if len(m.entry.meanings) > 1 and m.term in meta["terms"]]
+        answer = piped.answer(meta["question"]).to_dict()
         rows.append({"gold": meta["route"], "signals": sig.route, "signals_conf": sig.confidence,
                      "lora": lora.route,
-                     "terms": [(meta["terms"][m.term], label_of(rl, m)) for m, _rs, rl in amb]})
+                     "terms": [(meta["terms"][m.term], label_of(rl, m)) for m, _rs, rl in amb],
+                     "rewrite_ok": answer["rewritten_query"] == meta.get("query", meta["question"]),
+                     "answer_ok": answer_correct(meta, answer)})
     return rows
 
 
@@ -58,6 +95,8 @@ def metrics_from_rows(rows: list[dict[str, Any]], threshold: float = CASCADE_THR
         "route_accuracy": sum(r["lora"] == r["gold"] for r in rows) / n,
         "expansion_accuracy": sum(g == p for g, p in terms) / len(terms) if terms else 1.0,
         "signals_route_accuracy": sum(r["signals"] == r["gold"] for r in rows) / n,
+        "rewrite_validity": sum(r.get("rewrite_ok", False) for r in rows) / n,
+        "answer_accuracy": sum(r.get("answer_ok", False) for r in rows) / n,
         "cascade_threshold": threshold,
         "cascade_agreement": sum(r["signals"] == r["lora"] for r in sure) / len(sure) if sure else 0.0,
     }

@@ -11,6 +11,7 @@ says what happened.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 import threading
@@ -140,6 +141,16 @@ class Engine:
             signals = RouteSignals(question, rewritten, resolutions, matches, hits, fact_hits,
                                    detect_language(question), background_similarity(self.index, rewritten))
             choice = self.router.decide(signals)
+        if choice.rewritten_query and choice.rewritten_query != rewritten:
+            # The router (the LoRA model) read the terms differently from the embedding
+            # disambiguator: retrieve again for its reading, so passages, facts and the
+            # answer's terms all follow the router of record.
+            with timer.stage("retrieve"):
+                hits = self.index.search(choice.rewritten_query, k=k)
+                fact_hits = self.index.search_facts(choice.rewritten_query, k=5)
+            signals = dataclasses.replace(signals, rewritten_query=choice.rewritten_query,
+                                          terms=list(choice.terms) or signals.terms, hits=hits,
+                                          fact_hits=fact_hits)
         return choice, signals
 
     # -- handlers (looked up by route name) -----------------------------------------------

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from knowledge.errors import ConfigError, KBError
-from router.lora_format import ANSWER_OPEN, ROUTER_SYSTEM, terms_prefix
+from router.lora_format import ANSWER_OPEN, ROUTER_SYSTEM, evidence_from_signals, router_user, terms_prefix
 from router.routes import ROUTE_NAMES, Router, RouteChoice, RouteSignals, SignalRouter, register_router
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,11 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def prompt_text(question: str) -> str:
+def prompt_text(user: str) -> str:
     """The ChatML text the router model sees (what Qwen's chat template renders for the
-    training examples' system + user turns, with the generation prompt)."""
-    return _CHATML_USER.format(system=ROUTER_SYSTEM) + _CHATML_REST.format(question=question)
+    training examples' system + user turns, with the generation prompt); ``user`` is the
+    user turn (:func:`router.lora_format.router_user`)."""
+    return _CHATML_USER.format(system=ROUTER_SYSTEM) + _CHATML_REST.format(question=user)
 
 
 class LoRARouter(Router):
@@ -77,6 +78,7 @@ class LoRARouter(Router):
                  peak_threshold: float = 0.04, llama: Any = None):
         self.routes = routes
         self.fallback = fallback or SignalRouter(routes, peak_threshold=peak_threshold)
+        self.peak_threshold = peak_threshold
         self.cascade_threshold = cascade_threshold
         self.agreement = agreement
         self.min_agreement = min_agreement
@@ -183,7 +185,7 @@ class LoRARouter(Router):
             return base
         try:
             with self.lock:
-                choice = self._decide_lora(signals)
+                choice = self._decide_lora(signals, base)
             self.calls["lora"] += 1
             return choice
         except Exception as exc:  # noqa: BLE001 - any model failure must degrade, never break answering
@@ -200,8 +202,17 @@ class LoRARouter(Router):
         base.reason = f"lora fallback ({why}); {base.reason}"
         return base
 
-    def _decide_lora(self, signals: RouteSignals) -> RouteChoice:
-        prompt = self.prefix + self._tok(_CHATML_REST.format(question=signals.question) + ANSWER_OPEN)
+    def user_turn(self, signals: RouteSignals, rule_choice: RouteChoice | None = None) -> str:
+        """The question with its evidence and the rule router's verdict, exactly as in the
+        training rows."""
+        if rule_choice is None:
+            rule_choice = self.fallback.decide(signals)
+        evidence = evidence_from_signals(signals, self.peak_threshold, self.routes["fact"].threshold, rule_choice)
+        return router_user(signals.question, **evidence)
+
+    def _decide_lora(self, signals: RouteSignals, rule_choice: RouteChoice | None = None) -> RouteChoice:
+        user = self.user_turn(signals, rule_choice)
+        prompt = self.prefix + self._tok(_CHATML_REST.format(question=user) + ANSWER_OPEN)
         if self.one_pass:
             self._eval_to(prompt)
             logits = self._last_logits()
@@ -210,7 +221,7 @@ class LoRARouter(Router):
         else:
             best, probs = self._choose(prompt, self.route_tokens)
         route = ROUTE_NAMES[best]
-        resolutions = self._expansions(signals, route)
+        resolutions = self._expansions(signals, route, user)
         from router.terms import rewrite_query
 
         rewritten = rewrite_query(signals.question, signals.matches, resolutions) if signals.matches \
@@ -219,14 +230,15 @@ class LoRARouter(Router):
         return RouteChoice(route, probs[best], resolutions, rewritten, scores,
                            f"lora adapter {self.version or ''}".strip())
 
-    def _expansions(self, signals: RouteSignals, route: str) -> list[Any]:
+    def _expansions(self, signals: RouteSignals, route: str, user: str) -> list[Any]:
         """One resolution per match; ambiguous terms scored against their meanings."""
         from router.lora_format import all_meanings_label, meaning_label
 
-        return _resolve_terms(self, signals, route, meaning_label, all_meanings_label)
+        return _resolve_terms(self, signals, route, user, meaning_label, all_meanings_label)
 
 
-def _resolve_terms(router: LoRARouter, signals: RouteSignals, route: str, label: Any, all_label: Any) -> list[Any]:
+def _resolve_terms(router: LoRARouter, signals: RouteSignals, route: str, user: str, label: Any,
+                   all_label: Any) -> list[Any]:
     from router.disambiguation.base import single_meaning
     from router.terms import TermResolution
 
@@ -241,7 +253,7 @@ def _resolve_terms(router: LoRARouter, signals: RouteSignals, route: str, label:
             chosen[match.term] = (label(ms[idx]) if ms else match.term, idx)
             continue
         done = [(t, chosen[t][0]) for t in order if t in chosen]
-        prefix_text = prompt_text(signals.question) + terms_prefix(route, done, match.term)
+        prefix_text = prompt_text(user) + terms_prefix(route, done, match.term)
         last = order.index(match.term) == len(order) - 1
         end = '"}, "query": "' if last else '", '
         names = [label(m) for m in ms] + [all_label(ms)]

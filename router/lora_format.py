@@ -42,13 +42,103 @@ def all_meanings_label(meanings: list[Any]) -> str:
     return "/".join(dict.fromkeys(meaning_label(m) for m in meanings))
 
 
-def router_messages(question: str) -> list[dict[str, str]]:
+def level(value: float, threshold: float, step: float) -> str:
+    """A similarity margin as a word the small model can learn from: 无 below ``threshold``,
+    then 低 / 中 / 高 one ``step`` apart.
+
+    >>> [level(v, 0.04, 0.04) for v in (0.01, 0.05, 0.09, 0.2)]
+    ['无', '低', '中', '高']
+    """
+    if value < threshold:
+        return "无"
+    if value < threshold + step:
+        return "低"
+    if value < threshold + 2 * step:
+        return "中"
+    return "高"
+
+
+def router_user(question: str, terms: list[tuple[str, list[str]]] | None = None, relevance: str | None = None,
+                fact: tuple[str, str] | None = None, leaning: dict[str, str] | None = None,
+                hint: tuple[str, str] | None = None) -> str:
+    """The user turn: the question, then the evidence the router decides from.
+
+    ``terms``: every glossary candidate found in the question with all its meanings (the model
+    picks one), ``leaning``: the embedding disambiguator's pick where it made one;
+    ``relevance``: how far the best passage stands above the collection (:func:`level`);
+    ``fact``: the nearest stored fact as ``(level, statement)``; ``hint``: the rule router's
+    route and confidence level. The facts themselves are never learned: they are given here,
+    so the model learns how employees ask and when the evidence answers them.
+
+    >>> print(router_user("PM的住宿标准？", [("PM", ["产品经理", "项目经理"])], "高", ("中", "项目经理住宿每晚500元"),
+    ...                   {"PM": "项目经理"}, ("fact", "高")))
+    PM的住宿标准？
+    术语：PM=产品经理|项目经理（倾向项目经理）
+    资料相关度：高
+    最近事实（中）：项目经理住宿每晚500元
+    规则路由：fact（高）
+    """
+    leaning = leaning or {}
+    lines = [question.strip()]
+    if terms:
+        lines.append("术语：" + "；".join(
+            f"{t}={'|'.join(labels)}" + (f"（倾向{leaning[t]}）" if t in leaning and len(labels) > 1 else "")
+            for t, labels in terms))
+    if relevance is not None:
+        lines.append(f"资料相关度：{relevance}")
+    if fact is not None:
+        lines.append(f"最近事实（{fact[0]}）：{_clip(fact[1], FACT_CHARS)}")
+    if hint is not None:
+        lines.append(f"规则路由：{hint[0]}（{hint[1]}）")
+    return "\n".join(lines)
+
+
+FACT_CHARS = 48  # enough to see what the fact is about, short enough for CPU training
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def evidence_from_signals(signals: Any, peak_threshold: float, fact_threshold: float,
+                          rule_choice: Any = None) -> dict[str, Any]:
+    """:func:`router_user` keyword arguments from a :class:`router.routes.RouteSignals` (and
+    the rule router's :class:`router.routes.RouteChoice` for it, when given).
+
+    The same function builds training rows (``finetune/distill.py``) and serving prompts
+    (``router/lora.py``), so the two cannot drift apart.
+    """
+    terms: list[tuple[str, list[str]]] = []
+    for m in signals.matches:
+        if m.term not in dict(terms):
+            terms.append((m.term, list(dict.fromkeys(meaning_label(x) for x in m.entry.meanings))))
+    best = max((h.dense or 0.0 for h in signals.hits), default=0.0)
+    relevance = level(best - signals.background, peak_threshold, peak_threshold)
+    fact = None
+    if signals.fact_hits:
+        top = signals.fact_hits[0]
+        fact = (level(top.score, fact_threshold - 0.03, 0.03), top.fact.statement)
+    leaning = {}
+    for m, r in zip(signals.matches, signals.terms):
+        picked = [x for x in m.entry.meanings if (x.english, x.chinese) == (r.expansion, r.meaning)]
+        if len(m.entry.meanings) > 1 and r.decided and picked:
+            leaning.setdefault(m.term, meaning_label(picked[0]))
+    hint = None
+    if rule_choice is not None:
+        c = rule_choice.confidence
+        hint = (rule_choice.route, "高" if c >= 0.9 else "中" if c >= 0.7 else "低")
+    return {"terms": terms, "relevance": relevance, "fact": fact, "leaning": leaning, "hint": hint}
+
+
+def router_messages(question: str, evidence: dict[str, Any] | None = None) -> list[dict[str, str]]:
     """System + user turns the router model sees (the assistant turn is the JSON answer).
 
     >>> router_messages("PM是什么意思？")[1]
     {'role': 'user', 'content': 'PM是什么意思？'}
     """
-    return [{"role": "system", "content": ROUTER_SYSTEM}, {"role": "user", "content": question}]
+    return [{"role": "system", "content": ROUTER_SYSTEM},
+            {"role": "user", "content": router_user(question, **(evidence or {}))}]
 
 
 def route_answer(route: str, terms: dict[str, str], query: str) -> str:

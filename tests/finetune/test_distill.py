@@ -242,3 +242,34 @@ def test_registered_teacher_goes_through_the_real_registry(monkeypatch):
 
     monkeypatch.setenv("KB_LLM__BACKEND", CountingTeacher.name)
     assert isinstance(create_generator(Settings()), CountingTeacher)
+
+
+def test_rows_carry_the_serving_evidence_and_routes_are_capped(tmp_path, demo_settings, demo_index):
+    """On the real demo index: every user turn is the question plus the evidence the LoRA
+    router sees when serving (same engine retrieval), and no route exceeds the cap."""
+    from config.settings import Settings
+    from finetune.distill import distill
+    from router.engine import Engine
+    from router.llm.extractive import ExtractiveGenerator
+    from router.lora_format import evidence_from_signals, router_user
+    from router.routes import default_routes
+
+    settings = Settings(home=tmp_path)
+    report = distill(demo_index, tmp_path, progress=False, use_teacher=False, settings=settings, max_per_route=12)
+    folder = tmp_path / "datasets" / report.version
+    rows = _read(folder / "train.jsonl") + _read(folder / "eval.jsonl")
+    per_route = {}
+    for r in rows:
+        per_route[r["meta"]["route"]] = per_route.get(r["meta"]["route"], 0) + 1
+    assert per_route and max(per_route.values()) <= 12 and report.filters["route_cap"] > 0
+    assert "refuse" in per_route and "glossary" in per_route and "fact" in per_route
+    engine = Engine(demo_settings, demo_index, generator=ExtractiveGenerator())
+    routes = default_routes(demo_settings.router)
+    for r in rows[:6]:
+        q = r["meta"]["question"]
+        choice, signals = engine.decide(q)
+        want = router_user(q, **evidence_from_signals(signals, demo_settings.router.peak_threshold,
+                                                      routes["fact"].threshold, choice))
+        assert r["messages"][1]["content"] == want
+        assert "资料相关度：" in want and "规则路由：" in want
+    assert all(r["meta"]["kind"] != "absent_topic" or r["meta"]["route"] == "refuse" for r in rows)

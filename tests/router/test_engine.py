@@ -174,3 +174,49 @@ def test_streaming_with_the_packaged_model(llama_engine):
     final = events[-1]["answer"]
     assert events[-1]["type"] == "final" and shown.strip() == final.answer.strip()
     assert all(n["supported"] for n in final.verification["numbers"])
+
+
+# --- the router of record decides the terms ------------------------------------------------
+class OtherMeaningRouter:
+    """A router that reads every ambiguous term differently from the embedding disambiguator
+    (what a LoRA router may do), and routes to rag."""
+
+    name = "other-meaning"
+
+    def decide(self, signals):
+        from router.routes import RouteChoice
+        from router.terms import TermResolution, rewrite_query
+
+        terms = []
+        for m, r in zip(signals.matches, signals.terms):
+            other = next((x for x in m.entry.meanings if x.chinese != r.meaning), None)
+            terms.append(TermResolution(m.term, other.english, other.chinese, 1.0, [], True) if other else r)
+        return RouteChoice("rag", 0.9, terms, rewrite_query(signals.question, signals.matches, terms), {}, "test")
+
+
+def test_retrieval_follows_the_routers_reading_of_the_terms(demo_settings, demo_index):
+    from router.engine import Engine
+    from router.llm.extractive import ExtractiveGenerator
+
+    searched: list[str] = []
+
+    class Recording:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def search(self, query, k=5):
+            searched.append(query)
+            return self.inner.search(query, k=k)
+
+    engine = Engine(demo_settings, Recording(demo_index), generator=ExtractiveGenerator(), router=OtherMeaningRouter())
+    question = "交付中心的PM负责什么？"
+    base_choice, base_signals = Engine(demo_settings, demo_index, generator=ExtractiveGenerator()).decide(question)
+    first = next(r for r in base_signals.terms if r.term == "PM")
+    a = engine.answer(question).to_dict()
+    pm = next(t for t in a["terms"] if t["term"] == "PM")
+    assert pm["meaning"] != first.meaning and pm["decided"]
+    assert pm["meaning"] in a["rewritten_query"] and a["rewritten_query"] != base_signals.rewritten_query
+    assert searched[-1] == a["rewritten_query"]  # passages were retrieved for the router's reading

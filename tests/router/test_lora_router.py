@@ -72,6 +72,25 @@ def test_lora_router_returns_a_valid_choice(lora_router, extractive_engine):
     assert "AM" in choice.rewritten_query and choice.rewritten_query != signals.question
 
 
+def test_prompt_carries_the_term_candidates_and_retrieval_evidence(lora_router, extractive_engine):
+    from router.lora_format import evidence_from_signals, router_user
+
+    signals = _signals(extractive_engine, "交付中心的PM住宿标准是多少？")
+    user = lora_router.user_turn(signals)
+    lines = user.split("\n")
+    assert lines[0] == signals.question
+    pm = next(m for m in signals.matches if m.term == "PM")
+    # Every meaning is offered (the model chooses), not the disambiguator's pick.
+    assert any(ln.startswith("术语：") and all(x.chinese in ln for x in pm.entry.meanings) for ln in lines)
+    assert any(ln.startswith("资料相关度：") for ln in lines) and any(ln.startswith("最近事实") for ln in lines)
+    # The same function writes the training rows: serving and training prompts are identical.
+    routes = lora_router.routes
+    rule = lora_router.fallback.decide(signals)
+    assert lines[-1] == f"规则路由：{rule.route}（{'高' if rule.confidence >= 0.9 else '中' if rule.confidence >= 0.7 else '低'}）"
+    assert user == router_user(signals.question, **evidence_from_signals(
+        signals, lora_router.peak_threshold, routes["fact"].threshold, rule))
+
+
 def test_prefix_cache_and_repeat_calls_agree(lora_router, extractive_engine):
     signals = _signals(extractive_engine, "出差住宿标准是多少？")
     first = lora_router.decide(signals)
