@@ -130,6 +130,7 @@ def run_llm(folder: Path, rows: list[dict[str, Any]], adapter: str | None, progr
     from llama_cpp import Llama
 
     from config.settings import Settings
+    from knowledge.errors import KBError
     from knowledge.glossary import Glossary, import_glossary
     from router.llm.assets import packaged_gguf_path
     from router.llm.llama_cpp import resolve_threads
@@ -140,7 +141,7 @@ def run_llm(folder: Path, rows: list[dict[str, Any]], adapter: str | None, progr
     settings = Settings()
     base = packaged_gguf_path(settings.cache_dir)
     kw = {"lora_path": adapter} if adapter else {}
-    llm = Llama(model_path=str(base), n_ctx=1024, n_threads=resolve_threads(settings.llm.n_threads), verbose=False,
+    llm = Llama(model_path=str(base), n_ctx=2048, n_threads=resolve_threads(settings.llm.n_threads), verbose=False,
                 **kw)
     router = LoRARouter(default_routes(settings.router), llama=llm, version=adapter or "base")
     glossary = Glossary(import_glossary(folder / "diction.json").entries)
@@ -155,8 +156,11 @@ def run_llm(folder: Path, rows: list[dict[str, Any]], adapter: str | None, progr
         at = r["text"].find(r["term"])
         match = TermMatch(r["term"], r["term"], max(at, 0), max(at, 0) + len(r["term"]), entry)
         signals = RouteSignals(r["text"], r["text"], [], [match], [], [], "en", 0.0)
-        choice = router._decide_lora(signals)
-        res = choice.terms[0]
+        try:
+            res = router._decide_lora(signals).terms[0]
+        except KBError:  # the sentence and its candidates do not fit the context: first candidate
+            out.append({"expansion": entry.meanings[0].english, "decided": False, "overflow": True})
+            continue
         out.append({"expansion": res.expansion, "decided": res.decided})
     return out, time.perf_counter() - started
 
@@ -199,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             llm_out, secs = run_llm(folder, rows, adapter, args.progress)
             acc = sum(fold(o["expansion"]) == fold(r["gold"]) for o, r in zip(llm_out, rows)) / len(rows)
             undecided = sum(not o["decided"] for o in llm_out) / len(rows)
-            print(f"terms_sdu: n={len(rows)} {name}={acc:.1%} undecided={undecided:.1%} "
+            overflow = sum(o.get("overflow", False) for o in llm_out)
+            print(f"terms_sdu: n={len(rows)} {name}={acc:.1%} undecided={undecided:.1%} overflow={overflow} "
                   f"({secs / len(rows) * 1000:.0f} ms/row)")
     return 0
 

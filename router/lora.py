@@ -128,6 +128,8 @@ class LoRARouter(Router):
     def _eval_to(self, tokens: list[int]) -> None:
         """Make the context hold exactly ``tokens`` with fresh logits for the last one,
         evaluating only what differs from what the KV cache already holds."""
+        if len(tokens) >= self.llm.n_ctx():
+            raise KBError(f"router prompt of {len(tokens)} tokens does not fit the context of {self.llm.n_ctx()}")
         held = [int(t) for t in self.llm.input_ids[: self.llm.n_tokens]]
         n = common_prefix(held, tokens)
         if n == len(tokens):

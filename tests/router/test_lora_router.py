@@ -128,6 +128,16 @@ def test_failure_during_decision_falls_back(lora_router, extractive_engine, monk
     assert "lora fallback (lora decision failed: RuntimeError" in choice.reason
 
 
+def test_a_prompt_longer_than_the_context_falls_back_with_the_reason(lora_router, extractive_engine):
+    question = "请说明差旅费报销的流程和标准，" * 40 + "AM出差住宿标准是多少？"  # ~600 tokens > n_ctx 512
+    choice = lora_router.decide(_signals(extractive_engine, question))
+    assert choice.route in ROUTE_NAMES
+    assert "does not fit the context of 512" in choice.reason
+    # The router still works afterwards (the cache was not left half-written).
+    again = lora_router.decide(_signals(extractive_engine, "AM是什么意思？"))
+    assert again.reason.startswith("lora adapter"), again.reason
+
+
 def test_cascade_answers_with_signals_when_confident_and_agreeing(lora_router, extractive_engine):
     signals = _signals(extractive_engine, "AM是什么意思？")
     saved = (lora_router.cascade_threshold, lora_router.agreement)
