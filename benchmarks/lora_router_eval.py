@@ -8,7 +8,7 @@ llama.cpp GGUF, then reports for LoRARouter, SignalRouter and the cascade:
 * route accuracy on knowledge/demo/eval_questions.jsonl (never trained on);
 * route agreement between the two routers, and decision latency p50/p95 per tier.
 
-    HF_HUB_OFFLINE=1 python benchmarks/lora_router_eval.py --steps 60 --max-chunks 10
+    HF_HUB_OFFLINE=1 python benchmarks/lora_router_eval.py --steps 80 --max-chunks 10
 
 Everything lands in ``--home`` (default /tmp/lora_router_home); reruns reuse the index, the
 teacher cache and (same data + config) the training checkpoints.
@@ -126,7 +126,7 @@ def _confusion(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, int]
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--home", default="/tmp/lora_router_home")
-    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--steps", type=int, default=80)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--max-len", type=int, default=288)
     p.add_argument("--max-chunks", type=int, default=10)

@@ -7,26 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from fakes.adapters import zero_lora_adapter
 
 pytest.importorskip("llama_cpp")
 
 
 def _zero_adapter(folder: Path, base_gguf: Path) -> Path:
-    """A peft LoRA folder on the first blocks' q/v with B = 0 (the adapted model = the base)."""
-    import numpy as np
-    from safetensors.numpy import save_file
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    tensors = {}
-    for i in range(2):
-        for mod, out in (("q_proj", 896), ("v_proj", 128)):
-            key = f"base_model.model.model.layers.{i}.self_attn.{mod}"
-            tensors[f"{key}.lora_A.weight"] = rng.normal(0, 0.02, (4, 896)).astype(np.float32)
-            tensors[f"{key}.lora_B.weight"] = np.zeros((out, 4), dtype=np.float32)
-    save_file(tensors, str(folder / "adapter_model.safetensors"))
-    (folder / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}))
+    zero_lora_adapter(folder)
     (folder / "train_manifest.json").write_text(json.dumps({"base_gguf": str(base_gguf)}))
     return folder
 

@@ -336,9 +336,10 @@ def test_gate_publishes_better_and_rejects_worse(tmp_path):
 
     store = AdapterStore(tmp_path)
     assert store.current() is None
-    assert store.admit(_fake_adapter(tmp_path / "c1", "1"), {"route_accuracy": 0.8, "expansion_accuracy": 0.9})
+    good = {"route_accuracy": 0.8, "expansion_accuracy": 0.9, "answer_accuracy": 0.7}
+    assert store.admit(_fake_adapter(tmp_path / "c1", "1"), good)
     assert store.current() == "v0001"
-    worse = {"route_accuracy": 0.7, "expansion_accuracy": 0.95}
+    worse = {"route_accuracy": 0.7, "expansion_accuracy": 0.95, "answer_accuracy": 0.75}
     assert not store.admit(_fake_adapter(tmp_path / "c2", "2"), worse)
     assert store.current() == "v0001"
     rejected = store.manifest("v0002")
@@ -348,7 +349,7 @@ def test_gate_publishes_better_and_rejects_worse(tmp_path):
     assert not (store.path("v0002") / "checkpoints").exists()
     assert (store.path("v0002") / "adapter_model.safetensors").read_bytes() == b"2"
     # Ties pass; a candidate without a key metric does not.
-    assert store.admit(_fake_adapter(tmp_path / "c3", "3"), {"route_accuracy": 0.8, "expansion_accuracy": 0.9})
+    assert store.admit(_fake_adapter(tmp_path / "c3", "3"), dict(good))
     assert not store.admit(_fake_adapter(tmp_path / "c4", "4"), {"route_accuracy": 0.99})
     # Loss-like metrics must not go up; a metric the current adapter lacks cannot block.
     assert store.admit(_fake_adapter(tmp_path / "c5", "5"), {"eval_loss": 2.0}, key_metrics=["eval_loss"])

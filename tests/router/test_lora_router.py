@@ -3,33 +3,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from fakes.adapters import zero_lora_adapter
 from router.routes import ROUTE_NAMES, RouteChoice, RouteSignals, default_routes
 
 llama_cpp = pytest.importorskip("llama_cpp")
-
-
-def _zero_adapter(folder: Path, layers: int = 2, r: int = 4) -> Path:
-    """A peft-format LoRA folder on q_proj/v_proj of the first layers, B = 0."""
-    from safetensors.numpy import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    tensors = {}
-    for i in range(layers):
-        for mod, out in (("q_proj", 896), ("v_proj", 128)):
-            key = f"base_model.model.model.layers.{i}.self_attn.{mod}"
-            tensors[f"{key}.lora_A.weight"] = rng.normal(0, 0.02, (r, 896)).astype(np.float32)
-            tensors[f"{key}.lora_B.weight"] = np.zeros((out, r), dtype=np.float32)
-    save_file(tensors, str(folder / "adapter_model.safetensors"))
-    (folder / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "LORA", "r": r, "lora_alpha": 2 * r, "target_modules": ["q_proj", "v_proj"]}))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +24,7 @@ def base_gguf(demo_settings) -> Path:
 def adapter_gguf(tmp_path_factory, base_gguf) -> Path:
     from finetune.export import write_gguf_adapter
 
-    folder = _zero_adapter(tmp_path_factory.mktemp("zero_lora") / "adapter")
+    folder = zero_lora_adapter(tmp_path_factory.mktemp("zero_lora") / "adapter")
     return write_gguf_adapter(folder, folder / "adapter.gguf", base_gguf)
 
 
