@@ -23,6 +23,14 @@ It prints both medians and the speed-up in real tokens/s::
 
 ``--gpu --device cpu --tiny --no-compile`` runs the same GPU code path on a tiny model
 (a smoke test for machines without a GPU).
+
+Routing latency per tier (``--routing``): the demo knowledge base's 110 eval questions through
+(1) the terminology layer + retrieval, (2) the rule router, (3) the LoRA router in llama.cpp
+(``--adapter`` GGUF; default a same-shape r=8 q/v adapter with B = 0, which costs the same to
+run as a trained one) and (4) the cascade (rules answer when confident, else LoRA); p50/p95
+of each, on this machine's cores::
+
+    HF_HUB_OFFLINE=1 python benchmarks/train_router.py --routing [--adapter adapter.gguf]
 """
 
 from __future__ import annotations
@@ -233,7 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--out", help="also write the results as JSON here")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--routing", action="store_true", help="routing latency per tier instead of training speed")
+    p.add_argument("--adapter", help="--routing: LoRA adapter GGUF (default: same-shape zero adapter)")
+    p.add_argument("--cascade-threshold", type=float, default=0.9)
     args = p.parse_args(argv)
+    if args.routing:
+        return routing_latency(args)
 
     import torch
 
@@ -295,6 +308,87 @@ def _ours_fitting_memory(args: argparse.Namespace, examples: list[Example], devi
         gc.collect()
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
+
+
+# --- routing latency ---------------------------------------------------------------------------------
+def _zero_adapter_gguf(folder: Path, base: Path) -> Path:
+    """r=8 LoRA on q_proj/v_proj of all 24 blocks with B = 0, exported for llama.cpp."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from finetune.export import write_gguf_adapter
+
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for i in range(QWEN_05B["num_hidden_layers"]):
+        for mod, out in (("q_proj", 896), ("v_proj", 128)):
+            key = f"base_model.model.model.layers.{i}.self_attn.{mod}"
+            tensors[f"{key}.lora_A.weight"] = rng.normal(0, 0.02, (8, 896)).astype(np.float32)
+            tensors[f"{key}.lora_B.weight"] = np.zeros((out, 8), dtype=np.float32)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps(
+        {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}))
+    return write_gguf_adapter(folder, folder / "adapter.gguf", base)
+
+
+def routing_latency(args: argparse.Namespace) -> int:
+    from config.settings import Settings
+    from knowledge.demo import DOCS_DIR, GLOSSARY_DIR
+    from retrieval.store import IndexStore
+    from router.engine import Engine
+    from router.llm.assets import packaged_gguf_path
+    from router.llm.extractive import ExtractiveGenerator
+    from router.lora import LoRARouter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        settings = Settings(home=home)
+        store = IndexStore(home)
+        store.add_documents(sorted(q for q in DOCS_DIR.iterdir() if q.is_file()))
+        for g in sorted(GLOSSARY_DIR.iterdir()):
+            store.add_glossary(g)
+        store.build(full=True)
+        engine = Engine(settings, store.load(), generator=ExtractiveGenerator())
+        base = packaged_gguf_path(settings.cache_dir)
+        adapter = Path(args.adapter) if args.adapter else _zero_adapter_gguf(home / "zero", base)
+        lora = LoRARouter(engine.routes, base_gguf=base, adapter_gguf=adapter, version="bench")
+        if lora.llm is None:
+            print(f"LoRA router not loaded: {lora.disabled_reason}", file=sys.stderr)
+            return 1
+        questions = [json.loads(line)["question"] for line in
+                     (ROOT / "knowledge" / "demo" / "eval_questions.jsonl").read_text(encoding="utf-8").splitlines()
+                     if line.strip()]
+        tiers: dict[str, list[float]] = {"terms+retrieval": [], "rules": [], "lora": [], "cascade": []}
+        confident = 0
+        for q in questions:
+            t0 = time.perf_counter()
+            _, signals = engine.decide(q)
+            t1 = time.perf_counter()
+            rule = engine.router.decide(signals)
+            t2 = time.perf_counter()
+            lora._decide_lora(signals, rule)
+            t3 = time.perf_counter()
+            tiers["terms+retrieval"].append((t1 - t0) * 1000)
+            tiers["rules"].append((t2 - t1) * 1000)
+            tiers["lora"].append((t3 - t2) * 1000)
+            # The cascade's decision cost: rules always, the adapter only when they are unsure.
+            confident += rule.confidence >= args.cascade_threshold
+            tiers["cascade"].append((t2 - t1 + (0 if rule.confidence >= args.cascade_threshold else t3 - t2)) * 1000)
+    result = {"questions": len(questions), "adapter": str(args.adapter or "zero (same shape)"),
+              "threads": getattr(lora.llm, "n_threads", None), "cascade_threshold": args.cascade_threshold,
+              "cascade_share_rules": round(confident / len(questions), 3),
+              "ms": {k: {"p50": round(_pct(v, 50), 1), "p95": round(_pct(v, 95), 1)} for k, v in tiers.items()}}
+    for k, v in result["ms"].items():
+        print(f"{k:<16} p50 {v['p50']:8.1f} ms   p95 {v['p95']:8.1f} ms", file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(statistics.quantiles(values, n=100, method="inclusive")[q - 1]) if len(values) > 1 else values[0]
 
 
 def _report(name: str, r: dict[str, Any]) -> None:

@@ -168,15 +168,22 @@ class AdapterStore:
         raise KBError(f"could not claim a new version folder in {self.root}")
 
     def admit(self, candidate_dir: str | Path, metrics: dict[str, float],
-              key_metrics: Iterable[str] = DEFAULT_KEY_METRICS) -> bool:
+              key_metrics: Iterable[str] = DEFAULT_KEY_METRICS, current_metrics: dict[str, float] | None = None
+              ) -> bool:
         """The evaluation gate: store the candidate, publish it only if it is at least as good
-        as the current adapter on every key metric. Returns whether it was published."""
+        as the current adapter on every key metric. Returns whether it was published.
+
+        ``current_metrics``: the current adapter re-scored on the candidate's eval data (pass
+        them when the dataset changed: numbers from different eval splits do not compare);
+        default: the metrics stored when the current adapter was admitted.
+        """
         keys = list(key_metrics)
         current = self.current()
-        cur_metrics = self.manifest(current)["metrics"] if current else None
+        cur_metrics = (current_metrics if current_metrics is not None else self.manifest(current)["metrics"]) \
+            if current else None
         comparison = compare_metrics(metrics, cur_metrics, keys)
         report = {"gate": "every key metric >= current", "key_metrics": keys, "compared_with": current,
-                  **comparison}
+                  "current_rescored": current_metrics is not None and current is not None, **comparison}
         version = self.add(candidate_dir, metrics, status="rejected", report=report)
         if comparison["passed"]:
             self.publish(version)

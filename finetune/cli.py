@@ -75,12 +75,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         keys = ([k.strip() for k in args.key_metrics.split(",") if k.strip()] if args.key_metrics
                 else [k for k in DEFAULT_KEY_METRICS if k in metrics] or ["eval_loss"])
         store = AdapterStore(settings.home)
-        published = store.admit(out, metrics, keys)
+        published = store.admit(out, metrics, keys, rescore_current(store, out, metrics, settings))
         version = store.version_names()[-1]
         summary.update(version=version, status="published" if published else "rejected",
                        report=store.manifest(version)["report"])
     print(json.dumps(summary, ensure_ascii=False, indent=1, default=str))
     return 0
+
+
+def rescore_current(store: Any, candidate: Path, metrics: dict[str, Any], settings: Any) -> dict[str, Any] | None:
+    """The current adapter's task metrics on the candidate's eval data, when it was admitted
+    with other data (``None``: same data, or nothing to compare)."""
+    current = store.current()
+    if not current or not any(k in metrics for k in ("route_accuracy", "expansion_accuracy")):
+        return None
+    manifest = store.manifest(current)
+    cand = json.loads((Path(candidate) / "train_manifest.json").read_text(encoding="utf-8"))
+    if manifest.get("data_hash") == cand.get("data_hash"):
+        return None
+    print(f"re-scoring the current adapter {current} on the new eval data", file=sys.stderr)
+    return evaluate_hook(store.path(current), settings) or None
 
 
 def current_dataset(home: Path) -> Path:

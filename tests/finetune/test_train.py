@@ -428,6 +428,59 @@ def test_cli_train_then_adapters(tiny_base, glossary_dataset, tmp_path, monkeypa
         reset_settings()
 
 
+def test_gate_rescores_the_current_adapter_when_the_data_changed(tiny_base, glossary_dataset, tmp_path,
+                                                                  monkeypatch, capsys):
+    """Metrics from different eval splits do not compare: after a re-distillation, the gate
+    scores the current adapter on the new eval data and compares against that."""
+    import argparse
+    import shutil
+
+    from config.settings import reset_settings
+    from finetune import cli
+    from finetune.cli import register
+
+    new_data = tmp_path / "data_b"
+    shutil.copytree(glossary_dataset, new_data)
+    write_jsonl(new_data / "eval.jsonl", glossary_records(7))  # other eval data, other hash
+    scored: list[Path] = []
+
+    def fake_eval(adapter_dir, settings):  # stands in for the llama.cpp evaluation (tested elsewhere)
+        scored.append(Path(adapter_dir))
+        stored = Path(adapter_dir).parent.name == "adapters"
+        data = json.loads((Path(adapter_dir) / "train_manifest.json").read_text())["dataset"]
+        if stored:
+            return {"route_accuracy": 0.70, "expansion_accuracy": 1.0, "answer_accuracy": 0.5}  # on the new split
+        acc = 0.90 if data == str(glossary_dataset) else 0.80
+        return {"route_accuracy": acc, "expansion_accuracy": 1.0, "answer_accuracy": 0.5}
+
+    monkeypatch.setattr(cli, "evaluate_hook", fake_eval)
+    monkeypatch.setenv("KB_HOME", str(tmp_path / "home"))
+    reset_settings()
+    parser = argparse.ArgumentParser(prog="kb")
+    register(parser.add_subparsers(dest="cmd", required=True))
+
+    def run(dataset: Path) -> dict:
+        args = parser.parse_args(["train", "--dataset", str(dataset), "--max-steps", "1", "--set",
+                                  f"base_model={tiny_base}", "--set", "progress=false", "--set", "max_seq_len=96"])
+        assert args.fn(args) == 0
+        return json.loads(capsys.readouterr().out)
+
+    try:
+        assert run(glossary_dataset)["status"] == "published"
+        assert len(scored) == 1  # nothing to re-score against
+        second = run(new_data)
+        # 0.80 < the stored 0.90, but the current adapter only scores 0.70 on the new split.
+        assert second["status"] == "published", second
+        assert scored[-1].parent.name == "adapters" and len(scored) == 3
+        from finetune.adapters import AdapterStore
+
+        report = AdapterStore(tmp_path / "home").manifest(second["version"])["report"]
+        assert report["current_rescored"] is True and report["compared_with"] == "v0001"
+    finally:
+        monkeypatch.delenv("KB_HOME")
+        reset_settings()
+
+
 # --- export -----------------------------------------------------------------------------------------
 def _real_shape_adapter(tmp_path: Path, arch: str = "qwen2", b_std: float = 0.02) -> Path:
     """A peft adapter with the packaged model's attention shapes (2 of its 24 layers)."""
