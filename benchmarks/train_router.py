@@ -378,9 +378,9 @@ def routing_latency(args: argparse.Namespace) -> int:
     result = {"questions": len(questions), "adapter": str(args.adapter or "zero (same shape)"),
               "threads": getattr(lora.llm, "n_threads", None), "cascade_threshold": args.cascade_threshold,
               "cascade_share_rules": round(confident / len(questions), 3),
-              "ms": {k: {"p50": round(_pct(v, 50), 1), "p95": round(_pct(v, 95), 1)} for k, v in tiers.items()}}
+              "ms": {k: {"p50": round(_pct(v, 50), 2), "p95": round(_pct(v, 95), 2)} for k, v in tiers.items()}}
     for k, v in result["ms"].items():
-        print(f"{k:<16} p50 {v['p50']:8.1f} ms   p95 {v['p95']:8.1f} ms", file=sys.stderr)
+        print(f"{k:<16} p50 {v['p50']:8.2f} ms   p95 {v['p95']:8.2f} ms", file=sys.stderr)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1), encoding="utf-8")
     print(json.dumps(result, indent=1))
