@@ -73,11 +73,13 @@ def score_rows(engine: Any, router: Any, records: list[dict[str, Any]]) -> list[
         amb = [(m, rs, rl) for m, rs, rl in zip(signals.matches, signals.terms, lora.terms)
                if len(m.entry.meanings) > 1 and m.term in meta["terms"]]
         answer = piped.answer(meta["question"]).to_dict()
+        rule_answer = engine.answer(meta["question"]).to_dict()
         rows.append({"gold": meta["route"], "signals": sig.route, "signals_conf": sig.confidence,
                      "lora": lora.route,
                      "terms": [(meta["terms"][m.term], label_of(rl, m)) for m, _rs, rl in amb],
                      "rewrite_ok": answer["rewritten_query"] == meta.get("query", meta["question"]),
-                     "answer_ok": answer_correct(meta, answer)})
+                     "answer_ok": answer_correct(meta, answer),
+                     "signals_answer_ok": answer_correct(meta, rule_answer)})
     return rows
 
 
@@ -97,6 +99,7 @@ def metrics_from_rows(rows: list[dict[str, Any]], threshold: float = CASCADE_THR
         "signals_route_accuracy": sum(r["signals"] == r["gold"] for r in rows) / n,
         "rewrite_validity": sum(r.get("rewrite_ok", False) for r in rows) / n,
         "answer_accuracy": sum(r.get("answer_ok", False) for r in rows) / n,
+        "signals_answer_accuracy": sum(r.get("signals_answer_ok", False) for r in rows) / n,
         "cascade_threshold": threshold,
         "cascade_agreement": sum(r["signals"] == r["lora"] for r in sure) / len(sure) if sure else 0.0,
     }

@@ -33,7 +33,7 @@ def test_gate_metrics_run_the_adapter_through_the_whole_engine(copy_home, tmp_pa
     adapter = _zero_adapter(tmp_path / "adapter", packaged_gguf_path(settings.cache_dir))
     metrics = evaluate_adapter(adapter, settings)
     for key in ("route_accuracy", "expansion_accuracy", "rewrite_validity", "answer_accuracy",
-                "signals_route_accuracy", "cascade_agreement"):
+                "signals_route_accuracy", "signals_answer_accuracy", "cascade_agreement"):
         assert 0.0 <= metrics[key] <= 1.0, (key, metrics)
     assert (adapter / "adapter.gguf").is_file()  # exported for llama.cpp on the way
     # SignalRouter on rows distilled from the same index: a sanity floor for the harness.
