@@ -123,6 +123,21 @@ def _confusion(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, int]
     return confusion_matrix([(r["gold"], r[key]) for r in rows])
 
 
+def _drop_rule_hint() -> None:
+    """Both the distiller and the router build prompts through evidence_from_signals; wrap it
+    so neither sees the rule router's verdict (this process only)."""
+    import router.lora as lora_mod
+    import router.lora_format as fmt
+
+    original = fmt.evidence_from_signals
+
+    def without_hint(*a: Any, **kw: Any) -> dict[str, Any]:
+        return {**original(*a, **kw), "hint": None}
+
+    fmt.evidence_from_signals = without_hint
+    lora_mod.evidence_from_signals = without_hint
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--home", default="/tmp/lora_router_home")
@@ -132,6 +147,8 @@ def main() -> int:
     p.add_argument("--max-chunks", type=int, default=10)
     p.add_argument("--max-per-route", type=int, default=240)
     p.add_argument("--hard-repeat", type=int, default=1, help="repeat rows where the rules are wrong N times")
+    p.add_argument("--no-hint", action="store_true",
+                   help="experiment: leave the rule router's verdict out of the prompt (training and serving)")
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--cascade-threshold", type=float, default=0.9)
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "lora_router_eval.json"))
@@ -146,6 +163,8 @@ def main() -> int:
     from router.llm.extractive import ExtractiveGenerator
     from router.lora import LoRARouter
 
+    if args.no_hint:
+        _drop_rule_hint()
     home = Path(args.home)
     settings = Settings(home=home)
     timings: dict[str, float] = {}
