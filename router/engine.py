@@ -116,8 +116,14 @@ class Engine:
         question = self.validate(question)
         timer = Timer()
         choice, signals = self.decide(question, history, timer)
+        yield from self.answer_decided(question, choice, signals, timer, stream)
+
+    def answer_decided(self, question: str, choice: RouteChoice, signals: RouteSignals, timer: Timer | None = None,
+                       stream: bool = True) -> Iterator[dict[str, Any]]:
+        """The events of :meth:`answer_stream` for a decision made elsewhere (e.g. over
+        passages the caller supplies, see :mod:`router.passages`)."""
         handler = getattr(self, f"_route_{choice.route}")
-        yield from handler(question, choice, signals, timer, stream)
+        yield from handler(question, choice, signals, timer or Timer(), stream)
 
     def decide(self, question: str, history: list[dict[str, str]] | None = None,
                timer: Timer | None = None) -> tuple[RouteChoice, RouteSignals]:

@@ -95,11 +95,8 @@ def answer_over_passages(engine: Any, question: str, passages: Sequence[str],
     if choice.route not in ("rag", "refuse"):
         choice = RouteChoice("rag", choice.confidence, choice.terms, choice.rewritten_query, choice.scores,
                              f"{choice.route} needs an index; answered from the passages")
-    # Until Engine has a public method for this, the route handlers are looked up the way
-    # Engine.answer_stream does it.
-    handler = getattr(engine, f"_route_{choice.route}")
     final = None
-    for event in handler(question, choice, signals, timer, False):
+    for event in engine.answer_decided(question, choice, signals, timer, stream=False):
         if event["type"] == "final":
             final = event["answer"]
     if final is None:
