@@ -41,16 +41,6 @@ def build_index(home: Path) -> Any:
     return store.load()
 
 
-def expected_label(res: Any, match: Any) -> str:
-    from router.lora_format import all_meanings_label, meaning_label
-
-    ms = match.entry.meanings
-    if not res.decided or len(ms) <= 1:
-        return all_meanings_label(ms) if len(ms) > 1 and not res.decided else meaning_label(ms[0]) if ms else ""
-    chosen = [m for m in ms if (m.english, m.chinese) == (res.expansion, res.meaning)]
-    return meaning_label(chosen[0]) if chosen else all_meanings_label(ms)
-
-
 def pct(values: list[float], q: float) -> float | None:
     from finetune.evaluation import percentile
 
@@ -65,13 +55,15 @@ def run_case(engine: Any, lora: Any, question: str) -> dict[str, Any]:
     t2 = time.perf_counter()
     lo = lora._decide_lora(signals) if lora.llm is not None else sig
     t3 = time.perf_counter()
+    from router.lora_format import resolution_label
+
     amb = {m.term: (m, r) for m, r in zip(signals.matches, signals.terms) if len(m.entry.meanings) > 1}
     lora_amb = {m.term: r for m, r in zip(signals.matches, lo.terms) if len(m.entry.meanings) > 1}
     return {
         "question": question, "signals": sig.route, "signals_conf": sig.confidence, "lora": lo.route,
         "lora_conf": lo.confidence,
-        "sig_terms": {t: expected_label(r, m) for t, (m, r) in amb.items()},
-        "lora_terms": {t: expected_label(lora_amb[t], amb[t][0]) for t in lora_amb},
+        "sig_terms": {t: resolution_label(r, m) for t, (m, r) in amb.items()},
+        "lora_terms": {t: resolution_label(lora_amb[t], amb[t][0]) for t in lora_amb},
         "ms_signals_pipeline": (t1 - t0) * 1000, "ms_signals_decide": (t2 - t1) * 1000,
         "ms_lora_decide": (t3 - t2) * 1000,
     }

@@ -35,7 +35,7 @@ from typing import Any, Iterable
 
 from knowledge.errors import KBError
 from knowledge.types import Meaning
-from router.lora_format import ROUTER_SYSTEM, all_meanings_label, meaning_label, route_answer, router_messages
+from router.lora_format import ROUTER_SYSTEM, route_answer, router_messages
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +390,8 @@ def target_for(question: str, glossary: Any, intended: dict[str, int | None] | N
     (``None`` = every meaning: the question does not say). Other ambiguous terms are
     decided by ``disambiguator`` when given, else left undecided.
     """
-    from router.disambiguation.base import single_meaning
+    from router.disambiguation.base import single_meaning, surface_meaning, undecided
+    from router.lora_format import resolution_label
     from router.terms import find_terms, rewrite_query
 
     matches = find_terms(question, glossary)
@@ -399,38 +400,17 @@ def target_for(question: str, glossary: Any, intended: dict[str, int | None] | N
         ms = m.entry.meanings
         want = (intended or {}).get(m.term, "unset")
         if m.via == "meaning" or len(ms) <= 1:
-            res = single_meaning(m) if len(ms) <= 1 else _pick(m, _meaning_index(m))
+            res = single_meaning(m) if len(ms) <= 1 else single_meaning(m, surface_meaning(m))
         elif want != "unset":
-            res = _pick(m, want)
+            res = undecided(m) if want is None else single_meaning(m, want)
         elif disambiguator is not None:
             res = disambiguator.resolve(question, m)
         else:
-            res = _pick(m, None)
+            res = undecided(m)
         resolutions.append(res)
-        chosen = [x for x in ms if (x.english, x.chinese) == (res.expansion, res.meaning)] if res.decided else []
-        terms[m.term] = meaning_label(chosen[0]) if chosen else all_meanings_label(ms)
+        terms[m.term] = resolution_label(res, m)
     query = rewrite_query(question, matches, resolutions) if matches else question
     return terms, query
-
-
-def _meaning_index(match: Any) -> int:
-    surface = match.surface
-    for i, m in enumerate(match.entry.meanings):
-        if surface and (surface in m.chinese or surface.lower() in m.english.lower()):
-            return i
-    return 0
-
-
-def _pick(match: Any, index: int | None) -> Any:
-    from router.terms import TermResolution
-
-    ms = match.entry.meanings
-    if index is None:
-        return TermResolution(match.term, ms[0].english, ms[0].chinese, 0.5,
-                              [{"expansion": m.english, "meaning": m.chinese, "score": 0.5} for m in ms[1:]], False)
-    m = ms[index]
-    alts = [{"expansion": o.english, "meaning": o.chinese, "score": 0.0} for o in ms if o is not m]
-    return TermResolution(match.term, m.english, m.chinese, 1.0, alts, True)
 
 
 def to_record(item: dict[str, Any], glossary: Any, disambiguator: Any = None,

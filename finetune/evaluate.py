@@ -20,17 +20,6 @@ from typing import Any
 CASCADE_THRESHOLD = 0.9
 
 
-def label_of(resolution: Any, match: Any) -> str:
-    """The router label of a resolution: the chosen meaning, or all of them when undecided."""
-    from router.lora_format import all_meanings_label, meaning_label
-
-    ms = match.entry.meanings
-    if len(ms) > 1 and not resolution.decided:
-        return all_meanings_label(ms)
-    chosen = [m for m in ms if (m.english, m.chinese) == (resolution.expansion, resolution.meaning)]
-    return meaning_label(chosen[0] if chosen else ms[0]) if ms else ""
-
-
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
@@ -60,27 +49,33 @@ def answer_correct(meta: dict[str, Any], answer: dict[str, Any]) -> bool:
 
 def score_rows(engine: Any, router: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per question: gold and predicted route / ambiguous-term labels for both routers, and
-    the whole pipeline's answer with the adapter as the engine's router."""
+    the whole pipeline's answer with each of them as the engine's router (each decision is
+    made once and answered from)."""
     from router.engine import Engine
+    from router.lora_format import resolution_label
 
     piped = Engine(engine.settings, engine.index, generator=engine.generator, router=router)
     rows = []
     for rec in records:
         meta = rec["meta"]
-        _, signals = engine.decide(meta["question"])
-        sig = engine.router.decide(signals)
-        lora = router._decide_lora(signals)
-        amb = [(m, rs, rl) for m, rs, rl in zip(signals.matches, signals.terms, lora.terms)
-               if len(m.entry.meanings) > 1 and m.term in meta["terms"]]
-        answer = piped.answer(meta["question"]).to_dict()
-        rule_answer = engine.answer(meta["question"]).to_dict()
-        rows.append({"gold": meta["route"], "signals": sig.route, "signals_conf": sig.confidence,
-                     "lora": lora.route,
-                     "terms": [(meta["terms"][m.term], label_of(rl, m)) for m, _rs, rl in amb],
-                     "rewrite_ok": answer["rewritten_query"] == meta.get("query", meta["question"]),
+        question = meta["question"]
+        rule, signals = engine.decide(question)
+        lora, lora_signals = piped.decide(question)
+        terms = [(meta["terms"][m.term], resolution_label(rl, m)) for m, rl in zip(signals.matches, lora.terms)
+                 if len(m.entry.meanings) > 1 and m.term in meta["terms"]]
+        answer = _final(piped.answer_decided(question, lora, lora_signals, stream=False))
+        rule_answer = _final(engine.answer_decided(question, rule, signals, stream=False))
+        rows.append({"gold": meta["route"], "signals": rule.route, "signals_conf": rule.confidence,
+                     "lora": lora.route, "terms": terms,
+                     "rewrite_ok": answer["rewritten_query"] == meta.get("query", question),
                      "answer_ok": answer_correct(meta, answer),
                      "signals_answer_ok": answer_correct(meta, rule_answer)})
     return rows
+
+
+def _final(events: Any) -> dict[str, Any]:
+    """The answer dict of an engine event stream."""
+    return next(e["answer"] for e in events if e["type"] == "final").to_dict()
 
 
 def metrics_from_rows(rows: list[dict[str, Any]], threshold: float = CASCADE_THRESHOLD) -> dict[str, float]:

@@ -169,8 +169,7 @@ class Engine:
                     timer: Timer, stream: bool) -> Iterator[dict[str, Any]]:
         best = pick_fact(question, signals.fact_hits, self.routes["fact"].threshold)
         if best is None:
-            fallback = RouteChoice("rag", choice.confidence, choice.terms, choice.rewritten_query,
-                                   choice.scores, "fact below threshold; fell through to rag")
+            fallback = dataclasses.replace(choice, route="rag", reason="fact below threshold; fell through to rag")
             yield from self._route_rag(question, fallback, signals, timer, stream)
             return
         fact = best.fact
@@ -186,8 +185,7 @@ class Engine:
         from router.llm.prompts import REFUSAL_EN, REFUSAL_ZH
 
         text = REFUSAL_ZH if signals.lang == "zh" else REFUSAL_EN
-        refused = RouteChoice("refuse", choice.confidence, choice.terms, choice.rewritten_query,
-                              choice.scores, choice.reason)
+        refused = dataclasses.replace(choice, route="refuse")
         yield from self._finish(text, refused, signals, timer, [], None)
 
     def _route_rag(self, question: str, choice: RouteChoice, signals: RouteSignals,
@@ -239,18 +237,16 @@ class Engine:
         elif is_refusal(text):
             # The model read the passages and found no answer: honour it. (Answering
             # extractively here was measured to destroy refusals on negative-only passages.)
-            yield from self._route_refuse(question, RouteChoice(
-                "refuse", choice.confidence, choice.terms, choice.rewritten_query, choice.scores,
-                "the generator found no answer in the passages"), signals, timer, stream)
+            refused = dataclasses.replace(choice, reason="the generator found no answer in the passages")
+            yield from self._route_refuse(question, refused, signals, timer, stream)
             return
         elif is_degenerate(text):
             # No content beyond citation markers (small models do this): answer extractively
             # from the same passages, never from memory.
             fallback = self.extractive.compose(prompt_q, passages)
             if not fallback or is_refusal(fallback):
-                yield from self._route_refuse(question, RouteChoice(
-                    "refuse", choice.confidence, choice.terms, choice.rewritten_query, choice.scores,
-                    "the generator produced no answer"), signals, timer, stream)
+                refused = dataclasses.replace(choice, reason="the generator produced no answer")
+                yield from self._route_refuse(question, refused, signals, timer, stream)
                 return
             text = fallback
             status_note = "the generator produced no content; extractive answer from the passages"
@@ -282,9 +278,8 @@ class Engine:
                 verification = _with_status(self.verifier.check(text, ids, question), "corrected")
                 status_note = "unsupported sentences were withheld"
             else:
-                yield from self._route_refuse(question, RouteChoice(
-                    "refuse", choice.confidence, choice.terms, choice.rewritten_query, choice.scores,
-                    "answer could not be verified"), signals, timer, stream)
+                refused = dataclasses.replace(choice, reason="answer could not be verified")
+                yield from self._route_refuse(question, refused, signals, timer, stream)
                 return
         citations = _rag_citations(text, hits)
         vdict = verification.to_dict()

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from knowledge.errors import ConfigError, KBError
-from router.lora_format import ANSWER_OPEN, ROUTER_SYSTEM, evidence_from_signals, router_user, terms_prefix
+from router.lora_format import (ANSWER_OPEN, ROUTER_SYSTEM, all_meanings_label, evidence_from_signals, meaning_label,
+                                 router_user, terms_prefix)
 from router.routes import ROUTE_NAMES, Router, RouteChoice, RouteSignals, SignalRouter, register_router
 
 log = logging.getLogger(__name__)
@@ -233,59 +234,32 @@ class LoRARouter(Router):
                            f"lora adapter {self.version or ''}".strip())
 
     def _expansions(self, signals: RouteSignals, route: str, user: str) -> list[Any]:
-        """One resolution per match; ambiguous terms scored against their meanings."""
-        from router.lora_format import all_meanings_label, meaning_label
+        """One resolution per match; each ambiguous term's meanings (and "all of them") scored
+        as constrained continuations of the answer's ``terms`` object."""
+        from router.disambiguation.base import single_meaning, surface_meaning, undecided
 
-        return _resolve_terms(self, signals, route, user, meaning_label, all_meanings_label)
-
-
-def _resolve_terms(router: LoRARouter, signals: RouteSignals, route: str, user: str, label: Any,
-                   all_label: Any) -> list[Any]:
-    from router.disambiguation.base import single_meaning
-    from router.terms import TermResolution
-
-    order = list(dict.fromkeys(m.term for m in signals.matches))
-    chosen: dict[str, tuple[str, int | None]] = {}
-    for match in signals.matches:
-        if match.term in chosen:
-            continue
-        ms = match.entry.meanings
-        if len(ms) <= 1 or match.via == "meaning":
-            idx = _written_index(match) if len(ms) > 1 else 0
-            chosen[match.term] = (label(ms[idx]) if ms else match.term, idx)
-            continue
-        done = [(t, chosen[t][0]) for t in order if t in chosen]
-        prefix_text = prompt_text(user) + terms_prefix(route, done, match.term)
-        last = order.index(match.term) == len(order) - 1
-        end = '"}, "query": "' if last else '", '
-        names = [label(m) for m in ms] + [all_label(ms)]
-        prefix_tokens = router._tok(prefix_text)
-        cands = [router._continuation(prefix_text, n, end) for n in names]
-        win, probs = router._choose(prefix_tokens, cands)
-        chosen[match.term] = (names[win], win if win < len(ms) else None)
-    out = []
-    for match in signals.matches:
-        ms = match.entry.meanings
-        idx = chosen[match.term][1]
-        if len(ms) <= 1:
-            out.append(single_meaning(match))
-        elif idx is None:
-            out.append(TermResolution(match.term, ms[0].english, ms[0].chinese, 0.5,
-                                      [{"expansion": m.english, "meaning": m.chinese, "score": 0.5} for m in ms[1:]],
-                                      False))
-        else:
-            m = ms[idx]
-            out.append(TermResolution(match.term, m.english, m.chinese, 1.0,
-                                      [{"expansion": o.english, "meaning": o.chinese, "score": 0.0}
-                                       for o in ms if o is not m], True))
-    return out
-
-
-def _written_index(match: Any) -> int:
-    for i, m in enumerate(match.entry.meanings):
-        if match.surface and (match.surface in m.chinese or match.surface.lower() in m.english.lower()):
-            return i
-    return 0
+        order = list(dict.fromkeys(m.term for m in signals.matches))
+        chosen: dict[str, tuple[str, int | None]] = {}  # term -> (label written, meaning index)
+        for match in signals.matches:
+            ms = match.entry.meanings
+            if match.term in chosen:
+                continue
+            if len(ms) <= 1 or match.via == "meaning":
+                idx = surface_meaning(match) if len(ms) > 1 else 0
+                chosen[match.term] = (meaning_label(ms[idx]) if ms else match.term, idx)
+                continue
+            done = [(t, chosen[t][0]) for t in order if t in chosen]
+            prefix_text = prompt_text(user) + terms_prefix(route, done, match.term)
+            end = '"}, "query": "' if order.index(match.term) == len(order) - 1 else '", '
+            names = [meaning_label(m) for m in ms] + [all_meanings_label(ms)]
+            win, _ = self._choose(self._tok(prefix_text), [self._continuation(prefix_text, n, end) for n in names])
+            chosen[match.term] = (names[win], win if win < len(ms) else None)
+        out = []
+        for match in signals.matches:
+            idx = chosen[match.term][1]
+            out.append(single_meaning(match) if len(match.entry.meanings) <= 1
+                       else undecided(match) if idx is None else single_meaning(match, idx))
+        return out
 
 
 def _load(base_gguf: str | Path | None, adapter_gguf: str | Path | None, n_threads: int, n_ctx: int) -> Any:

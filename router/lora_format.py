@@ -42,6 +42,25 @@ def all_meanings_label(meanings: list[Any]) -> str:
     return "/".join(dict.fromkeys(meaning_label(m) for m in meanings))
 
 
+def resolution_label(resolution: Any, match: Any) -> str:
+    """What the router writes for a term's resolution: the chosen meaning's label, or every
+    meaning joined when it is undecided.
+
+    >>> from knowledge.types import GlossaryEntry, Meaning
+    >>> from router.disambiguation.base import single_meaning, undecided
+    >>> from router.terms import TermMatch
+    >>> m = TermMatch("PM", "PM", 0, 2, GlossaryEntry("PM", [Meaning("Product Manager", "产品经理"),
+    ...                                                      Meaning("Project Manager", "项目经理")]))
+    >>> resolution_label(single_meaning(m, 1), m), resolution_label(undecided(m), m)
+    ('项目经理', '产品经理/项目经理')
+    """
+    ms = match.entry.meanings
+    if len(ms) > 1 and not resolution.decided:
+        return all_meanings_label(ms)
+    chosen = [m for m in ms if (m.english, m.chinese) == (resolution.expansion, resolution.meaning)]
+    return meaning_label(chosen[0] if chosen else ms[0]) if ms else ""
+
+
 def level(value: float, threshold: float, step: float) -> str:
     """A similarity margin as a word the small model can learn from: 无 below ``threshold``,
     then 低 / 中 / 高 one ``step`` apart.

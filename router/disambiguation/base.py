@@ -165,6 +165,32 @@ def single_meaning(match: "TermMatch", index: int = 0) -> TermResolution:
     return TermResolution(match.term, chosen.english, chosen.chinese, 1.0, others, True)
 
 
+def undecided(match: "TermMatch") -> TermResolution:
+    """The resolution that commits to no meaning: the first is shown, every meaning scores
+    the same and ``decided`` is False."""
+    ms = match.entry.meanings
+    first = ms[0] if ms else Meaning()
+    return TermResolution(match.term, first.english, first.chinese, 0.5,
+                          [{"expansion": m.english, "meaning": m.chinese, "score": 0.5} for m in ms[1:]], False)
+
+
+def surface_meaning(match: "TermMatch") -> int:
+    """Index of the meaning whose text contains what the question wrote (a bracketed meaning
+    like 全印展（中国国际全印展） contains 全印展); 0 when none does.
+
+    >>> from knowledge.types import GlossaryEntry
+    >>> from router.terms import TermMatch
+    >>> e = GlossaryEntry("AIP", [Meaning("All in Print China", "全印展（中国国际全印展）")])
+    >>> surface_meaning(TermMatch("AIP", "全印展", 0, 3, e, "meaning"))
+    0
+    """
+    surface = match.surface
+    for i, m in enumerate(match.entry.meanings):
+        if surface and (surface in m.chinese or surface.lower() in m.english.lower()):
+            return i
+    return 0
+
+
 def written_meaning(match: "TermMatch") -> int | None:
     """Index of the meaning a ``via="meaning"`` match wrote out (``Purchase Order`` -> the
     Purchase Order meaning of PO, whatever else PO can mean); None for abbreviations.
