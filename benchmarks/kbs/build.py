@@ -1,19 +1,23 @@
-"""Render the demo knowledge base's text sources into real office files.
+"""Render a test knowledge base's text sources into real office files (a development tool).
 
-The fictional company's documents live as plain UTF-8 text in ``knowledge/demo/sources/``;
-``sources/manifest.json`` says which source becomes which file in which format. This module turns
-them into the files the loaders meet in real life: a multi-page PDF with running headers and
-footers, a Word document with headings and a table, two Excel workbooks (one of them the company
-glossary with a title row above its header), a PowerPoint deck with speaker notes, a GBK-encoded
-text file and a Markdown file.
+Every knowledge base under ``benchmarks/kbs/<name>/`` keeps its documents as plain UTF-8 text in
+``sources/``; ``sources/manifest.json`` says which source becomes which file in which format, and
+(optionally) where the built files go (``"out"``, relative to the knowledge-base folder; default:
+the folder itself, so files land in ``<name>/docs/`` and ``<name>/glossary/``). The demo's
+manifest points ``out`` at ``knowledge/demo``, the copy ``kb demo`` ships.
+
+Formats: a multi-page PDF with running headers and footers, a Word document with headings and
+tables, Excel workbooks (one of them the company glossary with a title row above its header),
+a PowerPoint deck with speaker notes, GBK-encoded or UTF-8 text, Markdown, HTML and CSV.
 
 The build is deterministic: fixed metadata dates, fixed zip timestamps and no random PDF ids, so
 rebuilding from unchanged sources gives byte-identical files (the index reuses them by sha256).
 
 Usage::
 
-    python -m knowledge.demo.build            # rebuild knowledge/demo/docs and glossary
-    python -m knowledge.demo.build --check    # also verify the question files' gold quotes
+    python benchmarks/kbs/build.py benchmarks/kbs/demo            # rebuild knowledge/demo
+    python benchmarks/kbs/build.py benchmarks/kbs/demo --check    # also verify the question files
+    python benchmarks/kbs/build.py --all                            # every knowledge base here
 
 The office libraries are imported inside the render functions, so importing this module is cheap.
 """
@@ -32,14 +36,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from knowledge.demo import DEMO_DIR, SOURCES_DIR
+KBS_DIR = Path(__file__).resolve().parent
+REPO = KBS_DIR.parents[1]
 
 FIXED_DATE = dt.datetime(2025, 1, 1, 9, 0, 0)
 """Creation/modification date written into every file's metadata (keeps rebuilds identical)."""
 
 _FIXED_ZIP_TIME = (2025, 1, 1, 9, 0, 0)
 _FIXED_PDF_DATE = "D:20250101090000+08'00'"
-_COMPANY = "星河印刷科技有限公司"
+
+
+@dataclass
+class Style:
+    """Per-knowledge-base house style, from ``manifest.json`` (all optional)."""
+
+    org: str = ""                      # company name in running headers ("" = none)
+    footer: str = "内部资料　注意保密"     # DOCX footer and the start of the PDF footer
+    page_footer: str = "第 {n} 页 / 共 {total} 页"
+    creator: str = "kb-assistant benchmarks/kbs/build.py"
+    author: str = ""                   # default author of every document
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> "Style":
+        keys = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in manifest.get("style", {}).items() if k in keys})
+
+
+_STYLE = Style()
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,7 +286,8 @@ class _PdfWriter:
         grey = (0.45, 0.45, 0.45)
         self.put(self.LEFT, self.header, 8, grey, baseline=48)
         self.page.draw_line((self.LEFT, 54), (self.PAGE_W - self.RIGHT, 54), color=grey, width=0.5)
-        footer = f"内部资料　注意保密　　第 {len(self.doc)} 页 / 共 {self.total_pages} 页"
+        page = _STYLE.page_footer.format(n=len(self.doc), total=self.total_pages)
+        footer = f"{_STYLE.footer}　　{page}" if _STYLE.footer else page
         x = (self.PAGE_W - self.measure(footer, 8)) / 2
         self.put(x, footer, 8, grey, baseline=self.PAGE_H - 42)
 
@@ -288,18 +312,21 @@ def _layout_pdf(elements: list[Element], header: str, total_pages: int) -> _PdfW
     return w
 
 
-def render_pdf(source: Path, out: Path) -> None:
+def render_pdf(source: Path, out: Path, record: dict[str, Any] | None = None) -> None:
     """Render a policy markup source as a multi-page PDF (two passes: the footers need the page count)."""
+    record = record or {}
     elements = parse_markup(source.read_text(encoding="utf-8"))
     title = next(e.text for e in elements if e.kind == "title")
-    header = f"{_COMPANY}　{title.replace(_COMPANY, '')}　{_meta_value(elements, '文件编号')}".strip()
+    org = _STYLE.org
+    number = _meta_value(elements, "文件编号") or _meta_value(elements, "Document No.")
+    header = (f"{org}　{title.replace(org, '') if org else title}　{number}").strip()
     draft = _layout_pdf(elements, header, 0)
     total = len(draft.doc)
     draft.doc.close()
     w = _layout_pdf(elements, header, total)
     w.doc.set_metadata({
-        "title": title, "author": f"{_COMPANY} 财务部", "subject": title, "keywords": "",
-        "creator": "knowledge.demo.build", "producer": "PyMuPDF",
+        "title": title, "author": record.get("author", _STYLE.author), "subject": title, "keywords": "",
+        "creator": _STYLE.creator, "producer": "PyMuPDF",
         "creationDate": _FIXED_PDF_DATE, "modDate": _FIXED_PDF_DATE,
     })
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -325,7 +352,7 @@ def _set_east_asian_font(element: Any, font: str) -> None:
     rfonts.set(qn("w:eastAsia"), font)
 
 
-def render_docx(source: Path, out: Path) -> None:
+def render_docx(source: Path, out: Path, record: dict[str, Any] | None = None) -> None:
     """Render a policy markup source as a Word document (Title, Heading 1, table)."""
     import docx
     from docx.enum.table import WD_TABLE_ALIGNMENT
@@ -368,10 +395,14 @@ def render_docx(source: Path, out: Path) -> None:
                 p.paragraph_format.left_indent = Pt(21)
 
     section = document.sections[0]
-    section.header.paragraphs[0].text = f"{_COMPANY}　{title.replace(_COMPANY, '')}"
-    section.footer.paragraphs[0].text = "内部资料　注意保密"
+    record = record or {}
+    org = _STYLE.org
+    section.header.paragraphs[0].text = f"{org}　{title.replace(org, '')}" if org else title
+    section.footer.paragraphs[0].text = _STYLE.footer
     props = document.core_properties
-    props.title, props.author, props.last_modified_by = title, f"{_COMPANY} 采购部", "采购部"
+    props.title = title
+    props.author = record.get("author", _STYLE.author)
+    props.last_modified_by = record.get("last_modified_by", props.author)
     props.created = props.modified = FIXED_DATE
     props.revision = 3
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -424,7 +455,7 @@ def _new_workbook(title: str, author: str) -> Any:
     return wb
 
 
-def render_xlsx(source: Path, out: Path) -> None:
+def render_xlsx(source: Path, out: Path, record: dict[str, Any] | None = None) -> None:
     """Render the expense-standard tables: per sheet a title row, a header row, values, notes."""
     spec = json.loads(source.read_text(encoding="utf-8"))
     wb = _new_workbook(spec["title"], spec["author"])
@@ -447,7 +478,7 @@ def render_xlsx(source: Path, out: Path) -> None:
     normalize_zip(out)
 
 
-def render_glossary(source: Path, out: Path) -> None:
+def render_glossary(source: Path, out: Path, record: dict[str, Any] | None = None) -> None:
     """Render the abbreviation list in the company format: title row, blank row, header
     序号/缩略语/英文全称/中文解释, numbered rows, blank row, footnote."""
     spec = json.loads(source.read_text(encoding="utf-8"))
@@ -475,7 +506,7 @@ def render_glossary(source: Path, out: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def render_pptx(source: Path, out: Path) -> None:
+def render_pptx(source: Path, out: Path, record: dict[str, Any] | None = None) -> None:
     """Render the onboarding deck: title slide, bullet slides, one table slide, speaker notes."""
     from pptx import Presentation
     from pptx.util import Inches, Pt
@@ -530,7 +561,7 @@ def render_pptx(source: Path, out: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def render_txt_gbk(source: Path, out: Path) -> None:
+def render_txt_gbk(source: Path, out: Path, record: dict[str, Any] | None = None) -> None:
     """Write the text re-encoded as GBK with Windows line endings, as Notepad-era files are."""
     text = source.read_text(encoding="utf-8")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -538,20 +569,84 @@ def render_txt_gbk(source: Path, out: Path) -> None:
     out.write_bytes(text.replace("\r\n", "\n").replace("\n", "\r\n").encode("gbk"))
 
 
-def render_md(source: Path, out: Path) -> None:
-    """Markdown ships as written (UTF-8)."""
+def render_md(source: Path, out: Path, record: dict[str, Any] | None = None) -> None:
+    """Markdown (and UTF-8 text) ships as written."""
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, out)
 
 
-RENDERERS: dict[str, Callable[[Path, Path], None]] = {
+def render_html(source: Path, out: Path, record: dict[str, Any] | None = None) -> None:
+    """Render a policy markup source as one HTML page (h1/h2, paragraphs, list items, tables),
+    with a navigation bar and a footer the loader should not mistake for content."""
+    from html import escape
+
+    elements = parse_markup(source.read_text(encoding="utf-8"))
+    title = next(e.text for e in elements if e.kind == "title")
+    body: list[str] = []
+    for el in elements:
+        if el.kind == "title":
+            body.append(f"<h1>{escape(el.text)}</h1>")
+        elif el.kind == "meta":
+            body.append(f'<p class="meta">{escape(el.text)}</p>')
+        elif el.kind == "heading":
+            body.append(f"<h2>{escape(el.text)}</h2>")
+        elif el.kind == "item":
+            body.append(f"<ul><li>{escape(el.text)}</li></ul>")
+        elif el.kind == "table" and el.rows:
+            head = "".join(f"<th>{escape(c)}</th>" for c in el.rows[0])
+            rows = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in el.rows[1:])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        else:
+            body.append(f"<p>{escape(el.text)}</p>")
+    nav = f'<nav><a href="#">{escape(_STYLE.org or "Intranet")}</a> | <a href="#">Policies</a></nav>'
+    page = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>" + escape(title) + "</title></head>\n"
+            "<body>\n" + nav + "\n<main>\n" + "\n".join(body) + "\n</main>\n<footer>"
+            + escape(_STYLE.footer) + "</footer>\n</body></html>\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+
+
+def render_csv(source: Path, out: Path, record: dict[str, Any] | None = None) -> None:
+    """Render ``{"header": [...], "rows": [[...], ...]}`` as UTF-8 CSV (with BOM, as Excel writes it)."""
+    import csv
+    import io
+
+    spec = json.loads(source.read_text(encoding="utf-8"))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(spec["header"])
+    writer.writerows(spec["rows"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\ufeff" + buf.getvalue(), encoding="utf-8", newline="")
+
+
+def render_glossary_csv(source: Path, out: Path, record: dict[str, Any] | None = None) -> None:
+    """The glossary JSON as a CSV abbreviation list (header row, one meaning per row)."""
+    import csv
+    import io
+
+    spec = json.loads(source.read_text(encoding="utf-8"))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(spec["header"])
+    for number, row in enumerate(spec["rows"], start=1):
+        writer.writerow([number, *row] if len(spec["header"]) == len(row) + 1 else row)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\ufeff" + buf.getvalue(), encoding="utf-8", newline="")
+
+
+RENDERERS: dict[str, Callable[..., None]] = {
     "pdf": render_pdf,
     "docx": render_docx,
     "xlsx": render_xlsx,
     "glossary-xlsx": render_glossary,
+    "glossary-csv": render_glossary_csv,
     "pptx": render_pptx,
     "txt-gbk": render_txt_gbk,
+    "txt": render_md,
     "md": render_md,
+    "html": render_html,
+    "csv": render_csv,
 }
 
 
@@ -582,27 +677,48 @@ def normalize_zip(path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def load_manifest(sources_dir: Path = SOURCES_DIR) -> list[dict[str, str]]:
-    """The list of {"source", "output", "format"} records from ``sources/manifest.json``."""
-    return json.loads((sources_dir / "manifest.json").read_text(encoding="utf-8"))["documents"]
+def load_manifest(kb_dir: Path) -> dict[str, Any]:
+    """``sources/manifest.json`` of a knowledge-base folder."""
+    path = Path(kb_dir) / "sources" / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no manifest (a knowledge base keeps its sources in sources/)")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
-def build_demo(out_dir: Path = DEMO_DIR) -> list[Path]:
-    """Render every demo source; return the written paths in manifest order.
+def output_dir(kb_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Where a knowledge base's built files go: ``manifest["out"]`` relative to ``kb_dir``, else ``kb_dir``."""
+    return (Path(kb_dir) / manifest.get("out", ".")).resolve()
 
-    Documents go to ``out_dir/docs/`` and the glossary to ``out_dir/glossary/`` (the same layout
-    as ``knowledge/demo``), so ``build_demo(tmp)`` gives a complete, self-contained copy.
+
+def build_kb(kb_dir: Path, out_dir: Path | None = None) -> list[Path]:
+    """Render every source of one knowledge base; return the written paths in manifest order.
+
+    Documents go to ``out_dir/docs/`` and glossaries to ``out_dir/glossary/`` (as the manifest's
+    ``output`` paths say), so ``build_kb(kb, tmp)`` gives a complete, self-contained copy.
     """
-    out_dir = Path(out_dir)
+    global _STYLE
+    kb_dir = Path(kb_dir)
+    manifest = load_manifest(kb_dir)
+    out_dir = Path(out_dir) if out_dir is not None else output_dir(kb_dir, manifest)
+    _STYLE = Style.from_manifest(manifest)
     written: list[Path] = []
-    for record in load_manifest():
-        render = RENDERERS.get(record["format"])
-        if render is None:
-            raise ValueError(f"unknown demo format {record['format']!r} for {record['source']}")
-        target = out_dir / record["output"]
-        render(SOURCES_DIR / record["source"], target)
-        written.append(target)
+    try:
+        for record in manifest["documents"]:
+            render = RENDERERS.get(record["format"])
+            if render is None:
+                raise ValueError(f"unknown format {record['format']!r} for {record['source']} "
+                                 f"(one of {sorted(RENDERERS)})")
+            target = out_dir / record["output"]
+            render(kb_dir / "sources" / record["source"], target, record)
+            written.append(target)
+    finally:
+        _STYLE = Style()
     return written
+
+
+def all_kbs() -> list[Path]:
+    """Every knowledge-base folder under ``benchmarks/kbs`` (those with ``sources/manifest.json``)."""
+    return sorted(p.parent.parent for p in KBS_DIR.glob("*/sources/manifest.json"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -680,44 +796,99 @@ def check_retrieval_questions(questions: Path, docs_dir: Path) -> list[str]:
     return problems
 
 
-def check_eval_questions(questions: Path) -> list[str]:
-    """Problems with an evaluation question file: bad route, refuse flag that disagrees with the
-    route, missing or empty expectation groups."""
+ROUTES = {"glossary", "fact", "rag", "refuse"}
+KINDS = {"plain", "ambiguous", "english", "colloquial", "table", "followup", "false_premise", "injection",
+         "near_absent", "absent"}
+
+
+def kb_text(out_dir: Path) -> str:
+    """Every built document's and glossary's text, squashed and case-folded (for the checks)."""
+    parts = []
+    for folder in ("docs", "glossary"):
+        for path in sorted((Path(out_dir) / folder).glob("*")):
+            if path.is_file():
+                parts.append(extract_text(path))
+    return _squash("\n".join(parts)).casefold()
+
+
+def check_eval_questions(questions: Path, out_dir: Path | None = None) -> list[str]:
+    """Problems with an evaluation question file: bad route or kind, a refuse flag that disagrees
+    with the route, missing or empty expectation groups, a malformed history, and (when the built
+    knowledge base is given) an expected group none of whose alternatives occurs in the documents
+    (unless the line says ``"derived": true``, for answers computed from several figures) or a
+    forbidden string that does occur where the question is a refusal."""
     problems: list[str] = []
     seen: set[str] = set()
-    for line in questions.read_text(encoding="utf-8").splitlines():
+    text = kb_text(out_dir) if out_dir is not None else None
+    for n, line in enumerate(questions.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        q = json.loads(line)
-        if q["id"] in seen:
-            problems.append(f"{q['id']}: duplicate id")
-        seen.add(q["id"])
-        if q["route"] not in {"glossary", "fact", "rag", "refuse"}:
-            problems.append(f"{q['id']}: unknown route {q['route']!r}")
-        if q["refuse"] != (q["route"] == "refuse"):
-            problems.append(f"{q['id']}: refuse={q['refuse']} but route={q['route']}")
-        if q["route"] != "refuse" and not q["expected"]:
-            problems.append(f"{q['id']}: no expected groups")
-        if any(not group for group in q["expected"]):
-            problems.append(f"{q['id']}: an expected group is empty")
+        try:
+            q = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {n}: invalid JSON ({exc.msg})")
+            continue
+        qid = q.get("id", f"line{n}")
+        if qid in seen:
+            problems.append(f"{qid}: duplicate id")
+        seen.add(qid)
+        route = q.get("route")
+        if route not in ROUTES:
+            problems.append(f"{qid}: unknown route {route!r}")
+        if q.get("refuse", route == "refuse") != (route == "refuse"):
+            problems.append(f"{qid}: refuse={q.get('refuse')} but route={route}")
+        expected = q.get("expected", [])
+        if route != "refuse" and not expected:
+            problems.append(f"{qid}: no expected groups")
+        if any(not group for group in expected):
+            problems.append(f"{qid}: an expected group is empty")
+        if "kind" in q and q["kind"] not in KINDS:
+            problems.append(f"{qid}: unknown kind {q['kind']!r} (one of {sorted(KINDS)})")
+        history = q.get("history", [])
+        if not isinstance(history, list) or any(not isinstance(h, dict) or h.get("role") not in ("user", "assistant")
+                                                or not isinstance(h.get("content"), str) for h in history):
+            problems.append(f"{qid}: history must be a list of {{role: user|assistant, content}}")
+        if q.get("kind") == "followup" and (not history or not q.get("standalone")):
+            problems.append(f"{qid}: a followup needs a history and its standalone question")
+        if text is not None and route != "refuse" and not q.get("derived"):
+            for group in expected:
+                if not any(_squash(str(a)).casefold() in text for a in group):
+                    problems.append(f"{qid}: none of {group} occurs in the documents (mark derived answers)")
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the demo knowledge base files.")
-    parser.add_argument("--out", type=Path, default=DEMO_DIR, help="output root (docs/ and glossary/ go under it)")
-    parser.add_argument("--check", action="store_true", help="verify the question files against the built docs")
+    parser = argparse.ArgumentParser(description="Build test knowledge bases from their text sources.")
+    parser.add_argument("kbs", nargs="*", type=Path, help="knowledge-base folders (with sources/manifest.json)")
+    parser.add_argument("--all", action="store_true", help="every knowledge base under benchmarks/kbs")
+    parser.add_argument("--out", type=Path, help="output root for a single knowledge base (docs/ and glossary/ go under it)")
+    parser.add_argument("--check", action="store_true", help="verify question files against the built docs")
     args = parser.parse_args(argv)
-    for path in build_demo(args.out):
-        print(f"{path.stat().st_size:>8}  {path}")
-    if not args.check:
-        return 0
-    repo = DEMO_DIR.parents[1]
-    problems = check_retrieval_questions(repo / "tests" / "data" / "retrieval_questions.jsonl", args.out / "docs")
-    problems += check_eval_questions(DEMO_DIR / "eval_questions.jsonl")
+    kbs = all_kbs() if args.all else args.kbs
+    if not kbs:
+        parser.error("name a knowledge-base folder or pass --all")
+    if args.out and len(kbs) != 1:
+        parser.error("--out needs exactly one knowledge base")
+    problems: list[str] = []
+    for kb in kbs:
+        out = args.out or output_dir(kb, load_manifest(kb))
+        for path in build_kb(kb, out):
+            print(f"{path.stat().st_size:>8}  {path}")
+        if args.check:
+            questions = out / "eval_questions.jsonl"
+            if not questions.is_file():
+                questions = Path(kb) / "questions.jsonl"
+            if questions.is_file():
+                problems += [f"{kb.name}: {p}" for p in check_eval_questions(questions, out)]
+            retrieval = Path(kb) / "retrieval_questions.jsonl"
+            if Path(kb).name == "demo":
+                retrieval = REPO / "tests" / "data" / "retrieval_questions.jsonl"
+            if retrieval.is_file():
+                problems += [f"{kb.name}: {p}" for p in check_retrieval_questions(retrieval, out / "docs")]
     for problem in problems:
         print("PROBLEM", problem)
-    print("questions OK" if not problems else f"{len(problems)} problem(s)")
+    if args.check:
+        print("questions OK" if not problems else f"{len(problems)} problem(s)")
     return 1 if problems else 0
 
 
