@@ -44,9 +44,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     paths = [p for p in paths if p.exists()]
     if args.glossary:
         added = [store.add_glossary(p) for p in paths]
+        print(f"added {len(added)} glossary file(s) to {store.home}", file=sys.stderr)
     else:
-        added = store.add_documents(paths)
-    print(f"added {len(added)} file(s) to {store.home}", file=sys.stderr)
+        report = store.ingest(paths)
+        added = report.documents + [g["file"] for g in report.glossaries]
+        for g in report.glossaries:
+            print(f"{g['file']}: an abbreviation list ({g['entries']} terms): imported as the glossary, "
+                  "not indexed as a document", file=sys.stderr)
+        for note in report.notes:
+            print(note, file=sys.stderr)
+        print(f"added {len(report.documents)} document(s) to {store.home}", file=sys.stderr)
     if not args.no_index and added:
         return cmd_index(argparse.Namespace(full=False))
     return 1 if missing else 0

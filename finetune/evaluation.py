@@ -6,7 +6,11 @@ Input: a JSONL file, one question per line::
      "expected": [["500元", "五百元"]], "refuse": false}
 
 ``route``, ``expected`` (groups of alternatives: every group needs one alternative in the
-answer) and ``refuse`` are optional. Metrics (each a pure function over records below):
+answer) and ``refuse`` are optional; so are ``history`` (earlier ``{"role", "content"}`` turns the
+question follows up on), ``forbidden`` (strings a correct answer must not contain, e.g. a figure
+injected into the question), ``kind`` (a label such as ``followup`` or ``near_absent``: metrics are
+also broken down by it) and ``standalone`` (what a follow-up stands for; reported beside the
+assistant's own rewrite). Metrics (each a pure function over records below):
 
 * route accuracy and the confusion matrix (expected route x route taken);
 * answer correctness: every expected group has one alternative in the answer (numbers
@@ -414,28 +418,42 @@ def _check_question(line: str, n: int, path: Path) -> dict[str, Any]:
     expected = [[g] if isinstance(g, str) else [str(a) for a in g] for g in expected]
     refuse = obj.get("refuse")
     refuse = bool(refuse) if refuse is not None else route == "refuse"
+    history = obj.get("history") or []
+    if not isinstance(history, list) or not all(
+            isinstance(h, dict) and h.get("role") in ("user", "assistant") and isinstance(h.get("content"), str)
+            for h in history):
+        raise ValidationError(f"{where}: history must be a list of {{\"role\": \"user\"|\"assistant\", \"content\": str}}")
+    forbidden = obj.get("forbidden") or []
+    if isinstance(forbidden, str):
+        forbidden = [forbidden]
+    if not isinstance(forbidden, list) or not all(isinstance(f, str) for f in forbidden):
+        raise ValidationError(f"{where}: forbidden must be a list of strings, got {forbidden!r}")
     return {"id": str(obj.get("id", f"line{n}")), "question": obj["question"].strip(), "route": route,
-            "expected": expected, "refuse": refuse}
+            "expected": expected, "refuse": refuse,
+            "history": [{"role": h["role"], "content": h["content"]} for h in history],
+            "forbidden": forbidden, "kind": str(obj.get("kind") or ""), "standalone": str(obj.get("standalone") or "")}
 
 
 # --- running ------------------------------------------------------------------------------
-def _ask_ours(engine: Any, question: str) -> dict[str, Any]:
+def _ask_ours(engine: Any, question: str, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
-    out = engine.answer(question).to_dict()
+    out = engine.answer(question, history or None).to_dict()
     out.setdefault("timings_ms", {})
     out["latency_ms"] = round(out["timings_ms"].get("total") or (time.perf_counter() - t0) * 1000, 1)
     return out
 
 
-def _ask_baseline(baseline: Any, question: str) -> dict[str, Any]:
+def _ask_baseline(baseline: Any, question: str, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    # Naive RAG: the question alone, as plain retrieve-then-generate systems do.
     out = baseline.answer(question)
     out["latency_ms"] = round(out["timings_ms"]["total"], 1)
     return out
 
 
-def _safe(ask: Callable[[Any, str], dict[str, Any]], system: Any, question: str) -> dict[str, Any]:
+def _safe(ask: Callable[..., dict[str, Any]], system: Any, question: str,
+          history: list[dict[str, str]] | None = None) -> dict[str, Any]:
     try:
-        return ask(system, question)
+        return ask(system, question, history)
     except Exception as exc:  # one failing question must not lose the run; it counts as wrong
         return {"answer": "", "route": "error", "citations": [], "error": f"{type(exc).__name__}: {exc}",
                 "verification": {"status": "not_applicable", "numbers": []}, "timings_ms": {},
@@ -463,15 +481,17 @@ def score_output(q: dict[str, Any], out: dict[str, Any], index: Any, kb: KBNumbe
     refused = "error" not in out and looks_like_refusal(answer, out.get("route", ""))
     passages = citation_texts(out.get("citations") or [], index)
     groups = q["expected"]
+    forbidden_hit = [f for f in q.get("forbidden", []) if contains_alternative(answer, [f])]
     if q["refuse"]:
         correct: bool | None = refused
     else:
-        correct = (not refused and bool(answer_correct(answer, groups))) if groups else None
+        correct = (not refused and bool(answer_correct(answer, groups)) and not forbidden_hit) if groups else None
     cited_ok = None
     if groups and not q["refuse"] and not refused and "error" not in out:
         cited_ok = any(contains_alternative(text, g) for _, text in passages for g in groups)
     numbers = [] if refused else check_numbers(answer, q["question"], passages, kb, verifier)
-    return {**out, "refused": refused, "correct": correct, "citation_correct": cited_ok, "numbers": numbers}
+    return {**out, "refused": refused, "correct": correct, "citation_correct": cited_ok, "numbers": numbers,
+            "forbidden_found": forbidden_hit}
 
 
 def summarize(records: list[dict[str, Any]], system: str) -> dict[str, Any]:
@@ -498,7 +518,23 @@ def summarize(records: list[dict[str, Any]], system: str) -> dict[str, Any]:
         "numbers_checked": len(numbers),
         "citation_correctness": share(o["citation_correct"] for _, o in outs),
         "latency_ms": {"by_route": latency_by(lat, "route"), "by_expected_route": latency_by(lat, "expected_route")},
+        "by_kind": by_kind(outs),
     }
+
+
+def by_kind(outs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Overall accuracy and route accuracy per question ``kind`` (questions without one: ``plain``).
+
+    >>> by_kind([({"kind": "followup", "route": "fact"}, {"correct": True, "route": "fact"}),
+    ...          ({"kind": "followup", "route": "rag"}, {"correct": False, "route": "refuse"})])
+    {'followup': {'n': 2, 'accuracy': 0.5, 'route_accuracy': 0.5}}
+    """
+    groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
+    for r, o in outs:
+        groups[r.get("kind") or "plain"].append((r, o))
+    return {k: {"n": len(v), "accuracy": share(o["correct"] for _, o in v),
+                "route_accuracy": route_accuracy([(r["route"], o.get("route", "error")) for r, o in v if r.get("route")])}
+            for k, v in sorted(groups.items())}
 
 
 def run_eval(engine: Any, questions: list[dict[str, Any]], baseline: Any = None, *,
@@ -521,10 +557,12 @@ def run_eval(engine: Any, questions: list[dict[str, Any]], baseline: Any = None,
     t0 = time.perf_counter()
     for q in _progress(questions, progress):
         rec = {"id": q["id"], "question": q["question"], "route": q["route"], "expected": q["expected"],
-               "refuse": q["refuse"]}
-        rec["ours"] = score_output(q, _safe(_ask_ours, engine, q["question"]), index, kb, verifier)
+               "refuse": q["refuse"], "kind": q["kind"], "history": q["history"], "standalone": q["standalone"],
+               "forbidden": q["forbidden"]}
+        rec["ours"] = score_output(q, _safe(_ask_ours, engine, q["question"], q["history"]), index, kb, verifier)
         if baseline is not None:
-            rec["baseline"] = score_output(q, _safe(_ask_baseline, baseline, q["question"]), index, kb, verifier)
+            rec["baseline"] = score_output(q, _safe(_ask_baseline, baseline, q["question"], q["history"]),
+                                           index, kb, verifier)
         records.append(rec)
     metrics = {"ours": summarize(records, "ours")}
     if baseline is not None:

@@ -24,7 +24,7 @@ from knowledge.text_utils import is_cjk, normalize_width
 from knowledge.types import GlossaryEntry, Meaning, SkippedRow
 
 __all__ = ["Glossary", "GlossaryImport", "import_glossary", "normalize_width", "normalize_term",
-           "split_meanings", "detect_header"]
+           "split_meanings", "detect_header", "looks_like_glossary"]
 
 FORMAT_NAME = "kb-glossary"
 _HEADER_SCAN_ROWS = 30
@@ -229,6 +229,55 @@ def import_glossary(path: Path) -> GlossaryImport:
         reasons = "; ".join(f"row {s.row}: {s.reason}" for s in result.skipped[:5])
         raise GlossaryError(f"{path}: no glossary entries found" + (f" ({reasons})" if reasons else ""))
     return result
+
+
+GLOSSARY_SHEET_EXTENSIONS = (".xlsx", ".xlsm", ".csv", ".tsv")
+_MIN_DETECTED_ENTRIES = 3
+_MAX_TERM_CHARS = 24
+
+
+def looks_like_glossary(path: Path) -> bool:
+    """Whether a spreadsheet or CSV among the documents is an abbreviation list.
+
+    It is when one of its sheets has a glossary header (:func:`detect_header`: a term column
+    such as 缩略语/Abbreviation and a meaning column), at least three entries import from it,
+    and its terms are short (abbreviations, not sentences): a table of expense limits or a
+    price list never qualifies, since none of its columns is named like a term column.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "terms.csv").write_text("缩写,英文全称,中文含义\nSKU,Stock Keeping Unit,库存单位\n"
+    ...                                  "ETA,Estimated Time of Arrival,预计到达时间\nPOD,Proof of Delivery,签收回单\n",
+    ...                                  encoding="utf-8")
+    >>> _ = (d / "limits.csv").write_text("城市,标准(元)\n北京,600\n上海,600\n杭州,450\n", encoding="utf-8")
+    >>> looks_like_glossary(d / "terms.csv"), looks_like_glossary(d / "limits.csv")
+    (True, False)
+    """
+    path = Path(path)
+    if path.suffix.lower() not in GLOSSARY_SHEET_EXTENSIONS or not path.is_file():
+        return False
+    try:
+        if path.suffix.lower() in (".csv", ".tsv"):
+            from knowledge.loaders.sheet import read_csv_rows
+
+            tables = [read_csv_rows(path)]
+        else:
+            from knowledge.loaders.sheet import read_xlsx_rows
+
+            tables = [rows for _, rows in read_xlsx_rows(path)[0]]
+    except Exception:  # noqa: BLE001 - unreadable here: let the document loader report it
+        return False
+    for rows in tables:
+        found = detect_header(rows)
+        if found is None:
+            continue
+        collector = _Collector(path.name)
+        _import_rows(collector, rows)
+        entries = collector.result().entries
+        short = [e for e in entries if len(e.term) <= _MAX_TERM_CHARS]
+        if len(entries) >= _MIN_DETECTED_ENTRIES and len(short) >= 0.9 * len(entries):
+            return True
+    return False
 
 
 def _import_rows(collector: _Collector, rows: list[list[str]], where: str = "") -> bool:

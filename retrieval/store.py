@@ -89,6 +89,18 @@ class BuildReport:
 
 
 @dataclass
+class IngestReport:
+    """What :meth:`IndexStore.ingest` did with the files it was given."""
+
+    documents: list[str] = field(default_factory=list)
+    glossaries: list[dict[str, Any]] = field(default_factory=list)  # {"file", "entries"}
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class _DocPart:
     """One document's contribution to a version (new, or carried over from the previous one)."""
 
@@ -173,6 +185,34 @@ class IndexStore:
             else:
                 raise IngestError(path, "file not found")
         return copied
+
+    def ingest(self, paths: Iterable[Path | str]) -> "IngestReport":
+        """Add files and folders the way a user drops them in: a spreadsheet or CSV shaped like an
+        abbreviation list (:func:`knowledge.glossary.looks_like_glossary`) is imported as the
+        glossary, everything else is added as a document."""
+        from knowledge.glossary import import_glossary, looks_like_glossary
+
+        report = IngestReport()
+        for path in map(Path, paths):
+            if path.is_dir():
+                files = [(f, f.relative_to(path)) for f in _walk(path)]
+            elif path.is_file():
+                files = [(path, Path(path.name))]
+            else:
+                raise IngestError(path, "file not found")
+            for file, rel in files:
+                if looks_like_glossary(file):
+                    entries = len(import_glossary(file).entries)
+                    report.glossaries.append({"file": str(rel), "entries": entries})
+                    _copy_atomic(file, self.glossary_dir / file.name)
+                    stale = self.documents_dir / rel
+                    if stale.is_file():  # indexed as a document by an earlier version: not any more
+                        stale.unlink()
+                        report.notes.append(f"{rel}: was stored as a document; moved to the glossary")
+                else:
+                    report.documents.append(str(rel))
+                    _copy_atomic(file, self.documents_dir / rel)
+        return report
 
     def add_glossary(self, path: Path | str) -> Path:
         """Check that ``path`` imports as a glossary, then copy it into glossary/."""

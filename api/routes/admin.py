@@ -149,7 +149,13 @@ def _commit(settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> li
         out.append({"name": path.name, "bytes": path.stat().st_size, "kind": family,
                     "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
     if not glossary:
-        store.add_documents([p for p, _ in staged])
+        # An abbreviation list uploaded as a document is imported as the glossary instead.
+        report = store.ingest([p for p, _ in staged])
+        as_glossary = {g["file"]: g["entries"] for g in report.glossaries}
+        for item in out:
+            if item["name"] in as_glossary:
+                item["imported_as"] = "glossary"
+                item["glossary_entries"] = as_glossary[item["name"]]
     return out
 
 

@@ -1,0 +1,208 @@
+"""The assistant on every test knowledge base, one table per knowledge base, held-out ones named.
+
+Each knowledge base under ``benchmarks/kbs/`` (see its README) is ingested the way a new user
+would do it — its documents with ``kb ingest`` semantics (an abbreviation list among the documents
+is detected as the glossary), its ``glossary/`` folder with ``kb ingest --glossary`` — and indexed
+with the defaults into a cached home (rebuilt when the documents or the product's indexing code
+change). Then its ``questions.jsonl`` is answered by the engine (and, with ``--baseline``, by the
+naive retrieve-then-generate baseline on the same index and model) and scored by the same code as
+``kb eval``.
+
+    python benchmarks/kb_suite.py                           # every knowledge base, default generator
+    python benchmarks/kb_suite.py --split dev --generator extractive
+    python benchmarks/kb_suite.py --kbs hospital logistics --baseline --out reports/suite
+
+Prints, per knowledge base, the headline metrics and accuracy per question kind, then one summary
+row per knowledge base; writes ``<out>/<kb>/metrics.json`` and ``answers.jsonl`` when ``--out``
+is given. The ``split`` column says whether a knowledge base may be tuned on (``dev``) or is
+``heldout``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+KBS = REPO / "benchmarks" / "kbs"
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def splits() -> dict[str, str]:
+    """Knowledge-base name -> "dev" | "heldout" (benchmarks/kbs/splits.json)."""
+    data = json.loads((KBS / "splits.json").read_text(encoding="utf-8"))
+    return {name: split for split in ("dev", "heldout") for name in data.get(split, [])}
+
+
+def kb_paths(name: str) -> tuple[Path, Path | None, Path]:
+    """(documents folder, glossary folder or None, questions file) of one knowledge base."""
+    if name == "demo":
+        from knowledge.demo import DOCS_DIR, EVAL_QUESTIONS, GLOSSARY_DIR
+
+        return DOCS_DIR, GLOSSARY_DIR, EVAL_QUESTIONS
+    root = KBS / name
+    glossary = root / "glossary"
+    return root / "docs", glossary if glossary.is_dir() else None, root / "questions.jsonl"
+
+
+def _fingerprint(*folders: Path | None) -> str:
+    """Hash of the documents and of the product code that shapes an index."""
+    h = hashlib.sha256()
+    for folder in folders:
+        if folder is None:
+            continue
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                h.update(p.name.encode())
+                h.update(p.read_bytes())
+    for pkg in ("knowledge", "retrieval"):
+        for p in sorted((REPO / pkg).rglob("*.py")):
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_home(name: str, cache: Path, settings: Any, rebuild: bool = False) -> Path:
+    """Ingest and index one knowledge base into a cached home; return the home."""
+    from retrieval.store import IndexStore
+
+    docs, glossary, _ = kb_paths(name)
+    home = cache / f"{name}-{_fingerprint(docs, glossary)}"
+    store = IndexStore(home, settings.model_copy(update={"home": home}))
+    if store.current_version() and not rebuild:
+        return home
+    t0 = time.perf_counter()
+    report = store.ingest(sorted(p for p in docs.iterdir() if p.is_file())).to_dict()
+    if glossary is not None:
+        for g in sorted(glossary.iterdir()):
+            if g.is_file():
+                store.add_glossary(g)
+    build = store.build(full=True)
+    print(f"[{name}] indexed {build.documents} documents, {build.chunks} chunks, {build.facts} facts, "
+          f"{build.glossary_entries} glossary entries in {time.perf_counter() - t0:.0f} s"
+          + (f"; glossaries found among the documents: {report['glossaries']}" if report.get("glossaries") else ""),
+          file=sys.stderr)
+    return home
+
+
+def run_kb(name: str, args: argparse.Namespace, settings: Any) -> dict[str, Any]:
+    from finetune.baseline import NaiveRAG
+    from finetune.evaluation import load_questions, run_eval
+    from retrieval.store import IndexStore
+    from router.engine import Engine
+
+    home = build_home(name, args.cache, settings, args.rebuild)
+    s = settings.model_copy(update={"home": home})
+    index = IndexStore(home, s).load()
+    engine = Engine(s, index)
+    questions = load_questions(kb_paths(name)[2])
+    if args.limit:
+        questions = questions[: args.limit]
+    naive = NaiveRAG(index, engine.generator, s) if args.baseline else None
+    result = run_eval(engine, questions, naive, progress=not args.quiet)
+    if args.out:
+        from finetune.evaluation import write_outputs
+
+        write_outputs(result, args.out / name)
+    return result
+
+
+def _f(v: Any) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def print_kb(name: str, split: str, result: dict[str, Any]) -> None:
+    m = result["metrics"]["ours"]
+    print(f"\n== {name} ({split}) — {m['n']} questions, {result['config']['seconds']:.0f} s, "
+          f"generator {result['config']['generator']}")
+    rows = [("route accuracy", m["route_accuracy"]), ("answer correctness", m["answer_correctness"]),
+            ("overall accuracy", m["overall_accuracy"]), ("refusal precision", m["refusal"]["precision"]),
+            ("refusal recall", m["refusal"]["recall"]), ("unsupported-number rate", m["unsupported_number_rate"])]
+    base = result["metrics"].get("baseline")
+    for label, value in rows:
+        extra = ""
+        if base is not None:
+            b = {"answer correctness": base["answer_correctness"], "overall accuracy": base["overall_accuracy"],
+                 "refusal precision": base["refusal"]["precision"], "refusal recall": base["refusal"]["recall"],
+                 "unsupported-number rate": base["unsupported_number_rate"]}.get(label)
+            extra = f"   baseline {_f(b)}" if label in ("answer correctness", "overall accuracy", "refusal precision",
+                                                       "refusal recall", "unsupported-number rate") else ""
+        print(f"  {label:<26}{_f(value):>6}{extra}")
+    print("  by kind:  " + "  ".join(f"{k} {_f(v['accuracy'])} (n={v['n']})" for k, v in m["by_kind"].items()))
+    lat = m["latency_ms"]["by_route"]
+    print("  latency p50 ms: " + "  ".join(f"{r} {v['p50']:.0f}" for r, v in lat.items() if v["p50"] is not None))
+    wrong = [r for r in result["records"] if r["ours"].get("correct") is False
+             or (r.get("route") and r["ours"].get("route") != r["route"])]
+    if wrong and not getattr(print_kb, "quiet_wrong", False):
+        print(f"  wrong ({len(wrong)}):")
+        for r in wrong:
+            o = r["ours"]
+            print(f"    {r['id']} [{r.get('kind') or 'plain'}] {r['route']}->{o.get('route')} "
+                  f"{'ok' if o.get('correct') else 'WRONG'}: {r['question'][:40]} => {o.get('answer', '')[:70]!r}"
+                  f"  ({o.get('reason', '')[:60]})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kbs", nargs="*", help="knowledge bases (default: all in splits.json)")
+    parser.add_argument("--split", choices=["dev", "heldout", "all"], default="all")
+    parser.add_argument("--generator", help="llm.backend for this run (default: configured; e.g. extractive)")
+    parser.add_argument("--router", help="router.backend for this run (signals | lora)")
+    parser.add_argument("--baseline", action="store_true", help="also run naive RAG on the same index and model")
+    parser.add_argument("--limit", type=int, help="first N questions of each knowledge base")
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("KB_SUITE_CACHE", "/tmp/kb-suite")))
+    parser.add_argument("--rebuild", action="store_true", help="re-index even when a cached home exists")
+    parser.add_argument("--out", type=Path, help="write metrics.json and answers.jsonl per knowledge base here")
+    parser.add_argument("--json", type=Path, help="write the summary of every knowledge base to this file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-wrong", action="store_true", help="do not list the wrong answers")
+    args = parser.parse_args(argv)
+    print_kb.quiet_wrong = args.no_wrong  # type: ignore[attr-defined]
+
+    from config.settings import Settings
+
+    settings = Settings()
+    if args.generator:
+        settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"backend": args.generator})})
+    if args.router:
+        settings = settings.model_copy(update={"router": settings.router.model_copy(update={"backend": args.router})})
+    known = splits()
+    names = args.kbs or [n for n, s in known.items() if args.split in ("all", s)]
+    missing = [n for n in names if not kb_paths(n)[2].is_file()]
+    if missing:
+        print(f"skipping knowledge bases without questions: {missing}", file=sys.stderr)
+        names = [n for n in names if n not in missing]
+    summary = {}
+    for name in names:
+        result = run_kb(name, args, settings)
+        print_kb(name, known.get(name, "?"), result)
+        m = result["metrics"]
+        summary[name] = {"split": known.get(name, "?"), "ours": _headline(m["ours"]),
+                         "baseline": _headline(m["baseline"]) if "baseline" in m else None,
+                         "seconds": result["config"]["seconds"], "by_kind": m["ours"]["by_kind"]}
+    print(f"\n{'knowledge base':<14}{'split':<9}{'n':>4}{'route':>7}{'answer':>8}{'overall':>9}{'ref.P':>7}"
+          f"{'ref.R':>7}{'unsup':>7}{'base.ans':>10}")
+    for name, s in summary.items():
+        o, b = s["ours"], s["baseline"] or {}
+        print(f"{name:<14}{s['split']:<9}{o['n']:>4}{_f(o['route']):>7}{_f(o['answer']):>8}{_f(o['overall']):>9}"
+              f"{_f(o['refusal_p']):>7}{_f(o['refusal_r']):>7}{_f(o['unsupported']):>7}{_f(b.get('answer')):>10}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    return 0
+
+
+def _headline(m: dict[str, Any]) -> dict[str, Any]:
+    return {"n": m["n"], "route": m["route_accuracy"], "answer": m["answer_correctness"],
+            "overall": m["overall_accuracy"], "refusal_p": m["refusal"]["precision"],
+            "refusal_r": m["refusal"]["recall"], "unsupported": m["unsupported_number_rate"]}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
