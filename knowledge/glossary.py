@@ -237,7 +237,7 @@ _MAX_TERM_CHARS = 24
 
 
 def looks_like_glossary(path: Path) -> bool:
-    """Whether a spreadsheet or CSV among the documents is an abbreviation list.
+    r"""Whether a spreadsheet or CSV among the documents is an abbreviation list.
 
     It is when one of its sheets has a glossary header (:func:`detect_header`: a term column
     such as 缩略语/Abbreviation and a meaning column), at least three entries import from it,
