@@ -74,23 +74,51 @@ def tool_result(answer: dict[str, Any]) -> str:
         "citations": answer.get("citations", []),
         "verification": verification.get("status", "not_applicable"),
     }
+    if answer.get("standalone_question"):
+        out["standalone_question"] = answer["standalone_question"]
     unsupported = [n.get("text") for n in verification.get("numbers", []) if not n.get("supported", True)]
     if unsupported:
         out["unsupported_numbers"] = unsupported
     return json.dumps(out, ensure_ascii=False)
 
 
-def ask_in_process(question: str, engine: Any = None) -> dict[str, Any]:
+def history_from_messages(messages: Any) -> list[dict[str, str]]:
+    """The conversation before the agent's current turn, as the engine's ``history``: the text of the
+    user and assistant messages up to (not including) the last user message; tool calls and their
+    results are left out.
+
+    >>> history_from_messages([{"role": "user", "content": "一类城市住宿多少？"},
+    ...                        {"role": "assistant", "content": "480元。"}, {"role": "user", "content": "那二类呢？"}])
+    [{'role': 'user', 'content': '一类城市住宿多少？'}, {'role': 'assistant', 'content': '480元。'}]
+    """
+    turns: list[dict[str, str]] = []
+    for m in messages or []:
+        role = m.get("role") if isinstance(m, dict) else getattr(m, "role", None)
+        content = m.get("content") if isinstance(m, dict) else getattr(m, "content", None)
+        if role not in ("user", "assistant"):
+            continue
+        if isinstance(content, list):  # qwen-agent ContentItem lists
+            content = "".join(str(c.get("text", "") if isinstance(c, dict) else getattr(c, "text", "") or "")
+                              for c in content)
+        if isinstance(content, str) and content.strip():
+            turns.append({"role": role, "content": content.strip()})
+    last_user = max((i for i, t in enumerate(turns) if t["role"] == "user"), default=None)
+    return turns[:last_user] if last_user is not None else turns
+
+
+def ask_in_process(question: str, engine: Any = None, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Answer with ``engine`` (an :class:`router.engine.Engine`), or the process-wide engine."""
     if engine is None:
         from router.engine import answer
 
-        return answer(question)
-    return engine.answer(question).to_dict()
+        return answer(question, history or None)
+    return engine.answer(question, history or None).to_dict()
 
 
-def ask_http(question: str, base_url: str, api_key: str | None = None, timeout: float = 120.0) -> dict[str, Any]:
-    """POST ``question`` to a running server's ``/api/ask`` and return its answer object.
+def ask_http(question: str, base_url: str, api_key: str | None = None, timeout: float = 120.0,
+             history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """POST ``question`` (and the conversation so far) to a running server's ``/api/ask`` and return
+    its answer object.
 
     ``api_key`` defaults to ``KB_CHAT_API_KEY``; failures raise ``KBError`` naming the URL and status.
     """
@@ -100,7 +128,8 @@ def ask_http(question: str, base_url: str, api_key: str | None = None, timeout: 
     key = api_key if api_key is not None else os.environ.get(CHAT_KEY_ENV)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        resp = httpx.post(url, json={"question": question}, headers=headers, timeout=timeout)
+        resp = httpx.post(url, json={"question": question, "history": history or []}, headers=headers,
+                          timeout=timeout)
     except httpx.HTTPError as exc:
         raise KBError(f"cannot reach the knowledge-base server at {url}: {exc}") from exc
     if resp.status_code != 200:
@@ -156,11 +185,15 @@ def kb_tool_class() -> type:
             question = args.get("question")
             if not isinstance(question, str) or not question.strip():
                 raise ValidationError(f"kb_answer needs a non-empty 'question' string, got {question!r}")
+            # qwen-agent passes the conversation to tools: a follow-up the agent forwards verbatim
+            # ("那二类城市呢？") is resolved against it like on every other interface.
+            history = history_from_messages(kwargs.get("messages"))
             base_url = self.cfg.get("base_url")
             if base_url:
-                answer = ask_http(question, base_url, self.cfg.get("api_key"), self.cfg.get("timeout", 120.0))
+                answer = ask_http(question, base_url, self.cfg.get("api_key"), self.cfg.get("timeout", 120.0),
+                                  history=history)
             else:
-                answer = ask_in_process(question, self.cfg.get("engine"))
+                answer = ask_in_process(question, self.cfg.get("engine"), history=history)
             return tool_result(answer)
 
     _TOOL_CLASS = KBAnswerTool

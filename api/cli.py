@@ -60,7 +60,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    report = _store().build(full=args.full, progress=True)
+    from router.calibration import build_index
+
+    report = build_index(_store(), full=args.full, progress=True)
     rep = _dump(report)
     errors = rep.get("errors", []) if isinstance(rep, dict) else []
     for e in errors:

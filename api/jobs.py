@@ -233,7 +233,9 @@ def run_reindex(ctx: JobContext, settings: Any, full: bool, embedder: Any,
     store = IndexStore(settings.home, settings, embedder=embedder)
     previous = store.current_version()
     ctx.progress(5, f"building a {'full' if full else 'incremental'} index (serving {previous})")
-    report = store.build(full=full)
+    from router.calibration import build_index
+
+    report = build_index(store, full=full)
     ctx.progress(70, f"built and published {report.version}: {report.documents} documents, "
                      f"{report.chunks} chunks, {report.facts} facts, {len(report.errors)} errors")
     for err in report.errors:

@@ -83,7 +83,9 @@ def build_home(name: str, cache: Path, settings: Any, rebuild: bool = False) -> 
         for g in sorted(glossary.iterdir()):
             if g.is_file():
                 store.add_glossary(g)
-    build = store.build(full=True)
+    from router.calibration import build_index
+
+    build = build_index(store, full=True)
     print(f"[{name}] indexed {build.documents} documents, {build.chunks} chunks, {build.facts} facts, "
           f"{build.glossary_entries} glossary entries in {time.perf_counter() - t0:.0f} s"
           + (f"; glossaries found among the documents: {report['glossaries']}" if report.get("glossaries") else ""),

@@ -194,6 +194,13 @@ class BM25Index:
             out.extend([terms[col]] * int(count))
         return out
 
+    def document_frequencies(self) -> dict[str, int]:
+        """How many documents hold each indexed term (the ``df`` of the idf formula)."""
+        if self._tf is None or not len(self.vocab):
+            return {}
+        df = np.bincount(self._tf.indices, minlength=len(self.vocab))
+        return {term: int(df[col]) for term, col in self.vocab.items()}
+
     @property
     def terms(self) -> list[str]:
         terms = [""] * len(self.vocab)

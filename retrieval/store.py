@@ -32,7 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -271,13 +271,17 @@ class IndexStore:
             return removed
 
     # -- building ------------------------------------------------------------------------
-    def build(self, full: bool = False, progress: bool = False) -> BuildReport:
+    def build(self, full: bool = False, progress: bool = False,
+              finalize: "Callable[[Path], dict[str, Any]] | None" = None) -> BuildReport:
         """Build a new version from documents/ and glossary/ and publish it.
 
         ``full`` re-reads and re-embeds everything; otherwise unchanged documents are reused.
+        ``finalize`` is called with the complete, not yet published version folder; the mapping it
+        returns is merged into the version's manifest (the router stores its calibration this way),
+        and an error it raises fails the build like any other.
         """
         with self._lock():
-            return _Build(self, full, progress).run()
+            return _Build(self, full, progress, finalize).run()
 
     # -- internals -------------------------------------------------------------------------
     def _version_dir(self, version: str | None) -> Path:
@@ -346,8 +350,10 @@ def _describe(e: dict[str, Any]) -> str:
 class _Build:
     """One run of :meth:`IndexStore.build` (state kept here so each step is a small method)."""
 
-    def __init__(self, store: IndexStore, full: bool, progress: bool):
+    def __init__(self, store: IndexStore, full: bool, progress: bool,
+                 finalize: "Callable[[Path], dict[str, Any]] | None" = None):
         self.store, self.full, self.progress = store, full, progress
+        self.finalize = finalize
         self.settings = store.settings
         self.embedder = store.embedder
         self.version = new_version_name()
@@ -366,6 +372,8 @@ class _Build:
         try:
             self._timed("index", lambda: self._write(tmp, parts, glossary, glossary_files, start))
             self._timed("validate", lambda: self._validate(tmp))
+            if self.finalize is not None:
+                self._timed("finalize", lambda: self._merge_manifest(tmp, self.finalize(tmp)))
             os.replace(tmp, self.store.indexes_dir / self.version)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -640,6 +648,15 @@ class _Build:
             "packages": package_versions(),
             "errors": self.report.errors,
         }
+
+    @staticmethod
+    def _merge_manifest(tmp: Path, extra: dict[str, Any]) -> None:
+        if not extra:
+            return
+        path = tmp / files.MANIFEST
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest.update(extra)
+        path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
 
     def _validate(self, tmp: Path) -> None:
         """Open the new version as a reader would and check that its parts agree."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import re
 import threading
 import time
@@ -20,7 +21,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
 from knowledge.errors import ValidationError
-from router.routes import RouteChoice, RouteSignals, create_router, default_routes
+from router.llm.prompts import build_rag_messages, is_refusal
+from router.question import asked_units
+from router.routes import RouteChoice, RouteSignals, create_router, default_routes, question_intent
+from router.verifier import unsupported_text
 
 _CITE = re.compile(r"\[(\d{1,2})\]")
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|(?<=[.])(?=\s)|\n")
@@ -39,6 +43,7 @@ class Answer:
     verification: dict[str, Any] = field(default_factory=lambda: {"status": "not_applicable", "numbers": []})
     timings_ms: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    standalone_question: str = ""   # the standalone question a follow-up was resolved into ("" if none)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,10 +77,17 @@ class _Stage:
 
 
 class Engine:
-    """Holds the loaded index, models and router; thread-safe for concurrent ``answer`` calls."""
+    """Holds the loaded index, models and router; thread-safe for concurrent ``answer`` calls.
+
+    The answer path is a few small steps, the same for streaming and non-streaming calls:
+    :meth:`decide` (conversation → question form → terms → retrieval → evidence → route), then the
+    route's handler (registered by name in :attr:`handlers`) gathers what it answers from, generates
+    or composes, verifies, and falls back.
+    """
 
     def __init__(self, settings: Any, index: Any, generator: Any = None, router: Any = None,
                  disambiguator: Any = None, verifier: Any = None):
+        from router.calibration import Calibration
         from router.llm import create_generator
         from router.llm.extractive import ExtractiveGenerator
         from router.terms import EmbeddingDisambiguator
@@ -94,7 +106,21 @@ class Engine:
         self.extractive = ExtractiveGenerator()
         self.disambiguator = disambiguator or EmbeddingDisambiguator(index.embedder, index.glossary)
         self.verifier = verifier or Verifier()
-        self._lock = threading.Lock()
+        describe = getattr(index.embedder, "describe", None)
+        self.calibration = Calibration.from_manifest(getattr(index, "manifest", {}) or {},
+                                                     describe() if callable(describe) else None)
+        self.handlers: dict[str, Any] = {}
+        for name, handler in (("glossary", self._route_glossary), ("fact", self._route_fact),
+                              ("rag", self._route_rag), ("refuse", self._route_refuse)):
+            self.register_handler(name, handler)
+
+    def register_handler(self, route: str, handler: Any) -> None:
+        """Attach the handler of a route (one per route name; a second one is an error)."""
+        if route in self.handlers:
+            raise ValidationError(f"route {route!r} already has a handler")
+        if route not in self.routes:
+            raise ValidationError(f"unknown route {route!r}; routes are {sorted(self.routes)}")
+        self.handlers[route] = handler
 
     # -- public ---------------------------------------------------------------------
     def answer(self, question: str, history: list[dict[str, str]] | None = None) -> Answer:
@@ -111,7 +137,8 @@ class Engine:
         """Yield ``{"type": "delta", "text"}`` events, then ``{"type": "final", "answer"}``.
 
         Text is released sentence by sentence; a sentence with a number is released only once
-        its numbers are verified, so streaming never shows an unsupported figure either.
+        its numbers are verified, so streaming never shows an unsupported figure either. With
+        ``stream=False`` the same steps run and only the final event carries the text.
         """
         question = self.validate(question)
         timer = Timer()
@@ -122,44 +149,61 @@ class Engine:
                        stream: bool = True) -> Iterator[dict[str, Any]]:
         """The events of :meth:`answer_stream` for a decision made elsewhere (e.g. over
         passages the caller supplies, see :mod:`router.passages`)."""
-        handler = getattr(self, f"_route_{choice.route}")
-        yield from handler(question, choice, signals, timer or Timer(), stream)
+        handler = self.handlers[choice.route]
+        for event in handler(question, choice, signals, timer or Timer(), stream):
+            if event["type"] == "final" or stream:
+                yield event
 
     def decide(self, question: str, history: list[dict[str, str]] | None = None,
                timer: Timer | None = None) -> tuple[RouteChoice, RouteSignals]:
-        """Terminology layer, retrieval and the route decision (no generation)."""
+        """Conversation, question form, terminology layer, retrieval, evidence and the route (no generation)."""
+        from router.conversation import has_topic_in, resolve
+        from router.evidence import gather
         from router.llm.prompts import detect_language
+        from router.question import analyze, strip_injection
         from router.terms import find_terms, rewrite_query
 
         timer = timer or Timer()
         with timer.stage("route"):
+            clean, _ = strip_injection(question)
+            conv = resolve(clean, history, has_topic_in(self.index)) if history else None
+            standalone = conv.standalone if conv is not None and conv.followup else clean
+            form = analyze(standalone)
+            search = form.search_text
             glossary = self.index.glossary
-            matches = find_terms(question, glossary)
-            context = _context(question, history)
+            matches = find_terms(search, glossary)
+            context = _context(standalone, history)
             margin = self.settings.router.ambiguity_margin
             resolutions = [self.disambiguator.resolve(context, m, margin) for m in matches]
-            rewritten = rewrite_query(question, matches, resolutions) if matches else question
-        with timer.stage("retrieve"):
-            k = self.settings.retrieval.top_k
-            hits = self.index.search(rewritten, k=k)
-            fact_hits = self.index.search_facts(rewritten, k=5)
+            rewritten = rewrite_query(search, matches, resolutions) if matches else search
+        hits, fact_hits = self._retrieve(rewritten, timer)
         with timer.stage("route"):
-            signals = RouteSignals(question, rewritten, resolutions, matches, hits, fact_hits,
-                                   detect_language(question), background_similarity(self.index, rewritten))
+            background = background_similarity(self.index, rewritten)
+            focus = conv.question if conv is not None and conv.followup else ""
+            evidence = gather(rewritten, hits, self.index, fact_hits=fact_hits, background=background,
+                              asked=form.asked_units, focus=focus) if hasattr(self.index, "bm25") else None
+            signals = RouteSignals(standalone, rewritten, resolutions, matches, hits, fact_hits,
+                                   detect_language(question), background, evidence=evidence, form=form,
+                                   original=question, standalone=standalone if standalone != clean else "",
+                                   calibration=self.calibration)
             choice = self.router.decide(signals)
         if choice.rewritten_query and choice.rewritten_query != rewritten:
             # The router (the LoRA model) read the terms differently from the embedding
             # disambiguator: retrieve again for its reading, so passages, facts and the
             # answer's terms all follow the router of record.
-            with timer.stage("retrieve"):
-                hits = self.index.search(choice.rewritten_query, k=k)
-                fact_hits = self.index.search_facts(choice.rewritten_query, k=5)
+            hits, fact_hits = self._retrieve(choice.rewritten_query, timer)
+            evidence = gather(choice.rewritten_query, hits, self.index, fact_hits=fact_hits, background=background,
+                              asked=form.asked_units, focus=focus) if evidence is not None else None
             signals = dataclasses.replace(signals, rewritten_query=choice.rewritten_query,
                                           terms=list(choice.terms) or signals.terms, hits=hits,
-                                          fact_hits=fact_hits)
+                                          fact_hits=fact_hits, evidence=evidence)
         return choice, signals
 
-    # -- handlers (looked up by route name) -----------------------------------------------
+    def _retrieve(self, query: str, timer: Timer) -> tuple[list[Any], list[Any]]:
+        with timer.stage("retrieve"):
+            return self.index.search(query, k=self.settings.retrieval.top_k), self.index.search_facts(query, k=5)
+
+    # -- handlers (registered by route name) ------------------------------------------------
     def _route_glossary(self, question: str, choice: RouteChoice, signals: RouteSignals,
                         timer: Timer, stream: bool) -> Iterator[dict[str, Any]]:
         text, citations = _glossary_answer(signals)
@@ -167,18 +211,21 @@ class Engine:
 
     def _route_fact(self, question: str, choice: RouteChoice, signals: RouteSignals,
                     timer: Timer, stream: bool) -> Iterator[dict[str, Any]]:
-        best = pick_fact(question, signals.fact_hits, self.routes["fact"].threshold)
-        if best is None:
-            fallback = dataclasses.replace(choice, route="rag", reason="fact below threshold; fell through to rag")
+        from router.compose import fact_answer
+
+        composed = fact_answer(signals.evidence) if signals.evidence is not None else None
+        if composed is None:
+            fallback = dataclasses.replace(choice, route="rag", reason="no unit states the figure; answered by rag")
             yield from self._route_rag(question, fallback, signals, timer, stream)
             return
-        fact = best.fact
-        chunk = self.index.chunk(fact.chunk_id)
+        text = self._with_premise(composed.text, composed.units, signals)
         with timer.stage("verify"):
-            verification = self.verifier.check(fact.statement, [(chunk.chunk_id, chunk.text)], question)
-        citation = {"source": fact.source, "page": fact.page, "chunk_id": fact.chunk_id,
-                    "quote": fact.statement}
-        yield from self._finish(fact.statement, choice, signals, timer, [citation], verification.to_dict())
+            verification = self.verifier.check(text, self._unit_passages(composed.units), question)
+        if verification.status == "flagged":  # a table row read wrongly: quote the passages instead
+            fallback = dataclasses.replace(choice, route="rag", reason="fact answer failed verification")
+            yield from self._route_rag(question, fallback, signals, timer, stream)
+            return
+        yield from self._finish(text, choice, signals, timer, composed.citations, verification.to_dict())
 
     def _route_refuse(self, question: str, choice: RouteChoice, signals: RouteSignals,
                       timer: Timer, stream: bool) -> Iterator[dict[str, Any]]:
@@ -190,111 +237,167 @@ class Engine:
 
     def _route_rag(self, question: str, choice: RouteChoice, signals: RouteSignals,
                    timer: Timer, stream: bool) -> Iterator[dict[str, Any]]:
-        from router.llm.prompts import build_rag_messages, is_refusal
-        from router.verifier import unsupported_text
+        """Gather evidence units → generate (sentence-gated) → verify → fall back to quoting."""
+        from router.compose import premise_note, quote_answer, select_units
 
-        hits = signals.hits
-        passages = [h.chunk.text for h in hits]
-        ids = [(h.chunk.chunk_id, h.chunk.text) for h in hits]
-        llm = self.settings.llm
-        prompt_q = signals.rewritten_query or question
-        messages = build_rag_messages(prompt_q, passages, signals.lang)
-        released: list[str] = []
-        status_note = ""
-        text = ""
-        verification = None
-
-        with timer.stage("generate"):
-            if stream:
-                # Sentence-gated streaming: pass each finished sentence through the verifier.
-                gate = _SentenceGate(lambda s: self.verifier.check(s, ids, question).status != "flagged")
-                pieces = self.generator.stream(messages, max_tokens=llm.max_tokens, temperature=llm.temperature)
-                failed = False
-                for piece in pieces:
-                    for ok_text in gate.feed(piece):
-                        if ok_text is None:
-                            failed = True
-                            break
-                        released.append(ok_text)
-                        yield {"type": "delta", "text": ok_text}
-                    if failed:
-                        break
-                if not failed:
-                    for ok_text in gate.flush():
-                        if ok_text is None:
-                            failed = True
-                            break
-                        released.append(ok_text)
-                        yield {"type": "delta", "text": ok_text}
-                text = "".join(released) if not failed else gate.raw
-            else:
-                text = self.generator.generate(messages, max_tokens=llm.max_tokens, temperature=llm.temperature)
-        if not released:
-            text = text.strip()
-
-        if released and (is_refusal(text) or is_degenerate(text)):
-            text = "".join(released)  # keep what was already shown (it was verified)
-        elif is_refusal(text):
-            # The model read the passages and found no answer: honour it. (Answering
-            # extractively here was measured to destroy refusals on negative-only passages.)
-            refused = dataclasses.replace(choice, reason="the generator found no answer in the passages")
+        units = select_units(signals.evidence) if signals.evidence is not None else []
+        if signals.evidence is not None and not units:
+            refused = dataclasses.replace(choice, reason="no passage sentence bears on the question")
             yield from self._route_refuse(question, refused, signals, timer, stream)
             return
-        elif is_degenerate(text):
-            # No content beyond citation markers (small models do this): answer extractively
-            # from the same passages, never from memory.
-            fallback = self.extractive.compose(prompt_q, passages)
-            if not fallback or is_refusal(fallback):
-                refused = dataclasses.replace(choice, reason="the generator produced no answer")
+        if units:
+            passages, ids, hits = self._passages_of(units)
+        else:  # passages mode: whole chunks as given
+            hits = signals.hits
+            passages = [h.chunk.text for h in hits]
+            ids = [(h.chunk.chunk_id, h.chunk.text) for h in hits]
+        note = premise_note(signals.form.asserted, units, signals.lang) if signals.form is not None and units else ""
+        quoted = quote_answer(units, signals.lang) if units else None
+        definition_only = question_intent(signals.question)["definition"] and not signals.matches
+        if getattr(self.generator, "name", "") == "extractive" or definition_only:
+            # No model, or a word the glossary lacks: never compose a definition, quote it.
+            text = quoted.text if quoted is not None else self.extractive.compose(signals.rewritten_query, passages)
+            if not text or is_refusal(text):
+                yield from self._route_refuse(question, dataclasses.replace(choice, reason="nothing to quote"),
+                                              signals, timer, stream)
+                return
+            text = (note + text) if note else text
+            with timer.stage("verify"):
+                verification = self.verifier.check(text, ids, question)
+            citations = quoted.citations if quoted is not None else _rag_citations(text, hits)
+            yield from self._finish(text, choice, signals, timer, citations, verification.to_dict(), stream)
+            return
+
+        released: list[str] = []
+        if note:
+            released.append(note)
+            if stream:
+                yield {"type": "delta", "text": note}
+        prompt_q = _prompt_question(signals)
+        llm = self.settings.llm
+        gate = _SentenceGate(lambda sent: self.verifier.check(sent, ids, question).status != "flagged")
+        failed = False
+        with timer.stage("generate"):
+            pieces = self.generator.stream(build_rag_messages(prompt_q, passages, signals.lang),
+                                           max_tokens=llm.max_tokens, temperature=llm.temperature)
+            for piece in itertools.chain(pieces, [None]):
+                outs = gate.feed(piece) if piece is not None else gate.flush()
+                for ok_text in outs:
+                    if ok_text is None:
+                        failed = True
+                        break
+                    released.append(ok_text)
+                    if stream:
+                        yield {"type": "delta", "text": ok_text}
+                if failed:
+                    break
+        generated = "".join(released[1:] if note else released).strip()
+        status_note = ""
+        if failed and not generated:
+            # One regeneration with the offending numbers named.
+            with timer.stage("verify"):
+                first = self.verifier.check(gate.raw, ids, question)
+            with timer.stage("generate"):
+                retry = self.generator.generate(
+                    build_rag_messages(prompt_q, passages, signals.lang, unsupported_text(first)),
+                    max_tokens=llm.max_tokens, temperature=llm.temperature).strip()
+            with timer.stage("verify"):
+                retry_ok = self.verifier.check(retry, ids, question).status != "flagged"
+            if retry_ok and retry and not is_refusal(retry) and not is_degenerate(retry):
+                generated, status_note = retry, "regenerated after unsupported numbers"
+                if stream:
+                    yield {"type": "delta", "text": retry}
+                released.append(retry)
+        elif failed:
+            status_note = "unsupported sentences were withheld"
+        if not generated or is_refusal(generated) or is_degenerate(generated):
+            # The generator declined or said nothing. Where the router was sure the passages answer,
+            # quote them (a declining small model must never make the answer worse than the passages);
+            # where it was unsure, the generator's reading settles it.
+            unsure = choice.scores.get("answerable", 1.0) < self.settings.router.trust_generator_below
+            if quoted is None or (is_refusal(generated) and unsure and not released):
+                refused = dataclasses.replace(choice, reason="the generator found no answer in the passages")
                 yield from self._route_refuse(question, refused, signals, timer, stream)
                 return
-            text = fallback
-            status_note = "the generator produced no content; extractive answer from the passages"
-
+            text = (note + quoted.text) if note else quoted.text
+            shown = "".join(released) if stream else ""
+            if stream and text.startswith(shown):
+                rest = text[len(shown):]
+            else:
+                rest = ("\n" if shown else "") + text if stream else ""
+            if rest:
+                yield {"type": "delta", "text": rest}
+            text = (shown + rest) if stream else text
+            with timer.stage("verify"):
+                verification = self.verifier.check(text, ids, question)
+            vdict = _with_status(verification, "corrected" if failed else verification.status).to_dict()
+            vdict["note"] = ("the generator declined or produced no content; the passages are quoted"
+                             if not failed else "generated answer had unsupported numbers; the passages are quoted")
+            yield {"type": "final", "answer": self._answer(text, choice, signals, timer, quoted.citations, vdict)}
+            return
+        text = "".join(released)
         with timer.stage("verify"):
             verification = self.verifier.check(text, ids, question)
-        if verification.status == "flagged" and not released:
-            # One regeneration with the offending numbers named.
-            feedback = unsupported_text(verification)
-            with timer.stage("generate"):
-                retry = self.generator.generate(build_rag_messages(prompt_q, passages, signals.lang, feedback),
-                                                max_tokens=llm.max_tokens, temperature=llm.temperature).strip()
-            with timer.stage("verify"):
-                retry_v = self.verifier.check(retry, ids, question)
-            if retry_v.status != "flagged" and retry and not is_refusal(retry) and not is_degenerate(retry):
-                text, verification, status_note = retry, retry_v, "regenerated after unsupported numbers"
-                verification = _with_status(verification, "corrected")
-        if verification.status == "flagged":
-            fallback = self.extractive.compose(prompt_q, passages)
-            with timer.stage("verify"):
-                fb_v = self.verifier.check(fallback, ids, question) if fallback else None
-            prefix = "".join(released)
-            if fallback and fb_v is not None and fb_v.status != "flagged":
-                text = prefix + "\n" + fallback if prefix.strip() else fallback
-                verification = _with_status(fb_v, "corrected")
-                status_note = "generated answer had unsupported numbers; extractive answer returned"
-            elif prefix.strip():
-                text = prefix
-                verification = _with_status(self.verifier.check(text, ids, question), "corrected")
-                status_note = "unsupported sentences were withheld"
-            else:
-                refused = dataclasses.replace(choice, reason="answer could not be verified")
-                yield from self._route_refuse(question, refused, signals, timer, stream)
-                return
-        citations = _rag_citations(text, hits)
+        if failed:
+            verification = _with_status(verification, "corrected")
         vdict = verification.to_dict()
         if status_note:
             vdict["note"] = status_note
-        ans = self._answer(text, choice, signals, timer, citations, vdict)
-        shown = "".join(released)
-        rest = text[len(shown):] if shown and text.startswith(shown) else (text if not shown else "\n" + text)
-        if rest:
-            yield {"type": "delta", "text": rest}
-        yield {"type": "final", "answer": ans}
+        citations = _rag_citations(text, hits)
+        yield {"type": "final", "answer": self._answer(text, choice, signals, timer, citations, vdict)}
 
     # -- helpers -------------------------------------------------------------------------
+    def _with_premise(self, text: str, units: list[Any], signals: RouteSignals) -> str:
+        from router.compose import premise_note
+
+        note = premise_note(signals.form.asserted, units, signals.lang) if signals.form is not None else ""
+        if note and signals.lang != "zh":
+            note += " "
+        return note + text
+
+    def _unit_passages(self, units: list[Any]) -> list[tuple[str, str]]:
+        """(chunk id, whole chunk text) of the chunks the units come from: numbers are verified
+        against the full passage, so a figure stated in the sentence before still counts."""
+        out, seen = [], set()
+        for u in units:
+            if u.chunk_id in seen:
+                continue
+            seen.add(u.chunk_id)
+            try:
+                out.append((u.chunk_id, self.index.chunk(u.chunk_id).text))
+            except Exception:  # noqa: BLE001 - passages mode: the unit is all there is
+                out.append((u.chunk_id, u.text))
+        return out
+
+    def _passages_of(self, units: list[Any]) -> tuple[list[str], list[tuple[str, str]], list[Any]]:
+        """The prompt passages (the selected units of each chunk, in document order), the whole chunks
+        for verification, and one Hit per chunk for citations."""
+        from retrieval.index import Hit
+
+        order: list[str] = []
+        by_chunk: dict[str, list[Any]] = {}
+        for u in units:
+            if u.chunk_id not in by_chunk:
+                order.append(u.chunk_id)
+            by_chunk.setdefault(u.chunk_id, []).append(u)
+        passages, hits = [], []
+        for cid in order:
+            us = sorted(by_chunk[cid], key=lambda u: u.order)
+            context = us[0].context.split(" | ")[0] if us[0].context else ""
+            body = "\n".join(u.text for u in us)
+            passages.append(f"（{context}）{body}" if context else body)
+            try:
+                chunk = self.index.chunk(cid)
+            except Exception:  # noqa: BLE001
+                from knowledge.types import Chunk
+
+                chunk = Chunk(cid, us[0].source, body, us[0].page)
+            hits.append(Hit(chunk, 0.0, 0.0, None))
+        return passages, self._unit_passages(units), hits
+
     def _finish(self, text: str, choice: RouteChoice, signals: RouteSignals, timer: Timer,
-                citations: list[dict[str, Any]], verification: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+                citations: list[dict[str, Any]], verification: dict[str, Any] | None,
+                stream: bool = True) -> Iterator[dict[str, Any]]:
         ans = self._answer(text, choice, signals, timer, citations, verification)
         yield {"type": "delta", "text": ans.answer}
         yield {"type": "final", "answer": ans}
@@ -309,6 +412,7 @@ class Engine:
             answer=text, route=choice.route, confidence=round(float(choice.confidence), 4),
             terms=[t.to_dict() for t in signals.terms], rewritten_query=signals.rewritten_query,
             citations=citations, verification=verification, timings_ms=timer.done(), reason=choice.reason,
+            standalone_question=signals.standalone,
         )
 
     def validate(self, question: Any) -> str:
@@ -323,29 +427,10 @@ class Engine:
         return q
 
 
-_ASKED_UNITS = [
-    (re.compile(r"(几|多少)(个)?(工作日|天|日)|多久|days?\b"), {"天", "日", "工作日", "day"}),
-    (re.compile(r"(几|多少)(个)?(小时|钟头)|hours?\b"), {"小时", "hour"}),
-    (re.compile(r"(多少|几)(块)?钱|多少元|几块|金额|费用|标准|补贴|补助|yuan|RMB|how much", re.IGNORECASE), {"元", "CNY"}),
-    (re.compile(r"百分之几|比例|百分比|percent|%"), {"%"}),
-    (re.compile(r"(几|多少)(个)?(月)|months?\b"), {"月", "个月", "month"}),
-    (re.compile(r"(几|多少)(年)|years?\b"), {"年", "year"}),
-    (re.compile(r"(几|多少)(次)|times\b"), {"次"}),
-    (re.compile(r"(几|多少)(位|个字符)|characters\b"), {"位", "个字符", "字符"}),
-]
-
-
-def asked_units(question: str) -> set[str]:
-    """Units a quantity question asks for.
-
-    >>> sorted(asked_units("婚假是几天？"))
-    ['day', '天', '工作日', '日']
-    """
-    out: set[str] = set()
-    for pattern, units in _ASKED_UNITS:
-        if pattern.search(question):
-            out |= units
-    return out
+def _prompt_question(signals: RouteSignals) -> str:
+    """What the generator is asked: the standalone question with its terms spelt out, without
+    injected instructions or asserted figures (the premise note handles those)."""
+    return signals.rewritten_query or signals.question
 
 
 def pick_fact(question: str, fact_hits: list[Any], threshold: float, window: float = 0.02) -> Any:

@@ -74,6 +74,11 @@ class RouteSignals:
     fact_hits: list["FactHit"]
     lang: str = "zh"
     background: float = 0.0               # typical similarity of the query to any chunk
+    evidence: Any = None                  # router.evidence.Evidence (None: passages-only mode)
+    form: Any = None                      # router.question.QuestionForm
+    original: str = ""                    # the question as the user wrote it
+    standalone: str = ""                  # the follow-up resolved into a standalone question ("" if none)
+    calibration: Any = None               # router.calibration.Calibration of the index
 
 
 class Router(ABC):
@@ -203,12 +208,68 @@ class SignalRouter(Router):
 
     name = "signals"
 
-    def __init__(self, routes: dict[str, Route], peak_threshold: float = 0.04, scale: float = 40.0):
+    def __init__(self, routes: dict[str, Route], peak_threshold: float = 0.04, scale: float = 40.0,
+                 weights: dict[str, float] | None = None, fact_coverage: float = 0.5):
         self.routes = routes
         self.peak_threshold = peak_threshold
         self.scale = scale
+        self.weights = weights
+        self.fact_coverage = fact_coverage
 
     def decide(self, signals: RouteSignals) -> RouteChoice:
+        if signals.evidence is not None:
+            return self._decide_from_evidence(signals)
+        return self._decide_from_cosines(signals)
+
+    def _decide_from_evidence(self, signals: RouteSignals) -> RouteChoice:
+        """Glossary, then answerability from the evidence, then fact or rag."""
+        from router.calibration import answerability, features_for
+
+        intent = question_intent(signals.question)
+        ev = signals.evidence
+        features = features_for(signals)
+        scores: dict[str, float] = dict(features)
+        glossary = self._glossary_choice(signals, intent, scores)
+        if glossary is not None:
+            return glossary
+        p = answerability(features, self.weights)
+        scores["answerable"] = round(p, 4)
+        if ev.missing_sibling:
+            t, sibs = next(iter(ev.siblings.items()))
+            return RouteChoice("refuse", max(0.8, 1 - p), signals.terms, signals.rewritten_query, scores,
+                               f"the documents cover {', '.join(sibs[:3])} but not {t}")
+        if p < 0.5:
+            missing = f"; not in the knowledge base: {', '.join(ev.absent[:3])}" if ev.absent else ""
+            return RouteChoice("refuse", 1 - p, signals.terms, signals.rewritten_query, scores,
+                               f"no passage answers it (answerable {p:.2f}: coverage {ev.best_coverage:.2f}, "
+                               f"margin {ev.peak:.3f}){missing}")
+        from config.lexicon import lexicon
+
+        form = signals.form
+        yes_no_rule = form is not None and form.yes_no and not form.asserted
+        numeric = bool(lexicon().numeric_question.search(signals.question)) or bool(form and form.asserted)
+        if numeric and not intent["synthesis"] and not yes_no_rule:
+            q_units = ev.quantity_units(0.0)
+            if q_units and q_units[0].coverage >= self.fact_coverage:
+                conf = min(p, 0.5 + q_units[0].coverage / 2)
+                return RouteChoice("fact", conf, signals.terms, signals.rewritten_query, scores,
+                                   f"a {q_units[0].kind} states the asked figure (coverage {q_units[0].coverage:.2f})")
+        return RouteChoice("rag", p, signals.terms, signals.rewritten_query, scores, "passages answer it")
+
+    def _glossary_choice(self, signals: RouteSignals, intent: dict[str, bool],
+                         scores: dict[str, float]) -> RouteChoice | None:
+        glossary_terms = list(signals.matches)
+        if glossary_terms and intent["definition"]:
+            residual = _residual_length(signals.question, glossary_terms)
+            conf = _sigmoid((self.routes["glossary"].threshold * 20 - residual) / 3.0)
+            scores["glossary"] = round(conf, 4)
+            if conf >= 0.5:
+                return RouteChoice("glossary", conf, signals.terms, signals.rewritten_query, scores,
+                                   f"definition question about {glossary_terms[0].term}")
+        return None
+
+    def _decide_from_cosines(self, signals: RouteSignals) -> RouteChoice:
+        """Passages given with the question (no index, no evidence terms): cosine margins only."""
         intent = question_intent(signals.question)
         best_passage = max((h.dense or 0.0 for h in signals.hits), default=0.0)
         best_fact = signals.fact_hits[0].score if signals.fact_hits else 0.0
@@ -247,4 +308,11 @@ class SignalRouter(Router):
 
 
 # ``settings`` is accepted (and unused) so the engine can pass it to every backend alike.
-register_router("signals", lambda routes, settings=None, **kw: SignalRouter(routes, **kw))
+def _signal_router(routes: dict[str, Route], settings: Any = None, **kw: Any) -> SignalRouter:
+    if settings is not None:
+        kw.setdefault("weights", dict(settings.router.answerability) or None)
+        kw.setdefault("fact_coverage", settings.router.fact_coverage)
+    return SignalRouter(routes, **kw)
+
+
+register_router("signals", _signal_router)

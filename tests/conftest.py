@@ -33,7 +33,9 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for g in sorted(GLOSSARY_DIR.iterdir()):
         if g.is_file():
             store.add_glossary(g)
-    report = store.build(full=True)
+    from router.calibration import build_index
+
+    report = build_index(store, full=True)
     assert store.current_version() is not None, report
     return home
 

@@ -1,0 +1,66 @@
+"""The question lexicon: closed-class words of how people ask (``config/lexicon.yaml``).
+
+Data, not code: which unit "几天" asks for, which words only shape a question, how a follow-up
+or an injected instruction opens. ``KB_LEXICON`` may name another YAML file with the same keys
+(its top-level keys replace the packaged ones).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_LEXICON = Path(__file__).with_name("lexicon.yaml")
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Compiled lexicon (see the YAML file for what each part means)."""
+
+    asked_units: tuple[tuple[re.Pattern[str], frozenset[str]], ...]
+    question_words: frozenset[str]
+    followup: dict[str, Any]
+    injection: re.Pattern[str]
+    yes_no: re.Pattern[str]
+    asserted_before: re.Pattern[str]
+    asserted_after: re.Pattern[str]
+    confirm_words: re.Pattern[str]
+    numeric_question: re.Pattern[str]
+
+
+def _read(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a lexicon is a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+@lru_cache(maxsize=1)
+def lexicon() -> Lexicon:
+    """The process-wide lexicon (packaged YAML, overridden section by section by ``KB_LEXICON``).
+
+    >>> sorted(next(u for p, u in lexicon().asked_units if p.search("婚假是几天？")))
+    ['周', '天', '工作日']
+    """
+    data = _read(DEFAULT_LEXICON)
+    extra = os.environ.get("KB_LEXICON")
+    if extra:
+        data.update(_read(Path(extra)))
+    flags = re.IGNORECASE
+    return Lexicon(
+        asked_units=tuple((re.compile(a["pattern"], flags), frozenset(a["units"])) for a in data["asked_units"]),
+        question_words=frozenset(str(data["question_words"]).lower().split()),
+        followup={k: re.compile(v, flags) if isinstance(v, str) else v for k, v in data["followup"].items()},
+        injection=re.compile("|".join(f"(?:{p})" for p in data["injection"]), flags),
+        yes_no=re.compile(data["yes_no"], flags),
+        asserted_before=re.compile(data["asserted_before"], flags),
+        asserted_after=re.compile(data["asserted_after"], flags),
+        confirm_words=re.compile(data["confirm_words"], flags),
+        numeric_question=re.compile(data["numeric_question"], flags),
+    )
