@@ -15,10 +15,10 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "console" / "static"
-# 'unsafe-inline' styles only: the evaluation report (shown in a sandboxed blob: frame) has
+# 'unsafe-inline' styles only: the evaluation report (shown in a sandboxed srcdoc frame) has
 # inline CSS; scripts come from this server alone and none are inline.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-       "connect-src 'self'; frame-src blob:; object-src 'none'; base-uri 'none'; form-action 'none'; "
+       "connect-src 'self'; frame-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'; "
        "frame-ancestors 'self'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-cache"}

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fakes.eval_report import write_eval_report
 from fakes.servers import AppServer
 
 KEY = "console-test-key-0123456789"
@@ -233,20 +234,6 @@ def test_glossary_edit_saves_a_new_version_through_the_import_path(admin_url, co
 
 
 # --- evaluation report ------------------------------------------------------------------------------
-def write_eval_report(home: Path, engine: Any, n: int = 3) -> Path:
-    """A real (small) ``kb eval`` run over the demo questions, recorded as the latest report."""
-    from api.evalreports import record
-    from finetune.evaluation import load_questions, run_eval, write_outputs
-    from knowledge.demo import EVAL_QUESTIONS
-
-    questions = load_questions(EVAL_QUESTIONS)[:n]
-    result = run_eval(engine, questions, None)
-    folder = home.parent / "eval_report"
-    write_outputs(result, folder)
-    record(home, folder)
-    return folder
-
-
 def test_latest_eval_report(admin_url, copy_home, extractive_engine):
     url = admin_url
     missing = httpx.get(f"{url}/admin/eval", headers=AUTH)

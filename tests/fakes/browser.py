@@ -64,7 +64,9 @@ class Browser:
         self.ws = connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=timeout)
         self._id = 0
         self.events: list[dict[str, Any]] = []
-        self.requests: list[str] = []
+        self.requests: list[str] = []                 # every URL the page asked for
+        self.sent: list[dict[str, Any]] = []           # the requests (method, url, headers, postData)
+        self.responses: list[dict[str, Any]] = []      # url, status, mimeType
         self.console: list[str] = []
         self.session: str | None = None
         target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
@@ -99,6 +101,10 @@ class Browser:
         params = event.get("params", {})
         if method == "Network.requestWillBeSent":
             self.requests.append(params["request"]["url"])
+            self.sent.append(params["request"])
+        elif method == "Network.responseReceived":
+            r = params["response"]
+            self.responses.append({"url": r["url"], "status": r["status"], "mimeType": r.get("mimeType", "")})
         elif method == "Runtime.consoleAPICalled":
             self.console.append(" ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", [])))
         elif method == "Runtime.exceptionThrown":
@@ -173,6 +179,10 @@ class Browser:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path
+
+    def grant_clipboard(self, origin: str) -> None:
+        self.send("Browser.grantPermissions", {"origin": origin, "permissions": [
+            "clipboardReadWrite", "clipboardSanitizedWrite"]}, session=False)
 
     def drain(self) -> None:
         """Process the events that arrived so far (a cheap round trip)."""

@@ -159,11 +159,11 @@ async function loadJobs() {
     table.append(el("tr", {}, ["kind", "state", "progress", "started", "result"].map((c) => el("th", {}, t(`jobs.col.${c}`)))));
     for (const job of jobs) {
       table.append(el("tr", { class: "clickable", onclick: () => follow(job.id) },
-        el("td", {}, t(`jobs.kind.${job.kind}`), job.params?.full ? ` (${t("idx.full")})` : ""),
+        el("td", { class: "nowrap" }, t(`jobs.kind.${job.kind}`), job.params?.full ? ` (${t("idx.full")})` : ""),
         el("td", {}, el("span", { class: `badge state-${job.state}` }, t(`state.${job.state}`))),
         el("td", {}, `${Math.round(job.progress)}%`),
-        el("td", {}, fmtTime(job.started_at || job.created_at)),
-        el("td", { class: "muted" }, job.error || (job.result?.version ? t("jobs.published", { v: job.result.version }) : job.result?.adapter_version || ""))));
+        el("td", { class: "nowrap" }, fmtTime(job.started_at || job.created_at)),
+        el("td", { class: "muted" }, job.error || (job.result?.version ? t("jobs.published", { v: shortVersion(job.result.version) }) : job.result?.adapter_version || ""))));
     }
     const active = jobs.find((j) => ACTIVE.includes(j.state));
     if (active && watching !== active.id) follow(active.id);
@@ -206,6 +206,12 @@ async function follow(id) {
   }
 }
 
+/** "20261201T214506Z-b5483f" -> "12-01 21:45:06" (the full name is in the cell's title). */
+function shortVersion(version) {
+  const m = /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z/.exec(version || "");
+  return m ? `${m[2]}-${m[3]} ${m[4]}:${m[5]}:${m[6]}` : version || "–";
+}
+
 // --- documents -------------------------------------------------------------------------------
 async function loadDocuments() {
   const table = $("docs-table");
@@ -220,7 +226,7 @@ async function loadDocuments() {
         el("td", {}, doc.name, doc.title && doc.title !== doc.name ? el("div", { class: "muted small" }, doc.title) : null),
         el("td", {}, el("span", { class: `badge doc-${doc.state}` }, t(`docs.state.${doc.state}`))),
         el("td", { class: "num-cell" }, fmtBytes(doc.bytes)),
-        el("td", { class: "mono small" }, doc.since || "–"),
+        el("td", { class: "mono small nowrap", title: doc.since || "" }, shortVersion(doc.since)),
         el("td", { class: "num-cell" }, doc.chunks ?? "–"),
         el("td", { class: "num-cell" }, doc.facts ?? "–"),
         el("td", { class: "small" }, notes.map((n) => el("div", { class: doc.error ? "bad-text" : "warn-text" }, n))),
@@ -409,7 +415,8 @@ async function loadEval() {
       el("table", { class: "grid", "data-testid": "eval-summary" },
         el("tr", {}, el("th", {}, t("ev.metric")), systems.map((s) => el("th", {}, t(`ev.${s}`)))),
         report.summary.map((row) => el("tr", {}, el("td", {}, row.metric),
-          systems.map((s) => el("td", { class: "num-cell" }, row.kind === "ms" ? fmtNumber(row.values[s], 0) : fmtNumber(row.values[s])))))),
+          systems.map((s) => el("td", { class: "num-cell" }, row.values[s] === null || row.values[s] === undefined ? "–"
+            : row.kind === "ms" ? Math.round(row.values[s]) : row.values[s].toFixed(3)))))),
       el("details", {}, el("summary", {}, t("ev.config")),
         el("dl", { class: "config" }, config.map(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]))));
     $("ev-open").classList.toggle("hidden", !report.has_html);
@@ -419,15 +426,16 @@ async function loadEval() {
 }
 
 async function openReport() {
-  // Fetched with the key, shown from a blob: URL in a sandboxed frame (the report has no scripts).
+  // Fetched with the key and shown in a sandboxed frame (no scripts, no same-origin access).
   try {
     const response = await fetch("/admin/eval/report.html", { headers: { Authorization: `Bearer ${key()}` } });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    const blob = new Blob([await response.text()], { type: "text/html" });
     const frame = $("ev-frame");
-    if (frame.src.startsWith("blob:")) URL.revokeObjectURL(frame.src);
-    frame.src = URL.createObjectURL(blob);
+    delete frame.dataset.loaded;
+    frame.onload = () => { frame.dataset.loaded = "1"; };
+    frame.srcdoc = await response.text();
     frame.classList.remove("hidden");
+    frame.scrollIntoView({ block: "start" });
   } catch (err) {
     clear($("ev-body"), el("p", { class: "bad-text" }, t("common.error", { msg: err.message })));
   }

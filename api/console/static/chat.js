@@ -252,7 +252,7 @@ function termsLine(terms) {
       el("b", {}, term.term), " = ", meaningText(term),
       term.decided === false ? el("span", { class: "muted" }, ` (${t("chat.undecided")})`) : null,
       (term.alternatives || []).length ? el("span", { class: "alts" }, ` · ${t("chat.alternatives")}：`,
-        term.alternatives.map((a) => (typeof a === "string" ? a : meaningText(a) + (a.score !== undefined ? ` ${Math.round(a.score * 100)}%` : ""))).join("；")) : null)));
+        term.alternatives.map((a) => (typeof a === "string" ? a : meaningText(a) + (a.score >= 0.01 ? ` ${Math.round(a.score * 100)}%` : ""))).join("；")) : null)));
 }
 
 function verificationLine(v, citations) {
