@@ -267,6 +267,8 @@ async function loadIndexes() {
   const table = $("idx-table");
   try {
     const { versions } = await adminApi("/admin/indexes");
+    const current = versions.find((v) => v.current);
+    $("idx-rollback").disabled = !current || !versions.some((v) => v.version === current.previous);
     clear(table, el("tr", {}, ["version", "created", "docs", "chunks", "facts", "terms", "build", "errors"].map((c) => el("th", {}, t(`idx.col.${c}`))), el("th", {})));
     for (const v of versions) {
       table.append(el("tr", { class: v.current ? "current" : "", "data-testid": "index-version", "data-version": v.version, "data-current": String(v.current) },
