@@ -197,8 +197,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     s = _settings()
     host = args.host or s.api.host
     port = args.port or s.api.port
-    print(f"serving on http://{host}:{port}  (OpenAI-compatible: /v1, native: /api/ask, health: /healthz)",
-          file=sys.stderr)
+    print(f"serving on http://{host}:{port}  (web console: /ui/, OpenAI-compatible: /v1, native: /api/ask, "
+          f"health: /healthz)", file=sys.stderr)
     uvicorn.run(create_app(s), host=host, port=port, log_level="info")
     return 0
 
@@ -276,6 +276,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     result = evaluate_file(Path(args.file), Path(args.report), generator=args.generator,
                            baseline=args.baseline, limit=args.limit)
+    from api.evalreports import record
+
+    record(_settings().home, args.report)  # the admin console shows the latest report
     print(summary_table(result["metrics"]))
     print(f"\nwrote {args.report}/metrics.json, answers.jsonl, report.html "
           f"({result['config']['seconds']} s)", file=sys.stderr)

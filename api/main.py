@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
 
 from knowledge.errors import (  # noqa: E402
-    ConfigError, GenerationError, IndexMismatchError, IndexNotFoundError, KBError, ValidationError,
+    ConfigError, ConflictError, GenerationError, IndexMismatchError, IndexNotFoundError, KBError, ValidationError,
 )
 
 log = logging.getLogger("kb.api")
@@ -58,11 +58,13 @@ def create_app(settings: Any = None, engine: Any = None) -> FastAPI:
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     _install_error_handlers(app)
 
-    from api.routes import admin, chat, native
+    from api.routes import admin, chat, console, manage, native
 
     app.include_router(chat.router)
     app.include_router(native.router)
     app.include_router(admin.router)
+    app.include_router(manage.router)
+    console.mount(app)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> PlainTextResponse:
@@ -131,6 +133,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConfigError)
     async def _unavailable(_: Request, exc: KBError) -> JSONResponse:
         return _error(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), "service_unavailable")
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        return _error(status.HTTP_409_CONFLICT, str(exc), "conflict")
 
     @app.exception_handler(GenerationError)
     async def _upstream(_: Request, exc: GenerationError) -> JSONResponse:

@@ -48,6 +48,7 @@ class AnswerOut(BaseModel):
     verification: VerificationOut
     timings_ms: dict[str, float] = {}
     reason: str = ""
+    standalone_question: str = Field("", description="the self-contained question a follow-up was rewritten into")
 
 
 # --- native API ------------------------------------------------------------------------
@@ -177,6 +178,12 @@ class StoredFile(BaseModel):
     bytes: int
     sha256: str
     kind: str = Field(description="content family found by sniffing: pdf, zip, ole, text")
+    status: Literal["stored", "unchanged", "glossary"] = Field(
+        "stored", description="unchanged: the same bytes were already stored under this name")
+    warnings: list[str] = Field([], description="what the loader reported (scanned pages, encoding), or why "
+                                                "the file will not be indexed")
+    imported_as: str | None = None
+    glossary_entries: int | None = None
 
 
 class UploadResult(BaseModel):
@@ -187,3 +194,137 @@ class UploadResult(BaseModel):
 class DeleteResult(BaseModel):
     deleted: str
     note: str = "run POST /admin/reindex to publish the change"
+
+
+# --- admin console: documents, versions, glossary, evaluation ----------------------------------
+class PassageOut(BaseModel):
+    chunk_id: str
+    kind: Literal["chunk", "glossary"]
+    source: str
+    page: int | None = None
+    heading_path: list[str] = []
+    text: str
+    index_version: str | None = None
+
+
+class DocumentRow(BaseModel):
+    name: str
+    state: Literal["indexed", "new", "changed", "duplicate", "failed", "removed"]
+    bytes: int | None = None
+    modified: float | None = None
+    sha256: str = ""
+    since: str | None = Field(None, description="oldest index version serving this exact content")
+    chunks: int | None = None
+    facts: int | None = None
+    title: str = ""
+    warnings: list[str] = []
+    error: str = ""
+    duplicate_of: str | None = None
+
+
+class DocumentList(BaseModel):
+    index_version: str | None
+    documents: list[DocumentRow]
+
+
+class IndexVersionOut(BaseModel):
+    version: str
+    current: bool
+    created_at: str = ""
+    documents: int | None = None
+    chunks: int | None = None
+    facts: int | None = None
+    glossary_entries: int | None = None
+    embedder: str = ""
+    full: bool = False
+    previous: str | None = None
+    seconds: float | None = None
+    errors: int = 0
+
+
+class IndexVersionList(BaseModel):
+    current: str | None
+    versions: list[IndexVersionOut]
+
+
+class AdapterVersionOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    version: str
+    current: bool = False
+    status: str = ""
+    created_at: str = ""
+    base_model: str = ""
+    metrics: dict[str, Any] = {}
+
+
+class AdapterVersionList(BaseModel):
+    current: str | None
+    serving_router: str = Field("", description="the router the server answers with (lora uses the adapter)")
+    versions: list[AdapterVersionOut]
+
+
+class PublishResult(BaseModel):
+    artifact: Literal["index", "adapter"]
+    version: str
+    previous: str | None = None
+    serving: str | None = Field(None, description="what the server answers with now")
+
+
+class GlossaryMeaningIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    english: str = Field("", max_length=500)
+    chinese: str = Field("", max_length=500)
+
+
+class GlossaryEntryIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # "source" comes back from GET; ignored
+    term: str = Field(..., min_length=1, max_length=500)
+    meanings: list[GlossaryMeaningIn] = Field(..., min_length=1)
+
+
+class GlossaryWriteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    entries: list[GlossaryEntryIn] = Field(..., max_length=50_000)
+    base_revision: str | None = Field(None, description="the revision the edit started from; 409 if it moved")
+    comment: str = Field("", max_length=500)
+
+
+class GlossaryEntryRow(BaseModel):
+    term: str
+    meanings: list[GlossaryMeaningOut]
+    source: str = ""
+
+
+class GlossaryTable(BaseModel):
+    revision: str
+    published: bool = Field(description="the serving index was built from exactly these glossary files")
+    files: list[dict[str, Any]]
+    skipped: list[dict[str, Any]] = []
+    versions: list[dict[str, Any]] = []
+    entries: list[GlossaryEntryRow]
+
+
+class GlossaryVersionOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    version: str
+    created_at: str
+    terms: int
+    meanings: int
+    replaced: list[str] = []
+    revision: str
+    note: str = "run POST /admin/reindex to publish the change"
+
+
+class EvalSummaryRow(BaseModel):
+    metric: str
+    kind: Literal["rate", "ms"]
+    values: dict[str, float | None]
+
+
+class EvalReportOut(BaseModel):
+    report_dir: str
+    written_at: str = ""
+    config: dict[str, Any] = {}
+    summary: list[EvalSummaryRow] = []
+    metrics: dict[str, Any] = {}
+    has_html: bool = False

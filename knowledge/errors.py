@@ -53,3 +53,7 @@ class GenerationError(KBError):
 
 class ValidationError(KBError):
     """Input to a public function is malformed (empty question, bad batch line, ...)."""
+
+
+class ConflictError(KBError):
+    """A change was based on a state that has changed since (someone else saved first)."""

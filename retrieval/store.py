@@ -245,6 +245,32 @@ class IndexStore:
     def manifest(self, version: str | None = None) -> dict[str, Any]:
         return json.loads((self._version_dir(version) / files.MANIFEST).read_text(encoding="utf-8"))
 
+    def publish(self, version: str) -> str | None:
+        """Point ``current`` at an existing complete version (roll back or forward); returns
+        the version it replaced. Waits for a running build, then switches atomically."""
+        with self._lock():
+            if version not in self.versions():
+                raise IndexNotFoundError(f"index version {version!r} not found under {self.indexes_dir}; "
+                                         f"known: {self.versions()}")
+            previous = self.current_version()
+            self._publish(version)
+            return previous
+
+    def rollback_target(self) -> str:
+        """The version the published one was built from (what a rollback publishes).
+
+        Following ``build.previous`` rather than folder order means a second rollback goes
+        one more build back, and a version published by hand rolls back to its own parent.
+        """
+        current = self.current_version()
+        if current is None:
+            raise IndexNotFoundError(f"no published index under {self.indexes_dir}")
+        previous = (self.manifest(current).get("build") or {}).get("previous")
+        if not previous or previous not in self.versions():
+            raise KBError(f"index {current} has no earlier version to roll back to "
+                          f"(built from {previous or 'nothing'})")
+        return previous
+
     def load(self, version: str | None = None, embedder: "Embedder | None" = None) -> KnowledgeIndex:
         """Open a version (default: the published one) for searching.
 

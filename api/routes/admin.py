@@ -136,27 +136,50 @@ async def _save_limited(upload: UploadFile, dest: Path, limit: int) -> None:
 
 
 def _commit(settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> list[dict[str, Any]]:
-    from retrieval.store import IndexStore
+    from retrieval.store import IndexStore, sha256_file
 
     store = IndexStore(settings.home, settings)
     out = []
     for path, family in staged:
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        existing = (store.glossary_dir if glossary else store.documents_dir) / path.name
+        item: dict[str, Any] = {"name": path.name, "bytes": path.stat().st_size, "kind": family, "sha256": sha,
+                                "status": "stored", "warnings": []}
+        if existing.is_file() and sha256_file(existing) == sha:
+            item["status"] = "unchanged"
         if glossary:
             try:
                 store.add_glossary(path)
             except GlossaryError as exc:
                 raise HTTPException(422, f"{path.name}: {exc}") from None
-        out.append({"name": path.name, "bytes": path.stat().st_size, "kind": family,
-                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+            item["status"] = "glossary"
+        else:
+            item["warnings"] = preflight_warnings(path, settings)
+        out.append(item)
     if not glossary:
         # An abbreviation list uploaded as a document is imported as the glossary instead.
         report = store.ingest([p for p, _ in staged])
         as_glossary = {g["file"]: g["entries"] for g in report.glossaries}
         for item in out:
             if item["name"] in as_glossary:
-                item["imported_as"] = "glossary"
-                item["glossary_entries"] = as_glossary[item["name"]]
+                item.update(imported_as="glossary", glossary_entries=as_glossary[item["name"]],
+                            status="glossary", warnings=[])
     return out
+
+
+def preflight_warnings(path: Path, settings: Any) -> list[str]:
+    """Read an upload with its real loader, so the uploader learns now what the next reindex
+    will report: pages without a text layer (scanned), encoding fallbacks, or why the file
+    will not be indexed at all (a fully scanned or encrypted PDF). Never refuses the file."""
+    from knowledge.loaders import load_document
+
+    try:
+        doc = load_document(path, max_bytes=int(settings.ingest.max_file_mb * 1024 * 1024))
+    except IngestError as exc:
+        return [f"will not be indexed: {exc.reason}"]
+    except Exception as exc:  # a loader bug must not fail the upload; the build reports it too
+        return [f"will not be indexed: {type(exc).__name__}: {exc}"]
+    return list(doc.warnings)
 
 
 async def _upload(request: Request, settings: Any, glossary: bool) -> dict[str, Any]:
@@ -229,7 +252,7 @@ def reindex(request: Request, jobs: JobsDep, req: ReindexRequest | None = None) 
     return _job_response(job)
 
 
-def _swap_router(app: Any) -> None:
+def serve_current_adapter(app: Any) -> None:
     """Serve a newly published adapter: a new engine over the same index whose LoRA router
     loads the current adapter (the generator and verifier are reused). Only when the LoRA
     router is the configured backend; the signals router has no adapter to swap."""
@@ -249,7 +272,7 @@ def retrain(request: Request, jobs: JobsDep) -> Any:
 
     app = request.app
     settings = app.state.settings
-    job, _ = jobs.submit("retrain", {}, lambda ctx: run_retrain(ctx, settings, publish_adapter=lambda v: _swap_router(app)))
+    job, _ = jobs.submit("retrain", {}, lambda ctx: run_retrain(ctx, settings, publish_adapter=lambda v: serve_current_adapter(app)))
     return _job_response(job)
 
 

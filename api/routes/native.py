@@ -1,4 +1,4 @@
-"""Native API: ``POST /api/ask``, ``GET /api/glossary/{term}``, ``GET /healthz``."""
+"""Native API: ``POST /api/ask``, ``GET /api/glossary/{term}``, ``GET /api/chunks/{id}``, ``GET /healthz``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 
 from api.deps import ChatAuth, EngineDep
-from api.schemas import AnswerOut, AskRequest, GlossaryEntryOut, HealthOut
+from api.schemas import AnswerOut, AskRequest, GlossaryEntryOut, HealthOut, PassageOut
+from knowledge.errors import KBError
 
 router = APIRouter(tags=["native"])
 
@@ -24,6 +25,31 @@ def glossary_term(term: str, engine: EngineDep) -> Any:
     if entry is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"term {term!r} is not in the glossary")
     return entry.to_dict()
+
+
+GLOSSARY_PREFIX = "glossary:"  # the chunk id the engine gives a glossary citation
+
+
+@router.get("/api/chunks/{chunk_id:path}", response_model=PassageOut, dependencies=[ChatAuth])
+def passage(chunk_id: str, engine: EngineDep) -> Any:
+    """The whole passage a citation or a verified number points at, with its source and page."""
+    idx = engine.index
+    if chunk_id.startswith(GLOSSARY_PREFIX):
+        entry = idx.glossary.get(chunk_id[len(GLOSSARY_PREFIX):])
+        if entry is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no glossary entry for {chunk_id!r}")
+        lines = [f"{entry.term}: " + " / ".join(
+            f"{m.chinese}（{m.english}）" if m.chinese and m.english else (m.chinese or m.english)
+            for m in entry.meanings)]
+        return {"chunk_id": chunk_id, "kind": "glossary", "source": entry.source or "glossary", "page": None,
+                "text": "\n".join(lines), "index_version": idx.version}
+    try:
+        chunk = idx.chunk(chunk_id)
+    except KBError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"index {idx.version} has no passage {chunk_id!r} (it may be from an older index)") from None
+    return {"chunk_id": chunk.chunk_id, "kind": "chunk", "source": chunk.source, "page": chunk.page,
+            "heading_path": list(chunk.heading_path), "text": chunk.text, "index_version": idx.version}
 
 
 def current_adapter_version(home: Any) -> str | None:
