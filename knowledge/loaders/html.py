@@ -3,6 +3,8 @@
 Scripts, styles and page chrome (navigation, the page footer) are dropped. Whitespace is
 collapsed, and removed entirely between Chinese characters, because source line breaks in HTML
 mean nothing there.
+Table rows are written by :func:`knowledge.loaders.tables.table_blocks`, with a ``<th>`` or
+``<thead>`` first row as the header.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from knowledge.loaders.base import Loader, read_text_file, register_loader
+from knowledge.loaders.tables import table_blocks
 from knowledge.text_utils import collapse_whitespace
 from knowledge.types import Block
 
@@ -111,13 +114,17 @@ class _Walker:
                 self._element(n)
 
     def _table(self, tag) -> None:
+        rows, header_rows = [], []
         for row in tag.find_all("tr"):
             if row.find_parent("table") is not tag:
                 continue            # rows of a nested table are read with that table
-            cells = [collapse_whitespace(c.get_text(" "))
-                     for c in row.find_all(["td", "th"], recursive=False)]
-            if any(cells):
-                self.blocks.append(Block(" | ".join(cells), kind="table"))
+            cells = row.find_all(["td", "th"], recursive=False)
+            rows.append([collapse_whitespace(c.get_text(" ")) for c in cells])
+            header_rows.append(bool(cells) and (all(c.name == "th" for c in cells)
+                                                or row.parent.name == "thead"))
+        first = next((i for i, cells in enumerate(rows) if sum(1 for c in cells if c) >= 2), None)
+        marked = first is not None and header_rows[first]
+        self.blocks.extend(table_blocks(rows, marked=marked, title_level=None))
 
 
 register_loader((".html", ".htm", ".xhtml"), HtmlLoader)
