@@ -538,6 +538,18 @@ def test_single_cell_rows_inside_a_table_stay_records(tmp_path):
     assert table_texts(write_table(tmp_path / "partial.xlsx", rows))[-1] == "车型: 6.8米厢式货车"
 
 
+def test_html_keeps_the_ideographic_space(tmp_path):
+    path = tmp_path / "rules.html"
+    path.write_text("<html><body><p class='meta'>版本：第2版\u3000生效日期：2025年2月1日</p>"
+                    "<p>第一条\u3000为规范\n差旅管理，制定本办法。</p>"
+                    "<p>第二条&nbsp;&nbsp;本办法适用于全体员工。</p></body></html>", encoding="utf-8")
+    assert [(b.kind, b.text) for b in load_document(path).blocks] == [
+        ("para", "版本：第2版\u3000生效日期：2025年2月1日"),
+        ("article", "第一条\u3000为规范差旅管理，制定本办法。"),   # the source line break still joins
+        ("article", "第二条 本办法适用于全体员工。"),             # &nbsp; between Chinese: one space
+    ]
+
+
 # ---------------------------------------------------------------- errors and batches
 
 def test_empty_file(tmp_path):
@@ -656,7 +668,7 @@ def test_pure_helpers():
 @pytest.mark.parametrize("module", [
     "knowledge.text_utils", "knowledge.loaders", "knowledge.loaders.base", "knowledge.loaders.pdf",
     "knowledge.loaders.docx", "knowledge.loaders.sheet", "knowledge.loaders.text",
-    "knowledge.loaders.tables",
+    "knowledge.loaders.tables", "knowledge.loaders.html",
 ])
 def test_docstring_examples(module):
     """The worked examples in the helpers' docstrings are true."""
