@@ -550,6 +550,33 @@ def test_html_keeps_the_ideographic_space(tmp_path):
     ]
 
 
+def test_pdf_keeps_separate_centred_lines_apart(tmp_path):
+    """Two centred document-info lines, each its own text block, are not one glued paragraph."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    page = doc.new_page()
+
+    def put(x, y, text, size):
+        page.insert_text((x, y), text, fontname="china-s", fontsize=size)
+
+    put(198, 80, "职工考勤与请假管理办法", 18)                                  # centred lines
+    put(150, 110, "文件编号：RS-2025　　版本：第2版　　生效日期：2025年1月1日", 9)
+    put(172, 124, "制定部门：人事处　　审核：院务委员会　　批准：院长办公会", 9)
+    body = "第一条　为加强职工考勤管理，维护正常的工作秩序，保障职工依法享有休息休假和获得劳动报酬的权利，根"
+    put(60, 160, body, 10.5)                                                     # a full-width line
+    put(60, 176, "据国家有关规定，制定本办法。", 10.5)
+    put(60, 200, "第二条　本办法适用于本院在编职工、合同制职工及劳务派遣人员，进修和规培人员参照执行。", 10.5)
+    doc.save(tmp_path / "info.pdf")
+    assert [b.text for b in load_document(tmp_path / "info.pdf").blocks] == [
+        "职工考勤与请假管理办法",
+        "文件编号：RS-2025　　版本：第2版　　生效日期：2025年1月1日",
+        "制定部门：人事处　　审核：院务委员会　　批准：院长办公会",
+        body + "据国家有关规定，制定本办法。",                      # a wrapped line still joins
+        "第二条　本办法适用于本院在编职工、合同制职工及劳务派遣人员，进修和规培人员参照执行。",
+    ]
+
+
 # ---------------------------------------------------------------- errors and batches
 
 def test_empty_file(tmp_path):
