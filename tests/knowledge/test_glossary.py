@@ -106,6 +106,43 @@ def test_json_mappings(tmp_path):
     assert [(s.row, "no meaning" in s.reason) for s in result.skipped] == [(4, True)]
 
 
+DESCRIBED_ROWS = [["Quillstone Glossary"], [],
+                  ["No.", "Abbreviation", "Full Form", "Description"],
+                  [1, "ADR", "Architecture Decision Record", "A short file that records one technical decision."],
+                  [2, "RC", None, "Release candidate"],
+                  [3, "SLA", "Service Level Agreement", "服务等级协议"]]
+
+
+def test_english_description_column_is_not_the_chinese_meaning(tmp_path):
+    result = import_glossary(write_xlsx(tmp_path / "Glossary.xlsx", DESCRIBED_ROWS))
+    entries = {e.term: e for e in result.entries}
+    assert entries["ADR"].meanings == [Meaning(english="Architecture Decision Record", chinese="",
+                                               description="A short file that records one technical decision.")]
+    assert entries["RC"].meanings == [Meaning(english="Release candidate")]     # the English column was empty
+    assert entries["SLA"].meanings == [Meaning("Service Level Agreement", "服务等级协议")]  # Chinese text: chinese
+    assert entries["ADR"].meanings[0].label == "Architecture Decision Record"
+
+
+def test_chinese_explanation_column_keeps_an_extra_generic_column_as_description(tmp_path):
+    rows = [["缩略语", "英文全称", "中文解释", "说明"], ["PM", "Project Manager", "项目经理", "交付中心用法"]]
+    entry = import_glossary(write_xlsx(tmp_path / "g.xlsx", rows)).entries[0]
+    assert entry.meanings == [Meaning("Project Manager", "项目经理", description="交付中心用法")]
+
+
+def test_description_round_trips_and_old_glossary_json_loads(tmp_path):
+    g = Glossary(import_glossary(write_xlsx(tmp_path / "Glossary.xlsx", DESCRIBED_ROWS)).entries)
+    path = tmp_path / "glossary.json"
+    g.to_json(path)
+    assert json.loads(path.read_text(encoding="utf-8"))["entries"][0]["meanings"][0]["description"] \
+        == "A short file that records one technical decision."
+    assert [e.to_dict() for e in Glossary.from_json(path)] == [e.to_dict() for e in g]
+    old = tmp_path / "old.json"       # written before meanings had a description
+    old.write_text(json.dumps({"format": "kb-glossary", "version": 1, "entries": [
+        {"term": "PM", "meanings": [{"english": "Product Manager", "chinese": "产品经理"}],
+         "source": "缩略语表.xlsx", "rows": [4]}]}, ensure_ascii=False), encoding="utf-8")
+    assert Glossary.from_json(old).get("PM").meanings == [Meaning("Product Manager", "产品经理")]
+
+
 @pytest.mark.parametrize("name, content, message", [
     ("bad.json", "{not json", "cannot read"),
     ("list.json", "[1, 2]", "no glossary entries"),
