@@ -165,6 +165,28 @@ def _row_meanings(row: list[str], mapping: dict[str, int]) -> list[Meaning]:
     return split_meanings(english, chinese, description)
 
 
+_FOOTNOTE_MIN_CHARS = 25     # longer than any term (see _MAX_TERM_CHARS)
+
+
+def is_footnote(cells: list[str], after_blank: bool) -> bool:
+    """A row under the glossary that is a footnote, not an entry: one filled cell that opens
+    like a note ("注：本表…", "Note: …"), or a sentence-long one after a blank row.
+
+    >>> is_footnote(["注：同一缩略语在不同场景中含义可能不同", "", ""], after_blank=True)
+    True
+    >>> is_footnote(["Maintained by Engineering Enablement and People Operations."], after_blank=True)
+    True
+    >>> is_footnote(["", "TBD", ""], after_blank=True), is_footnote(["", "PM", "产品经理"], after_blank=False)
+    (False, False)
+    """
+    from knowledge.loaders.tables import is_note_text
+
+    filled = [str(c).strip() for c in cells if c is not None and str(c).strip()]
+    if len(filled) != 1:
+        return False
+    return is_note_text(filled[0]) or (after_blank and len(filled[0]) >= _FOOTNOTE_MIN_CHARS)
+
+
 # ---------------------------------------------------------------- import
 
 class _Collector:
@@ -295,10 +317,15 @@ def _import_rows(collector: _Collector, rows: list[list[str]], where: str = "") 
         start, mapping = 0, plain_columns(rows)
     if "term" not in mapping:
         return False
+    after_blank = False
     for i in range(start, len(rows)):
         row = rows[i]
         if not any(str(c).strip() for c in row if c is not None):
+            after_blank = True
             continue
+        if is_footnote(row, after_blank):
+            continue                # "注：本表…" under the table: not an entry, nothing to warn about
+        after_blank = False
         term_col = mapping["term"]
         term = row[term_col] if term_col < len(row) else ""
         preview = " ".join(str(c).strip() for c in row if c is not None and str(c).strip())
