@@ -21,7 +21,6 @@ from typing import Iterable
 
 from knowledge.loaders.tables import is_record_line
 from knowledge.numbers import extract_quantities, normalize_unit
-from knowledge.text_utils import ends_sentence
 from knowledge.types import Chunk, Fact, Quantity
 
 __all__ = ["extract_facts", "find_conditions", "leading_phrase", "split_clauses"]
@@ -310,13 +309,16 @@ def _en_phrase(clause: str) -> str:
     return " ".join(out[:8])
 
 
+_INTRO_ENDS = ("：", ":", "。", ".")
+
+
 def _heading(path: list[str]) -> str:
-    """The innermost heading, numbering removed. A path entry that reads as a sentence (it ends
-    with ``。：:.`` and the like) is the paragraph introducing a table, which the chunker adds to
-    a chunk continuing the table: not a heading, so the rows keep the subject the rows before
-    them got from the section heading."""
+    """The innermost heading, numbering removed. A path entry ending like a statement (``：:。.``)
+    is the paragraph introducing a table, which the chunker adds to a chunk continuing the table:
+    not a heading, so the rows keep the subject the rows before them got from the section heading.
+    (Slide titles may end with ``！？``; they stay headings.)"""
     for h in reversed(path):
-        if ends_sentence(h):
+        if h.rstrip().endswith(_INTRO_ENDS):
             continue
         cleaned = _HEADING_NUM_RE.sub("", h).strip()
         if cleaned:

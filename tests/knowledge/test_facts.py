@@ -185,3 +185,8 @@ def test_rows_of_a_table_keep_one_subject_across_chunks() -> None:
     assert len(chunks) > 1 and chunks[-1].heading_path[-1] == intro
     facts = extract_facts(chunks)
     assert [f.subject for f in facts] == ["住宿费 / A类", "住宿费 / B类", "住宿费 / C类"]
+
+
+def test_a_heading_ending_with_an_exclamation_mark_is_still_the_subject() -> None:
+    facts = extract_facts([chunk_of("本指南大约需要40分钟讲完", ["欢迎加入星河印刷！"])])
+    assert [f.subject for f in facts] == ["欢迎加入星河印刷！ / 本指南大约"]
