@@ -12,24 +12,35 @@ How a document is cut:
    heading text is never orphaned, but a chunk's ``heading_path`` is metadata, never a prefix.
 2. A segment is cut into *pieces*: whole blocks (a paragraph or list item that fits in ``size``
    is never split), else its sentences (``。！？；!?;`` and ``.``), else, for a sentence longer
-   than ``size``, parts cut at a comma or space near the limit.
+   than ``size``, parts cut at a comma or space near the limit. A table row (a ``table`` block,
+   or any record line ``Header: value；Header: value``) is never split: it is a piece of its own
+   line, and a chunk or its overlap may only begin where a row begins. A row longer than ``size``
+   is the one case of a chunk longer than ``size``.
 3. Pieces are packed greedily into chunks of at most ``size`` characters. When a segment needs
-   several chunks, the next chunk starts with the trailing sentences of the previous one that
-   fit in ``overlap`` characters. Chunks never overlap across segments (headings, articles).
+   several chunks, the next chunk starts with the trailing sentences (whole rows, in a table) of
+   the previous one that fit in ``overlap`` characters. Chunks never overlap across segments
+   (headings, articles).
+4. A chunk that continues a table (it starts at a row, and the paragraph that introduces the
+   table, "第十五条 住宿费在以下标准内凭发票据实报销（单位：元/人·晚）：", lies before it) carries that
+   paragraph as the last entry of its ``heading_path``: the chunk text must stay a slice of
+   the document, so the context travels as metadata (it is embedded with the chunk).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from knowledge.errors import ValidationError
+from knowledge.loaders.tables import is_record_line
 from knowledge.text_utils import sentence_spans
 from knowledge.types import Block, Chunk, LoadedDocument
 
 BLOCK_SEPARATOR = "\n\n"   # must match LoadedDocument.text
 _SOFT_BREAKS = "，,、：:）)》」 \t\n"
+INTRO_MAX_CHARS = 120      # a table's introducing paragraph longer than this: only its last sentence
 
 
 @dataclass
@@ -64,18 +75,76 @@ def chunk_document(doc: LoadedDocument, size: int, overlap: int) -> list[Chunk]:
     prefix = (doc.sha256 or hashlib.sha256(text.encode("utf-8")).hexdigest())[:12]
     chunks: list[Chunk] = []
     for segment in build_segments(doc.blocks):
-        pieces = segment_pieces(text, [spans[i] for i in segment.blocks], segment.n_headings, size)
+        records = [is_record_block(doc.blocks[i]) for i in segment.blocks]
+        pieces = segment_pieces(text, [spans[i] for i in segment.blocks], segment.n_headings, size, records)
         for start, end in pack_pieces(pieces, size, overlap):
+            intro = table_intro(doc.blocks, spans, segment, records, start)
             chunks.append(Chunk(
                 chunk_id=f"{prefix}-{len(chunks):04d}",
                 source=doc.source,
                 text=text[start:end],
                 page=_page_at(doc.blocks, block_starts, start),
-                heading_path=list(segment.heading_path),
+                heading_path=list(segment.heading_path) + ([intro] if intro else []),
                 start=start,
                 end=end,
             ))
     return chunks
+
+
+def is_record_block(block: Block) -> bool:
+    """A table row, or a block whose every line is a record line (``k: v；k: v；k: v``).
+
+    >>> is_record_block(Block("经理 | 600", "table")), is_record_block(Block("职级: A类；一类城市: 900；二类城市: 700"))
+    (True, True)
+    >>> is_record_block(Block("第十五条 住宿费在以下标准内凭发票据实报销："))
+    False
+    """
+    if block.kind == "table":
+        return True
+    lines = [line for line in block.text.split("\n") if line.strip()]
+    return bool(lines) and block.kind != "heading" and all(is_record_line(line) for line in lines)
+
+
+def table_intro(blocks: list[Block], spans: list[tuple[int, int]], segment: Segment,
+                records: list[bool], start: int) -> str:
+    """The paragraph introducing the table a chunk starting at ``start`` continues, or "".
+
+    The chunk continues a table when its first block is a row; the introduction is the body
+    block just above the table's first row (not a heading: headings are in the path already),
+    when the chunk does not hold it. A long one gives its last sentence, the one that leads
+    into the table.
+    """
+    first = next((k for k, i in enumerate(segment.blocks) if spans[i][0] <= start < spans[i][1] + 1), None)
+    if first is None or not records[first]:
+        return ""
+    k = first
+    while k > 0 and records[k - 1]:
+        k -= 1                       # back to the table's first row
+    if k == 0 or k - 1 < segment.n_headings:
+        return ""
+    i = segment.blocks[k - 1]
+    if spans[i][0] >= start or blocks[i].kind == "heading":
+        return ""
+    text = blocks[i].text.strip()
+    if len(text) > INTRO_MAX_CHARS:
+        text = last_sentence(text)
+    return text if 0 < len(text) <= INTRO_MAX_CHARS else ""
+
+
+_FULL_STOP_RE = re.compile(r"[。！？!?]+[”’」』）)】》\"']*|\.(?=\s)")
+
+
+def last_sentence(text: str) -> str:
+    """The last full sentence of ``text`` (ended by a full stop, not by ``；`` or ``,``).
+
+    >>> last_sentence("第十四条 采购应当比价。审批矩阵如下表所示：")
+    '审批矩阵如下表所示：'
+    >>> last_sentence("Data is public; if unsure, treat it as internal. The classes are:")
+    'The classes are:'
+    """
+    text = text.strip()
+    ends = [m.end() for m in _FULL_STOP_RE.finditer(text) if m.end() < len(text)]
+    return text[ends[-1]:].strip() if ends else text
 
 
 def _check_sizes(size: int, overlap: int) -> None:
@@ -132,8 +201,12 @@ def build_segments(blocks: list[Block]) -> list[Segment]:
     return segments
 
 
-def segment_pieces(text: str, spans: list[tuple[int, int]], n_headings: int, size: int) -> list[Piece]:
+def segment_pieces(text: str, spans: list[tuple[int, int]], n_headings: int, size: int,
+                   records: list[bool] | None = None) -> list[Piece]:
     """Pieces of one segment: whole blocks when they fit, else sentences, else parts of a sentence.
+
+    A block marked in ``records`` (a table row) is cut only between its lines, never inside one,
+    and only its line starts may begin an overlap.
 
     >>> t = "标题\\n\\n甲。乙。丙。"
     >>> [(t[p.start:p.end], p.starts) for p in segment_pieces(t, [(0, 2), (4, 10)], 1, 8)]
@@ -146,6 +219,13 @@ def segment_pieces(text: str, spans: list[tuple[int, int]], n_headings: int, siz
         body = k >= n_headings
         if not text[start:end].strip():
             continue                # an empty block (possible in hand-built documents)
+        if records is not None and records[k]:
+            lines = line_spans(text, start, end)
+            if end - start <= size:
+                pieces.append(Piece(start, end, [s for s, _ in lines] if body else []))
+            else:
+                pieces.extend(Piece(s, e, [s] if body else []) for s, e in lines)
+            continue
         if end - start <= size:
             starts = [s for s, _ in sentence_spans(text, start, end)] if body else []
             pieces.append(Piece(start, end, starts))
@@ -154,6 +234,29 @@ def segment_pieces(text: str, spans: list[tuple[int, int]], n_headings: int, siz
             for p_start, p_end in split_long(text, s_start, s_end, size):
                 pieces.append(Piece(p_start, p_end, [p_start] if body else []))
     return pieces
+
+
+def line_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each non-blank line of ``text[start:end]``, surrounding spaces excluded.
+
+    >>> t = "a: 1；b: 2\\n c: 3；d: 4 "
+    >>> [t[s:e] for s, e in line_spans(t, 0, len(t))]
+    ['a: 1；b: 2', 'c: 3；d: 4']
+    """
+    spans: list[tuple[int, int]] = []
+    pos = start
+    while pos < end:
+        stop = text.find("\n", pos, end)
+        stop = end if stop < 0 else stop
+        s, e = pos, stop
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s:
+            spans.append((s, e))
+        pos = stop + 1
+    return spans
 
 
 def split_long(text: str, start: int, end: int, size: int) -> list[tuple[int, int]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from knowledge.loaders.tables import is_record_line
 from knowledge.numbers import extract_quantities, normalize_unit
 from knowledge.types import Chunk, Fact, Quantity
 
@@ -188,13 +189,8 @@ def _line_start(text: str, pos: int) -> int:
 
 
 def _is_record(text: str, start: int, end: int) -> bool:
-    """A table row as loaders write them: "k: v；k: v；k: v" or "a | b | c | d"."""
-    if "\n" in text[start:end]:
-        return False
-    if text.count("|", start, end) >= 3:
-        return True
-    return len(_FIELD_RE.findall(text[start:end])) >= 3 and text.count("；", start, end) + \
-        text.count(";", start, end) >= 2
+    """A table row as loaders write them: "k: v；k: v；k: v" (or "; ") or "a | b | c | d"."""
+    return is_record_line(text[start:end])
 
 
 def _pieces(text: str, start: int, end: int, sep: re.Pattern[str],
@@ -313,8 +309,17 @@ def _en_phrase(clause: str) -> str:
     return " ".join(out[:8])
 
 
+_INTRO_ENDS = ("：", ":", "。", ".")
+
+
 def _heading(path: list[str]) -> str:
+    """The innermost heading, numbering removed. A path entry ending like a statement (``：:。.``)
+    is the paragraph introducing a table, which the chunker adds to a chunk continuing the table:
+    not a heading, so the rows keep the subject the rows before them got from the section heading.
+    (Slide titles may end with ``！？``; they stay headings.)"""
     for h in reversed(path):
+        if h.rstrip().endswith(_INTRO_ENDS):
+            continue
         cleaned = _HEADING_NUM_RE.sub("", h).strip()
         if cleaned:
             return cleaned

@@ -116,23 +116,25 @@ def plain_columns(rows: list[list[str]]) -> dict[str, int]:
     return mapping
 
 
-def split_meanings(english: str, chinese: str) -> list[Meaning]:
+def split_meanings(english: str, chinese: str, description: str = "") -> list[Meaning]:
     """Meanings of one row. The cells are not split, except when the English and Chinese cells
-    both split by ``/ ／ ; ；`` into the same number of parts, which are then paired.
+    both split by ``/ ／ ; ；`` into the same number of parts, which are then paired. A
+    ``description`` goes with every meaning of the row.
 
-    >>> split_meanings("Product Manager/Project Manager", "产品经理/项目经理")
-    [Meaning(english='Product Manager', chinese='产品经理'), Meaning(english='Project Manager', chinese='项目经理')]
+    >>> [(m.english, m.chinese) for m in split_meanings("Product Manager/Project Manager", "产品经理/项目经理")]
+    [('Product Manager', '产品经理'), ('Project Manager', '项目经理')]
     >>> split_meanings("Product Manager; Project Manager", "产品经理")
-    [Meaning(english='Product Manager; Project Manager', chinese='产品经理')]
+    [Meaning(english='Product Manager; Project Manager', chinese='产品经理', description='')]
     """
     english, chinese = normalize_term(english), " ".join(str(chinese or "").split())
+    description = " ".join(str(description or "").split())
     if not english and not chinese:
         return []
     en_parts, zh_parts = _SPLIT_RE.split(english), _SPLIT_RE.split(chinese)
     if (english and chinese and len(en_parts) == len(zh_parts) > 1
             and all(en_parts) and all(zh_parts)):
-        return [Meaning(english=e, chinese=z) for e, z in zip(en_parts, zh_parts)]
-    return [Meaning(english=english, chinese=chinese)]
+        return [Meaning(english=e, chinese=z, description=description) for e, z in zip(en_parts, zh_parts)]
+    return [Meaning(english=english, chinese=chinese, description=description)]
 
 
 def _has_cjk(text: str) -> bool:
@@ -144,19 +146,45 @@ def _meaning_key(m: Meaning) -> tuple[str, str]:
 
 
 def _row_meanings(row: list[str], mapping: dict[str, int]) -> list[Meaning]:
+    """A row's meanings. A generic meaning column (解释, 说明, Description, Meaning) fills the
+    Chinese explanation only with Chinese text and the English long form only with English
+    text; when that field already has its own column, the text is kept as the description."""
     def cell(role: str) -> str:
         col = mapping.get(role)
         return str(row[col]).strip() if col is not None and col < len(row) and row[col] else ""
 
     english, chinese, generic = cell("english"), cell("chinese"), cell("meaning")
-    if generic:   # a "解释"/"meaning" column holds whichever language it holds
+    description = ""
+    if generic:
         if _has_cjk(generic) and not chinese:
             chinese = generic
-        elif not english:
+        elif not _has_cjk(generic) and not english:
             english = generic
-        elif not chinese:
-            chinese = generic
-    return split_meanings(english, chinese)
+        else:
+            description = generic
+    return split_meanings(english, chinese, description)
+
+
+_FOOTNOTE_MIN_CHARS = 25     # longer than any term (see _MAX_TERM_CHARS)
+
+
+def is_footnote(cells: list[str], after_blank: bool) -> bool:
+    """A row under the glossary that is a footnote, not an entry: one filled cell that opens
+    like a note ("注：本表…", "Note: …"), or a sentence-long one after a blank row.
+
+    >>> is_footnote(["注：同一缩略语在不同场景中含义可能不同", "", ""], after_blank=True)
+    True
+    >>> is_footnote(["Maintained by Engineering Enablement and People Operations."], after_blank=True)
+    True
+    >>> is_footnote(["", "TBD", ""], after_blank=True), is_footnote(["", "PM", "产品经理"], after_blank=False)
+    (False, False)
+    """
+    from knowledge.loaders.tables import is_note_text
+
+    filled = [str(c).strip() for c in cells if c is not None and str(c).strip()]
+    if len(filled) != 1:
+        return False
+    return is_note_text(filled[0]) or (after_blank and len(filled[0]) >= _FOOTNOTE_MIN_CHARS)
 
 
 # ---------------------------------------------------------------- import
@@ -289,10 +317,15 @@ def _import_rows(collector: _Collector, rows: list[list[str]], where: str = "") 
         start, mapping = 0, plain_columns(rows)
     if "term" not in mapping:
         return False
+    after_blank = False
     for i in range(start, len(rows)):
         row = rows[i]
         if not any(str(c).strip() for c in row if c is not None):
+            after_blank = True
             continue
+        if is_footnote(row, after_blank):
+            continue                # "注：本表…" under the table: not an entry, nothing to warn about
+        after_blank = False
         term_col = mapping["term"]
         term = row[term_col] if term_col < len(row) else ""
         preview = " ".join(str(c).strip() for c in row if c is not None and str(c).strip())
@@ -335,7 +368,8 @@ def _import_json(path: Path) -> GlossaryImport:
                 continue
             meanings = [_json_meaning(m) for m in item.get("meanings", [])]
             if not meanings and (item.get("english") or item.get("chinese")):
-                meanings = split_meanings(item.get("english", ""), item.get("chinese", ""))
+                meanings = split_meanings(item.get("english", ""), item.get("chinese", ""),
+                                          item.get("description", ""))
             collector.add(n, item.get("term", ""), [m for m in meanings if m.english or m.chinese])
     elif isinstance(data, dict):
         for n, (term, value) in enumerate(data.items(), start=1):
@@ -349,10 +383,12 @@ def _import_json(path: Path) -> GlossaryImport:
 
 
 def _json_meaning(value: Any) -> Meaning:
-    """A JSON meaning: a string (Chinese or English by its script) or {"english", "chinese"}."""
+    """A JSON meaning: a string (Chinese or English by its script) or
+    {"english", "chinese"[, "description"]}."""
     if isinstance(value, dict):
         return Meaning(english=normalize_term(value.get("english", "")),
-                       chinese=" ".join(str(value.get("chinese", "") or "").split()))
+                       chinese=" ".join(str(value.get("chinese", "") or "").split()),
+                       description=" ".join(str(value.get("description", "") or "").split()))
     text = " ".join(str(value).split())
     return Meaning(chinese=text) if _has_cjk(text) else Meaning(english=text)
 
@@ -385,11 +421,15 @@ class Glossary:
             existing = GlossaryEntry(term=term, meanings=[], source=entry.source, rows=[])
             self.entries[term] = existing
             self._folded.setdefault(term.casefold(), term)
-        known = {_meaning_key(m) for m in existing.meanings}
+        known = {_meaning_key(m): m for m in existing.meanings}
         for m in entry.meanings:
-            if _meaning_key(m) not in known:
-                known.add(_meaning_key(m))
-                existing.meanings.append(Meaning(english=m.english, chinese=m.chinese))
+            same = known.get(_meaning_key(m))
+            if same is None:
+                known[_meaning_key(m)] = copy = Meaning(english=m.english, chinese=m.chinese,
+                                                        description=m.description)
+                existing.meanings.append(copy)
+            elif not same.description and m.description:
+                same.description = m.description
         if entry.source == existing.source:
             existing.rows.extend(r for r in entry.rows if r not in existing.rows)
 

@@ -101,6 +101,7 @@ class Meaning:
 
     english: str = ""           # English long form (may be empty)
     chinese: str = ""           # Chinese explanation (may be empty)
+    description: str = ""       # a further explanation (an English "Description" column); optional
 
     @property
     def label(self) -> str:

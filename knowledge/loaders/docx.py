@@ -1,4 +1,8 @@
-"""Word (.docx) loader (python-docx): headings from styles, paragraphs, list items, table rows."""
+"""Word (.docx) loader (python-docx): headings from styles, paragraphs, list items, table rows.
+
+Table rows are written by :func:`knowledge.loaders.tables.table_blocks` (``Header: value；…``);
+a first row set in bold or marked "repeat as header row" is taken as the header.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import re
 from pathlib import Path
 
 from knowledge.loaders.base import Loader, register_loader
+from knowledge.loaders.tables import table_blocks
 from knowledge.text_utils import join_lines
 from knowledge.types import Block
 
@@ -80,18 +85,32 @@ def _has_numbering(paragraph) -> bool:
 
 
 def _table_blocks(table) -> list[Block]:
-    """One block per non-empty row, cells joined by `` | `` (merged cells counted once)."""
-    blocks = []
+    """The table's rows as records (merged cells counted once); the header is the first row with
+    two or more cells when Word marks it (:func:`_is_header_row`)."""
+    rows, cell_objects = [], []
     for row in table.rows:
         seen, cells = set(), []
         for cell in row.cells:
             if id(cell._tc) in seen:   # python-docx repeats a merged cell once per grid column
                 continue
             seen.add(id(cell._tc))
-            cells.append(join_lines(cell.text.splitlines()))
-        if any(cells):
-            blocks.append(Block(" | ".join(cells), kind="table"))
-    return blocks
+            cells.append(cell)
+        rows.append([join_lines(cell.text.splitlines()) for cell in cells])
+        cell_objects.append((row, cells))
+    first = next((i for i, texts in enumerate(rows) if sum(1 for t in texts if t) >= 2), None)
+    marked = first is not None and _is_header_row(*cell_objects[first])
+    return table_blocks(rows, marked=marked, title_level=None)
+
+
+def _is_header_row(row, cells) -> bool:
+    """Word's "repeat as header row" flag, or every run of text in the row set in bold."""
+    from docx.oxml.ns import qn
+
+    tr_pr = row._tr.trPr
+    if tr_pr is not None and tr_pr.find(qn("w:tblHeader")) is not None:
+        return True
+    runs = [run for cell in cells for p in cell.paragraphs for run in p.runs if run.text.strip()]
+    return bool(runs) and all(run.bold for run in runs)
 
 
 register_loader((".docx",), DocxLoader)

@@ -2,15 +2,19 @@
 
 Scripts, styles and page chrome (navigation, the page footer) are dropped. Whitespace is
 collapsed, and removed entirely between Chinese characters, because source line breaks in HTML
-mean nothing there.
+mean nothing there; a space the author typed on purpose survives (:func:`collapse_html_whitespace`).
+Table rows are written by :func:`knowledge.loaders.tables.table_blocks`, with a ``<th>`` or
+``<thead>`` first row as the header.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from knowledge.loaders.base import Loader, read_text_file, register_loader
-from knowledge.text_utils import collapse_whitespace
+from knowledge.loaders.tables import table_blocks
+from knowledge.text_utils import is_cjk
 from knowledge.types import Block
 
 _DROP = ("script", "style", "noscript", "template", "svg", "nav", "form", "iframe", "head")
@@ -20,6 +24,37 @@ _LISTS = {"ul", "ol", "dl"}
 # Elements that break the flow of inline text without being blocks of their own.
 _CONTAINERS = {"div", "section", "article", "main", "body", "html", "aside", "blockquote", "header",
                "footer", "details", "figure", "center", "fieldset", "li", "td", "th"}
+_IDEOGRAPHIC_SPACE = "\u3000"
+# Spaces written on purpose (&nbsp;, &ensp;, &emsp;, thin spaces): never source formatting.
+_EXPLICIT_SPACES = "\u00a0\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f"
+_TOKEN_RE = re.compile(r"\s+|\S+")
+
+
+def collapse_html_whitespace(text: str) -> str:
+    r"""Collapse whitespace as a browser does, but keep the separators Chinese text relies on.
+
+    A run of source whitespace becomes one space, or nothing between two CJK characters (a line
+    break in the HTML source is not a space in Chinese). A run holding the ideographic space
+    U+3000 keeps those characters, as the DOCX and TXT loaders do ("第一条　为规范"); a run holding
+    another explicit space (``&nbsp;``, ``&emsp;``) becomes one space, so text never glues.
+
+    >>> collapse_html_whitespace("  出差\n 补贴  标准 \n per  day ")
+    '出差补贴标准 per day'
+    >>> collapse_html_whitespace("第一条\u3000为规范"), collapse_html_whitespace("第2版\u00a0\u00a0生效日期")
+    ('第一条\u3000为规范', '第2版 生效日期')
+    """
+    tokens = _TOKEN_RE.findall(text.strip())
+    out: list[str] = []
+    for i, token in enumerate(tokens):
+        if not token.isspace():
+            out.append(token)
+        elif _IDEOGRAPHIC_SPACE in token:
+            out.append(_IDEOGRAPHIC_SPACE * token.count(_IDEOGRAPHIC_SPACE))
+        elif any(ch in _EXPLICIT_SPACES for ch in token):
+            out.append(" ")
+        elif not (is_cjk(tokens[i - 1][-1]) and is_cjk(tokens[i + 1][0])):
+            out.append(" ")
+    return "".join(out)
 
 
 def _parser() -> str:
@@ -36,7 +71,7 @@ class HtmlLoader(Loader):
 
         soup = BeautifulSoup(read_text_file(path, self.warnings), _parser())
         if soup.title and soup.title.string:
-            self.doc_title = collapse_whitespace(soup.title.string)
+            self.doc_title = collapse_html_whitespace(soup.title.string)
         for tag in soup(list(_DROP)):
             tag.decompose()
         for tag in soup("footer"):      # a page footer is chrome; an article's footer may be content
@@ -59,7 +94,7 @@ class _Walker:
         self._inline: list[str] = []
 
     def flush(self, kind: str = "para") -> None:
-        text = collapse_whitespace(" ".join(self._inline))
+        text = collapse_html_whitespace(" ".join(self._inline))
         self._inline = []
         if text:
             self.blocks.append(Block(text, kind=kind))
@@ -80,7 +115,7 @@ class _Walker:
         name = tag.name.lower()
         if name in _HEADINGS:
             self.flush()
-            text = collapse_whitespace(tag.get_text())
+            text = collapse_html_whitespace(tag.get_text())
             if text:
                 self.blocks.append(Block(text, kind="heading", level=_HEADINGS[name]))
         elif name in _LEAF_BLOCKS:
@@ -111,13 +146,17 @@ class _Walker:
                 self._element(n)
 
     def _table(self, tag) -> None:
+        rows, header_rows = [], []
         for row in tag.find_all("tr"):
             if row.find_parent("table") is not tag:
                 continue            # rows of a nested table are read with that table
-            cells = [collapse_whitespace(c.get_text(" "))
-                     for c in row.find_all(["td", "th"], recursive=False)]
-            if any(cells):
-                self.blocks.append(Block(" | ".join(cells), kind="table"))
+            cells = row.find_all(["td", "th"], recursive=False)
+            rows.append([collapse_html_whitespace(c.get_text(" ")) for c in cells])
+            header_rows.append(bool(cells) and (all(c.name == "th" for c in cells)
+                                                or row.parent.name == "thead"))
+        first = next((i for i, cells in enumerate(rows) if sum(1 for c in cells if c) >= 2), None)
+        marked = first is not None and header_rows[first]
+        self.blocks.extend(table_blocks(rows, marked=marked, title_level=None))
 
 
 register_loader((".html", ".htm", ".xhtml"), HtmlLoader)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from knowledge.errors import IngestError
 from knowledge.loaders.base import Loader, register_loader
-from knowledge.text_utils import classify_text, ends_paragraph, ends_sentence, join_lines, starts_new_block
+from knowledge.text_utils import (classify_text, ends_paragraph, ends_sentence, is_cjk, join_lines,
+                                  starts_new_block)
 from knowledge.types import Block
 
 # Page furniture that carries no content: "3", "- 3 -", "第 3 页", "第3页 共10页", "Page 3 of 10".
@@ -26,6 +27,7 @@ _PAGE_NUMBER_RE = re.compile(
 )
 _HEADING_RATIO = 1.15      # a block at least this much larger than body text is a heading
 _BOLD_FLAG = 16            # PyMuPDF span flag for bold fonts
+_SHORT_LINE_EMS = 3.0      # a Chinese line ending this many characters short of the column ended on purpose
 
 BBox = tuple[float, float, float, float]   # x0, y0, x1, y1
 
@@ -207,12 +209,14 @@ def _is_heading(b: _RawBlock, body: float) -> bool:
     return b.size >= body * _HEADING_RATIO or (b.bold and len(text) <= 40)
 
 
-def _continues(a: _RawBlock, b: _RawBlock, body: float) -> bool:
+def _continues(a: _RawBlock, b: _RawBlock, body: float, right_edge: float | None = None) -> bool:
     """True when ``b`` continues ``a``'s paragraph: many PDF writers emit one block per line.
 
     Same font size, ``a`` stops mid-paragraph, ``b`` does not open an article or list item,
     neither is a heading or table row, and ``b`` sits just below ``a`` in the same column (or
-    starts the next page, for a sentence cut by a page break).
+    starts the next page, for a sentence cut by a page break). A one-line ``a`` between Chinese
+    characters that stops well short of the column's ``right_edge`` did not wrap: it is a line
+    of its own (centred document-info lines), and joining it would glue two lines together.
     """
     if a.cells or b.cells or abs(a.size - b.size) > 0.1 * max(a.size, 1.0) or ends_paragraph(a.lines[-1]):
         return False
@@ -222,15 +226,22 @@ def _continues(a: _RawBlock, b: _RawBlock, body: float) -> bool:
         return True
     if b.page != a.page:
         return False
+    if (right_edge is not None and len(a.lines) == 1 and is_cjk(a.lines[0][-1]) and is_cjk(b.lines[0][0])
+            and right_edge - a.bbox[2] >= _SHORT_LINE_EMS * a.size):
+        return False
     gap = b.bbox[1] - a.bbox[3]
     same_column = b.bbox[0] < a.bbox[2] and a.bbox[0] < b.bbox[2]
     return same_column and -2.0 <= gap <= 1.2 * max(a.size, b.size)
 
 
 def _merge_continuations(raw: list[_RawBlock], body: float) -> list[_RawBlock]:
+    right_edges: dict[int, float] = {}      # per page: where the text column ends
+    for b in raw:
+        if not b.cells and not b.margin:
+            right_edges[b.page] = max(right_edges.get(b.page, 0.0), b.bbox[2])
     merged: list[_RawBlock] = []
     for b in raw:
-        if merged and _continues(merged[-1], b, body):
+        if merged and _continues(merged[-1], b, body, right_edges.get(merged[-1].page)):
             merged[-1].extend(b)
         else:
             merged.append(b)

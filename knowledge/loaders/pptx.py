@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from knowledge.loaders.base import Loader, register_loader
+from knowledge.loaders.tables import table_blocks
 from knowledge.text_utils import join_lines
 from knowledge.types import Block
 
@@ -47,16 +48,15 @@ def _slide_blocks(slide, number: int) -> list[Block]:
 
 
 def _shape_blocks(shape, number: int) -> list[Block]:
-    """Text of one shape: a block per paragraph, a block per table row; groups recursed."""
+    """Text of one shape: a block per paragraph, a record per table row (the header row is the
+    first row when the table's "header row" style is on); groups recursed."""
     blocks: list[Block] = []
     if getattr(shape, "shapes", None) is not None:          # group shape
         for child in shape.shapes:
             blocks.extend(_shape_blocks(child, number))
     if getattr(shape, "has_table", False) and shape.has_table:
-        for row in shape.table.rows:
-            cells = [join_lines(cell.text.splitlines()) for cell in row.cells]
-            if any(cells):
-                blocks.append(Block(" | ".join(cells), kind="table", page=number))
+        rows = [[join_lines(cell.text.splitlines()) for cell in row.cells] for row in shape.table.rows]
+        blocks.extend(table_blocks(rows, page=number, marked=shape.table.first_row, title_level=None))
     if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
         for paragraph in shape.text_frame.paragraphs:
             text = join_lines(paragraph.text.splitlines())

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from knowledge.loaders.base import Loader, read_text_file, register_loader
+from knowledge.loaders.tables import table_blocks
 from knowledge.text_utils import classify_text, ends_paragraph, ends_sentence, join_lines, starts_new_block
 from knowledge.types import Block
 
@@ -79,7 +80,8 @@ def clean_inline_markdown(text: str) -> str:
 
 
 class MarkdownLoader(Loader):
-    """ATX and setext headings, list items, tables (one block per row), fenced code, paragraphs."""
+    """ATX and setext headings, list items, tables (one record per row, the row above the
+    ``|---|`` line as the header), fenced code, paragraphs."""
 
     def load(self, path: Path) -> list[Block]:
         return parse_markdown(read_text_file(path, self.warnings))
@@ -94,8 +96,16 @@ def parse_markdown(text: str) -> list[Block]:
     blocks: list[Block] = []
     buffer: list[str] = []          # lines of the paragraph or list item being read
     buffer_kind = "para"
+    table: list[list[str]] = []     # rows of the table being read
+    table_marked = False            # its first row is followed by the |---| line
     lines = _strip_front_matter(text.split("\n"))
     i = 0
+
+    def flush_table() -> None:
+        nonlocal table, table_marked
+        if table:
+            blocks.extend(table_blocks(table, marked=table_marked, title_level=None))
+        table, table_marked = [], False
 
     def flush() -> None:
         nonlocal buffer, buffer_kind
@@ -112,6 +122,8 @@ def parse_markdown(text: str) -> list[Block]:
     while i < len(lines):
         line = lines[i]
         stripped = line.strip()
+        if table and not stripped.startswith("|"):
+            flush_table()           # any other line ends the table
         if _FENCE_RE.match(line):
             flush()
             i = _read_fence(lines, i, blocks)
@@ -128,15 +140,17 @@ def parse_markdown(text: str) -> list[Block]:
             flush()
         elif stripped.startswith("|"):
             flush()
-            if not _TABLE_SEP_RE.match(stripped):
-                cells = [clean_inline_markdown(c.strip()) for c in stripped.strip("|").split("|")]
-                blocks.append(Block(" | ".join(cells), kind="table"))
+            if _TABLE_SEP_RE.match(stripped):
+                table_marked = table_marked or len(table) == 1
+            else:
+                table.append([clean_inline_markdown(c.strip()) for c in stripped.strip("|").split("|")])
         elif _MD_LIST_RE.match(line):
             flush()
             buffer, buffer_kind = [_MD_LIST_RE.match(line).group(1)], "list"
         else:
             buffer.append(stripped.lstrip("> ").strip() if stripped.startswith(">") else stripped)
         i += 1
+    flush_table()
     flush()
     return blocks
 

@@ -18,9 +18,10 @@ def make_doc(blocks: list[Block], sha: str = "ab" * 32) -> LoadedDocument:
 
 def check_invariants(doc: LoadedDocument, chunks, size: int) -> None:
     text = doc.text
+    rows = {b.text for b in doc.blocks if b.kind == "table"}
     for c in chunks:
         assert c.text == text[c.start:c.end]
-        assert 0 < len(c.text) <= size
+        assert 0 < len(c.text) <= size or c.text in rows     # a row longer than size stays whole
         assert c.text == c.text.strip()
     assert [c.chunk_id for c in chunks] == [f"{doc.sha256[:12]}-{i:04d}" for i in range(len(chunks))]
     # Every non-whitespace character of the document lies in some chunk.
@@ -188,6 +189,67 @@ def test_random_documents_keep_invariants():
         check_invariants(doc, chunks, size)
         for a, b in zip(chunks, chunks[1:]):
             assert a.end - b.start <= overlap
+
+
+MAINTENANCE = [   # logistics 运营标准汇总表.xlsx, sheet 车辆保养周期, as the loader writes it
+    "车型: 4.2米厢式货车；一级保养间隔: 每5000公里或3个月；二级保养间隔: 每20000公里或12个月；轮胎换位: 每10000公里；"
+    "制动片检查: 每次一级保养检查，厚度低于3毫米更换；一级保养费用上限（元/次）: 600",
+    "车型: 6.8米厢式货车；一级保养间隔: 每8000公里或3个月；二级保养间隔: 每30000公里或12个月；轮胎换位: 每15000公里；"
+    "制动片检查: 每次一级保养检查，厚度低于3毫米更换；一级保养费用上限（元/次）: 900",
+    "车型: 9.6米厢式货车；一级保养间隔: 每10000公里或3个月；二级保养间隔: 每40000公里或12个月；轮胎换位: 每20000公里；"
+    "制动片检查: 每次一级保养检查，厚度低于4毫米更换；一级保养费用上限（元/次）: 1300",
+    "车型: 13米半挂车；一级保养间隔: 每15000公里或2个月；二级保养间隔: 每60000公里或12个月；轮胎换位: 每20000公里；"
+    "制动片检查: 每次一级保养检查，厚度低于4毫米更换；一级保养费用上限（元/次）: 1800",
+]
+INTRO = "第二十五条　营运车辆按下表定期保养（按里程或时间，以先到者为准）："
+
+
+def table_doc() -> LoadedDocument:
+    return make_doc([Block("第四章　车辆保养", "heading", level=2), Block(INTRO, "article")]
+                    + [Block(row, "table") for row in MAINTENANCE]
+                    + [Block("注1：保养到期前7天提醒车队长。", "note")])
+
+
+def test_table_rows_are_never_split_and_overlap_starts_at_a_row():
+    doc = table_doc()
+    for size, overlap in [(400, 60), (300, 150), (200, 199)]:
+        chunks = chunk_document(doc, size=size, overlap=overlap)
+        check_invariants(doc, chunks, size)
+        assert len(chunks) > 1
+        for c in chunks:
+            parts = c.text.split("\n\n")
+            assert all(p in MAINTENANCE or not p.startswith(("车型", "轮胎", "制动")) for p in parts)
+            assert c.text.startswith(("第四章", "车型: ", "注1")), c.text[:20]   # never mid-row
+
+
+def test_row_longer_than_size_is_one_chunk():
+    doc = table_doc()
+    chunks = chunk_document(doc, size=100, overlap=30)
+    check_invariants(doc, chunks, 100)
+    assert [c.text for c in chunks if c.text.startswith("车型")] == MAINTENANCE
+
+
+def test_record_lines_in_a_paragraph_are_cut_between_lines():
+    lines = [row.replace("车型", f"车型{i}") for i, row in enumerate(MAINTENANCE)]
+    doc = make_doc([Block("\n".join(lines))])
+    chunks = chunk_document(doc, size=300, overlap=120)
+    assert all(line in lines for c in chunks for line in c.text.split("\n"))
+
+
+def test_chunk_continuing_a_table_carries_its_introduction():
+    doc = table_doc()
+    chunks = chunk_document(doc, size=400, overlap=60)
+    assert chunks[0].text.startswith("第四章　车辆保养\n\n" + INTRO)
+    assert chunks[0].heading_path == ["第四章　车辆保养"]
+    for c in chunks[1:]:
+        assert c.heading_path == ["第四章　车辆保养", INTRO]
+
+
+def test_table_introduction_is_not_added_after_a_heading_or_to_prose():
+    doc = make_doc([Block("车辆保养周期", "heading", level=1)] + [Block(row, "table") for row in MAINTENANCE]
+                   + [Block("其他说明。" * 30)])
+    chunks = chunk_document(doc, size=400, overlap=60)
+    assert all(c.heading_path == ["车辆保养周期"] for c in chunks)
 
 
 def test_loaded_pdf_round_trip(tmp_path):

@@ -161,3 +161,32 @@ def test_section_numbers_are_stripped_from_statements() -> None:
     text = "2.3 密码每90天必须更换一次。\n1.1 本规定适用于全体员工。"
     facts = extract_facts([chunk_of(text)])
     assert [f.statement for f in facts] == ["密码每90天必须更换一次"]
+
+
+def test_english_record_rows_are_one_fact_each() -> None:
+    text = ("Tier: Tier 1; Hotel cap per night (USD): 300; Per diem, full day (USD): 85\n\n"
+            "Tier: Tier 2; Hotel cap per night (USD): 230; Per diem, full day (USD): 70")
+    facts = extract_facts([chunk_of(text, ["7. Hotels"])])
+    assert [f.statement for f in facts] == text.split("\n\n")
+    assert [[(q.value, q.unit) for q in f.values] for f in facts] == [[(300, "USD"), (85, "USD")],
+                                                                       [(230, "USD"), (70, "USD")]]
+
+
+def test_rows_of_a_table_keep_one_subject_across_chunks() -> None:
+    """A chunk continuing a table carries the table's introduction in its heading path; the rows
+    in it get the same subject as the rows before them."""
+    intro = "第十五条　住宿费在以下标准内凭发票据实报销（单位：元/人·晚）："
+    rows = ["职级: A类；一类城市(元/晚): 900；二类城市(元/晚): 700；三类城市(元/晚): 520",
+            "职级: B类；一类城市(元/晚): 650；二类城市(元/晚): 500；三类城市(元/晚): 400",
+            "职级: C类；一类城市(元/晚): 480；二类城市(元/晚): 360；三类城市(元/晚): 280"]
+    doc = LoadedDocument("差旅.pdf", [Block("第五章　住宿费", "heading", level=2), Block(intro, "article")]
+                         + [Block(r, "table") for r in rows], sha256="ab" * 32)
+    chunks = chunk_document(doc, size=150, overlap=0)
+    assert len(chunks) > 1 and chunks[-1].heading_path[-1] == intro
+    facts = extract_facts(chunks)
+    assert [f.subject for f in facts] == ["住宿费 / A类", "住宿费 / B类", "住宿费 / C类"]
+
+
+def test_a_heading_ending_with_an_exclamation_mark_is_still_the_subject() -> None:
+    facts = extract_facts([chunk_of("本指南大约需要40分钟讲完", ["欢迎加入星河印刷！"])])
+    assert [f.subject for f in facts] == ["欢迎加入星河印刷！ / 本指南大约"]

@@ -106,6 +106,76 @@ def test_json_mappings(tmp_path):
     assert [(s.row, "no meaning" in s.reason) for s in result.skipped] == [(4, True)]
 
 
+def write_merged_footnote_xlsx(path: Path, rows: list[list], footnote: str) -> Path:
+    """A company glossary as it is usually laid out: entries, a blank row, then a footnote in one
+    merged cell across the table."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for row in rows + [[], [footnote]]:
+        ws.append(row)
+    ws.merge_cells(start_row=ws.max_row, start_column=1, end_row=ws.max_row, end_column=4)
+    wb.save(path)
+    return path
+
+
+DESCRIBED_ROWS = [["Quillstone Glossary"], [],
+                  ["No.", "Abbreviation", "Full Form", "Description"],
+                  [1, "ADR", "Architecture Decision Record", "A short file that records one technical decision."],
+                  [2, "RC", None, "Release candidate"],
+                  [3, "SLA", "Service Level Agreement", "服务等级协议"]]
+
+
+def test_english_description_column_is_not_the_chinese_meaning(tmp_path):
+    result = import_glossary(write_xlsx(tmp_path / "Glossary.xlsx", DESCRIBED_ROWS))
+    entries = {e.term: e for e in result.entries}
+    assert entries["ADR"].meanings == [Meaning(english="Architecture Decision Record", chinese="",
+                                               description="A short file that records one technical decision.")]
+    assert entries["RC"].meanings == [Meaning(english="Release candidate")]     # the English column was empty
+    assert entries["SLA"].meanings == [Meaning("Service Level Agreement", "服务等级协议")]  # Chinese text: chinese
+    assert entries["ADR"].meanings[0].label == "Architecture Decision Record"
+
+
+def test_chinese_explanation_column_keeps_an_extra_generic_column_as_description(tmp_path):
+    rows = [["缩略语", "英文全称", "中文解释", "说明"], ["PM", "Project Manager", "项目经理", "交付中心用法"]]
+    entry = import_glossary(write_xlsx(tmp_path / "g.xlsx", rows)).entries[0]
+    assert entry.meanings == [Meaning("Project Manager", "项目经理", description="交付中心用法")]
+
+
+def test_description_round_trips_and_old_glossary_json_loads(tmp_path):
+    g = Glossary(import_glossary(write_xlsx(tmp_path / "Glossary.xlsx", DESCRIBED_ROWS)).entries)
+    path = tmp_path / "glossary.json"
+    g.to_json(path)
+    assert json.loads(path.read_text(encoding="utf-8"))["entries"][0]["meanings"][0]["description"] \
+        == "A short file that records one technical decision."
+    assert [e.to_dict() for e in Glossary.from_json(path)] == [e.to_dict() for e in g]
+    old = tmp_path / "old.json"       # written before meanings had a description
+    old.write_text(json.dumps({"format": "kb-glossary", "version": 1, "entries": [
+        {"term": "PM", "meanings": [{"english": "Product Manager", "chinese": "产品经理"}],
+         "source": "缩略语表.xlsx", "rows": [4]}]}, ensure_ascii=False), encoding="utf-8")
+    assert Glossary.from_json(old).get("PM").meanings == [Meaning("Product Manager", "产品经理")]
+
+
+@pytest.mark.parametrize("footnote", [
+    "注：同一缩略语在不同业务场景中含义可能不同（如PM、PO、AM），请结合上下文判断；如需新增词条，请联系人力资源部。",
+    "Note: the same abbreviation can mean different things in different teams.",
+    "Maintained by Engineering Enablement and People Operations. Last updated January 2025.",
+], ids=["zh-note", "en-note", "en-sentence-after-blank"])
+def test_footnote_under_the_table_is_not_a_skipped_row(tmp_path, footnote):
+    rows = [["星河印刷 常用缩略语表（2025版）"], [], ["序号", "缩略语", "英文全称", "中文解释"],
+            [1, "AAP", "Actual Average Price", "实际成交价"], [2, "AM", "Account Manager", "客户经理"]]
+    result = import_glossary(write_merged_footnote_xlsx(tmp_path / "缩略语表.xlsx", rows, footnote))
+    assert [e.term for e in result.entries] == ["AAP", "AM"]
+    assert result.skipped == []
+
+
+def test_a_row_with_only_a_term_is_still_reported(tmp_path):
+    rows = [["缩略语", "英文全称", "中文解释"], ["PM", "Product Manager", "产品经理"], [], ["TBD", None, None]]
+    result = import_glossary(write_xlsx(tmp_path / "g.xlsx", rows))
+    assert [(s.row, "no meaning" in s.reason) for s in result.skipped] == [(4, True)]
+
+
 @pytest.mark.parametrize("name, content, message", [
     ("bad.json", "{not json", "cannot read"),
     ("list.json", "[1, 2]", "no glossary entries"),

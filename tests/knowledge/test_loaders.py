@@ -244,8 +244,8 @@ def test_docx_headings_lists_articles_tables(tmp_path):
                          ("article", 0, "第一条 为规范差旅费管理，制定本办法。")]
     assert ("list", 0, "住宿费按标准报销") in kinds and ("list", 0, "伙食补助按天计算") in kinds
     assert ("heading", 2, "报销标准") in kinds                      # Chinese style name 标题 2
-    assert ("table", 0, "经理 | 600 | 100") in kinds
-    assert ("table", 0, "合并单元格 | 右") in kinds                  # merged cell counted once
+    assert ("table", 0, "级别: 经理；住宿费: 600；伙食费: 100") in kinds   # header row read as labels
+    assert ("table", 0, "合并单元格 | 右") in kinds                  # merged cell counted once; one row: no header
     assert kinds[-1] == ("para", 0, "表后正文。")                    # body order kept around tables
     assert doc.title == "差旅费管理办法"
 
@@ -257,7 +257,7 @@ def test_pptx_slides_titles_notes(tmp_path):
     assert by_text["收入增长 20%"].page == 1
     assert by_text["华东区贡献最大"].kind == "list"
     assert by_text["讲者备注：强调华东区。"].kind == "note" and by_text["讲者备注：强调华东区。"].page == 1
-    assert by_text["明细"].page == 2 and by_text["华东 | 300"].kind == "table"
+    assert by_text["明细"].page == 2 and by_text["区域: 华东；收入: 300"].kind == "table"
 
 
 def test_xlsx_rows_with_header_and_missing_formula_values(tmp_path):
@@ -368,7 +368,7 @@ def test_markdown(tmp_path):
         ("para", 0, "正文第一行第二行，见 附件。"),
         ("heading", 2, "标准"),
         ("list", 0, "住宿费"), ("list", 0, "交通费"), ("list", 0, "第一步"),
-        ("table", 0, "级别 | 金额"), ("table", 0, "经理 | 600"),
+        ("table", 0, "级别: 经理；金额: 600"),
         ("para", 0, "code line"),
         ("article", 0, "第三条 本指南自发布之日起施行。"),
     ]
@@ -392,12 +392,189 @@ def test_html(tmp_path):
         ("para", "出差人员住宿费按标准报销。"),
         ("para", "散落的文字"), ("para", "内部段落"),
         ("list", "火车二等座"), ("list", "高铁"), ("list", "飞机经济舱"),
-        ("table", "级别 | 金额"), ("table", "经理 | 600"),
+        ("table", "级别: 经理；金额: 600"),
         ("heading", "English part"), ("para", "Rates are per day."),
     ]
     assert doc.title == "差旅说明"        # whitespace between Chinese characters is dropped
     for junk in ("var x", "color", "导航", "版权"):
         assert junk not in doc.text
+
+
+# ---------------------------------------------------------------- tables in every format
+
+APPROVAL_HEADER = ["单笔采购金额", "合同形式", "询价要求"]
+APPROVAL_ROWS = [["不足3000元", "无需协议", ""],
+                 ["3000元（含）至50000元", "采购协议", "两家询价"],
+                 ["50000元（含）至300000元", "正式合同（法务审核）", "三家比价"]]
+APPROVAL_RECORDS = ["单笔采购金额: 不足3000元；合同形式: 无需协议",          # the empty cell is left out
+                    "单笔采购金额: 3000元（含）至50000元；合同形式: 采购协议；询价要求: 两家询价",
+                    "单笔采购金额: 50000元（含）至300000元；合同形式: 正式合同（法务审核）；询价要求: 三家比价"]
+TRIP_HEADER = ["Trip", "Approver", "Request at least"]
+TRIP_ROWS = [["Domestic, up to USD 3,000", "Manager", "7 days before departure"],
+             ["International, any cost", "Vice President", "21 days before departure"]]
+TRIP_RECORDS = ["Trip: Domestic, up to USD 3,000; Approver: Manager; Request at least: 7 days before departure",
+                "Trip: International, any cost; Approver: Vice President; Request at least: 21 days before departure"]
+TABLE_FORMATS = ["docx", "html", "md", "pptx", "xlsx", "csv", "pdf"]
+
+
+def write_table(path: Path, rows: list[list[str]]) -> Path:
+    """A document holding one table whose first row is its header, written the way each format's
+    usual tools write one (Word: bold header row, HTML: <th>, Markdown: the |---| line)."""
+    fmt = path.suffix[1:]
+    if fmt == "docx":
+        import docx
+
+        document = docx.Document()
+        document.add_paragraph("采购审批矩阵如下表所示：")
+        table = document.add_table(rows=0, cols=len(rows[0]))
+        for r, values in enumerate(rows):
+            cells = table.add_row().cells
+            for c, value in enumerate(values):
+                cells[c].text = value
+                for run in cells[c].paragraphs[0].runs:
+                    run.bold = r == 0
+        document.save(path)
+    elif fmt == "html":
+        head = "".join(f"<th>{c}</th>" for c in rows[0])
+        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows[1:])
+        path.write_text(f"<html><body><p>如下表：</p><table><thead><tr>{head}</tr></thead>"
+                        f"<tbody>{body}</tbody></table></body></html>", encoding="utf-8")
+    elif fmt == "md":
+        lines = ["| " + " | ".join(r) + " |" for r in rows]
+        lines.insert(1, "|" + "---|" * len(rows[0]))
+        path.write_text("# 标准\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    elif fmt == "pptx":
+        from pptx import Presentation
+        from pptx.util import Inches
+
+        deck = Presentation()
+        slide = deck.slides.add_slide(deck.slide_layouts[5])
+        slide.shapes.title.text = "标准"
+        shape = slide.shapes.add_table(len(rows), len(rows[0]), Inches(0.5), Inches(2), Inches(9), Inches(2))
+        for r, values in enumerate(rows):
+            for c, value in enumerate(values):
+                shape.table.cell(r, c).text = value
+        deck.save(path)
+    elif fmt == "xlsx":
+        import openpyxl
+
+        wb = openpyxl.Workbook()
+        for values in rows:
+            wb.active.append([v or None for v in values])
+        wb.save(path)
+    elif fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        csv.writer(buf).writerows(rows)
+        path.write_text(buf.getvalue(), encoding="utf-8")
+    elif fmt == "pdf":
+        import pymupdf
+
+        doc = pymupdf.open()
+        page = doc.new_page()
+        for r, values in enumerate(rows):
+            for c, value in enumerate(values):
+                if value:
+                    font = "china-s" if any("\u4e00" <= ch <= "\u9fff" for ch in value) else "helv"
+                    page.insert_text((60 + 190 * c, 100 + 20 * r), value, fontname=font, fontsize=9)
+        doc.save(path)
+    return path
+
+
+def table_texts(path: Path) -> list[str]:
+    return [b.text for b in load_document(path).blocks if b.kind == "table"]
+
+
+@pytest.mark.parametrize("fmt", TABLE_FORMATS)
+def test_table_rows_are_header_records_in_every_format(tmp_path, fmt):
+    """The demo's 采购管理制度.docx approval matrix: every loader writes a row with its header."""
+    assert table_texts(write_table(tmp_path / f"matrix.{fmt}", [APPROVAL_HEADER] + APPROVAL_ROWS)) \
+        == APPROVAL_RECORDS
+
+
+@pytest.mark.parametrize("fmt", TABLE_FORMATS)
+def test_english_table_records_use_an_ascii_separator(tmp_path, fmt):
+    assert table_texts(write_table(tmp_path / f"trips.{fmt}", [TRIP_HEADER] + TRIP_ROWS)) == TRIP_RECORDS
+
+
+@pytest.mark.parametrize("fmt", ["docx", "html", "md", "xlsx", "csv"])
+def test_table_without_a_header_keeps_positional_cells(tmp_path, fmt):
+    one_row = write_table(tmp_path / f"one.{fmt}", [["事项", "联系谁", "方式"]])
+    assert table_texts(one_row) == ["事项 | 联系谁 | 方式"]
+    data_first = write_table(tmp_path / f"data.{fmt}", [["经理", "600", "100"], ["员工", "400", "80"]])
+    assert table_texts(data_first) == ["经理 | 600 | 100", "员工 | 400 | 80"]
+
+
+NOTE_ROWS = [["营运车辆定期保养标准"], [],
+             ["车型", "一级保养间隔", "轮胎换位"],
+             ["4.2米厢式货车", "每5000公里", "每10000公里"],
+             ["6.8米厢式货车", "每8000公里", "每15000公里"],
+             [],
+             ["注1：保养到期前7天TMS提醒车队长。", "", ""],
+             ["超过保养期限15天未保养的，TMS自动锁车", "", ""],
+             ["", "说明：费用上限按车型执行", ""],
+             ["Note: costs exclude tax", "", ""]]
+
+
+@pytest.mark.parametrize("fmt", ["xlsx", "csv"])
+def test_sheet_note_rows_are_notes_not_records(tmp_path, fmt):
+    doc = load_document(write_table(tmp_path / f"maintenance.{fmt}", NOTE_ROWS))
+    blocks = [(b.kind, b.text) for b in doc.blocks if b.kind in ("table", "note")]
+    assert blocks == [
+        ("table", "车型: 4.2米厢式货车；一级保养间隔: 每5000公里；轮胎换位: 每10000公里"),
+        ("table", "车型: 6.8米厢式货车；一级保养间隔: 每8000公里；轮胎换位: 每15000公里"),
+        ("note", "注1：保养到期前7天TMS提醒车队长。"),
+        ("note", "超过保养期限15天未保养的，TMS自动锁车"),     # under the notes: a note too
+        ("note", "说明：费用上限按车型执行"),
+        ("note", "Note: costs exclude tax"),
+    ]
+
+
+def test_single_cell_rows_inside_a_table_stay_records(tmp_path):
+    """A row with one value and no sign of a note is still a row of the table."""
+    rows = [["车型", "轮胎换位"], ["4.2米厢式货车", "每10000公里"], ["6.8米厢式货车", ""]]
+    assert table_texts(write_table(tmp_path / "partial.xlsx", rows))[-1] == "车型: 6.8米厢式货车"
+
+
+def test_html_keeps_the_ideographic_space(tmp_path):
+    path = tmp_path / "rules.html"
+    path.write_text("<html><body><p class='meta'>版本：第2版\u3000生效日期：2025年2月1日</p>"
+                    "<p>第一条\u3000为规范\n差旅管理，制定本办法。</p>"
+                    "<p>第二条&nbsp;&nbsp;本办法适用于全体员工。</p></body></html>", encoding="utf-8")
+    assert [(b.kind, b.text) for b in load_document(path).blocks] == [
+        ("para", "版本：第2版\u3000生效日期：2025年2月1日"),
+        ("article", "第一条\u3000为规范差旅管理，制定本办法。"),   # the source line break still joins
+        ("article", "第二条 本办法适用于全体员工。"),             # &nbsp; between Chinese: one space
+    ]
+
+
+def test_pdf_keeps_separate_centred_lines_apart(tmp_path):
+    """Two centred document-info lines, each its own text block, are not one glued paragraph."""
+    import pymupdf
+
+    doc = pymupdf.open()
+    page = doc.new_page()
+
+    def put(x, y, text, size):
+        page.insert_text((x, y), text, fontname="china-s", fontsize=size)
+
+    put(198, 80, "职工考勤与请假管理办法", 18)                                  # centred lines
+    put(150, 110, "文件编号：RS-2025　　版本：第2版　　生效日期：2025年1月1日", 9)
+    put(172, 124, "制定部门：人事处　　审核：院务委员会　　批准：院长办公会", 9)
+    body = "第一条　为加强职工考勤管理，维护正常的工作秩序，保障职工依法享有休息休假和获得劳动报酬的权利，根"
+    put(60, 160, body, 10.5)                                                     # a full-width line
+    put(60, 176, "据国家有关规定，制定本办法。", 10.5)
+    put(60, 200, "第二条　本办法适用于本院在编职工、合同制职工及劳务派遣人员，进修和规培人员参照执行。", 10.5)
+    doc.save(tmp_path / "info.pdf")
+    assert [b.text for b in load_document(tmp_path / "info.pdf").blocks] == [
+        "职工考勤与请假管理办法",
+        "文件编号：RS-2025　　版本：第2版　　生效日期：2025年1月1日",
+        "制定部门：人事处　　审核：院务委员会　　批准：院长办公会",
+        body + "据国家有关规定，制定本办法。",                      # a wrapped line still joins
+        "第二条　本办法适用于本院在编职工、合同制职工及劳务派遣人员，进修和规培人员参照执行。",
+    ]
 
 
 # ---------------------------------------------------------------- errors and batches
@@ -518,6 +695,7 @@ def test_pure_helpers():
 @pytest.mark.parametrize("module", [
     "knowledge.text_utils", "knowledge.loaders", "knowledge.loaders.base", "knowledge.loaders.pdf",
     "knowledge.loaders.docx", "knowledge.loaders.sheet", "knowledge.loaders.text",
+    "knowledge.loaders.tables", "knowledge.loaders.html",
 ])
 def test_docstring_examples(module):
     """The worked examples in the helpers' docstrings are true."""
