@@ -56,7 +56,7 @@ class RouterSettings(BaseModel):
     rag_threshold: float = 0.70
     peak_threshold: float = 0.04
     ambiguity_margin: float = 0.02
-    fact_coverage: float = 0.35
+    fact_coverage: float = 0.25
     trust_generator_below: float = 0.7
     answerability: dict[str, float] = {}
 

@@ -416,9 +416,9 @@ def target_for(question: str, glossary: Any, intended: dict[str, int | None] | N
 def to_record(item: dict[str, Any], glossary: Any, disambiguator: Any = None,
               evidence: dict[str, Any] | None = None) -> dict[str, Any]:
     """A dataset line: messages (system, user with ``evidence``, assistant JSON) and a ``meta`` block."""
-    terms, query = target_for(item["question"], glossary, item.get("intended"), disambiguator)
-    messages = router_messages(item["question"], evidence) + [
-        {"role": "assistant", "content": route_answer(item["route"], terms, query)}]
+    terms, query = target_for(item.get("standalone") or item["question"], glossary, item.get("intended"), disambiguator)
+    messages = router_messages(item.get("standalone") or item["question"], evidence) + [
+        {"role": "assistant", "content": route_answer(item["route"], terms)}]
     return {"messages": messages,
             "meta": {"route": item["route"], "terms": terms, "query": query, "kind": item["kind"],
                      "question": item["question"], "evidence": evidence,
@@ -438,13 +438,14 @@ def evidence_builder(index: Any, settings: Any) -> Any:
     from router.routes import SignalRouter, default_routes
 
     routes = default_routes(settings.router)
-    peak = settings.router.peak_threshold
     engine = Engine(settings, index, generator=ExtractiveGenerator(),
-                    router=SignalRouter(routes, peak_threshold=peak))
+                    router=SignalRouter(routes, peak_threshold=settings.router.peak_threshold))
 
-    def build(question: str) -> dict[str, Any]:
-        choice, signals = engine.decide(question)
-        return evidence_from_signals(signals, peak, routes["fact"].threshold, choice)
+    def build(question: str, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+        _, signals = engine.decide(question, history or None)
+        out = evidence_from_signals(signals)
+        out["_standalone"] = signals.question
+        return out
 
     return build
 
@@ -472,13 +473,13 @@ _ASSUMED_ABSENT = {"unanswered", "absent_topic"}
 
 
 def _supported(evidence: dict[str, Any]) -> bool:
-    """The retrieval evidence says the knowledge base likely answers the question.
+    """The retrieval evidence says the knowledge base likely answers the question (the passages
+    cover it and stand out), so an "absent topic" row would teach the wrong label.
 
-    >>> _supported({"relevance": "高", "fact": None}), _supported({"relevance": "低", "fact": ("中", "x")})
+    >>> _supported({"relevance": "高", "coverage": "高"}), _supported({"relevance": "高", "coverage": "低"})
     (True, False)
     """
-    fact = evidence.get("fact")
-    return evidence.get("relevance") in ("中", "高") or bool(fact and fact[0] == "高")
+    return evidence.get("relevance") in ("中", "高") and evidence.get("coverage") in ("中", "高")
 
 
 def cap_routes(items: list[dict[str, Any]], limit: int | None, seed: int) -> tuple[list[dict[str, Any]], int]:
@@ -505,7 +506,7 @@ def cap_routes(items: list[dict[str, Any]], limit: int | None, seed: int) -> tup
 def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0, progress: bool = True, *,
             eval_ratio: float = 0.15, max_chunks: int | None = None, use_teacher: bool = True,
             disambiguator: Any = None, settings: Any = None, max_per_route: int | None = 240,
-            hard_repeat: int = 1) -> DatasetReport:
+            hard_repeat: int = 1, labelled: list[dict[str, Any]] | None = None) -> DatasetReport:
     """Build a versioned dataset from ``index`` (a :class:`retrieval.index.KnowledgeIndex` or
     anything with ``chunks``, ``facts``, ``glossary``) under ``out_home/datasets``.
 
@@ -529,6 +530,11 @@ def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0
 
     items = (glossary_questions(glossary) + fact_questions(list(index.facts), glossary)
              + heading_questions(list(index.chunks)) + off_topic_questions())
+    # Questions written and labelled by people (an evaluation file of this knowledge base): the
+    # closest to how employees ask; follow-ups carry their conversation. They skip the filters
+    # and the route cap (they are few, and every one of them is wanted).
+    people = [{"question": q["question"], "route": q["route"], "kind": f"labelled_{q.get('kind') or 'plain'}",
+               "history": q.get("history") or None} for q in (labelled or []) if q.get("route")]
     cached = None
     failures: dict[str, int] = {}
     if use_teacher and index.chunks:
@@ -544,6 +550,7 @@ def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0
     kept, removed = apply_filters(pairs)
     removed.update({f"teacher_{k}": v for k, v in failures.items()})
     kept, removed["route_cap"] = cap_routes(kept, max_per_route, seed)
+    kept += people
 
     evidence = evidence_builder(index, settings)
     if evidence is None:
@@ -556,7 +563,9 @@ def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0
     records = []
     contradicted = 0
     for it in rows:
-        ev = evidence(it["question"]) if evidence else None
+        ev = evidence(it["question"], it.get("history")) if evidence else None
+        if ev is not None:
+            it = {**it, "standalone": ev.pop("_standalone", "") or it.get("standalone", "")}
         if ev and it["kind"] in _ASSUMED_ABSENT and _supported(ev):
             contradicted += 1  # this knowledge base does cover the "absent" topic
             continue

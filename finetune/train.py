@@ -85,6 +85,7 @@ class TrainConfig(BaseModel):
     bf16: bool | None = None  # None = where the device computes bf16 natively (see use_bf16)
     gradient_checkpointing: bool = False
     cpu_threads: int = Field(0, ge=0)  # torch CPU threads; 0 = torch's default (all cores)
+    init_adapter: str = ""  # peft adapter folder to start from ("base" = the shipped router adapter)
     progress: bool = True
 
     @classmethod
@@ -269,7 +270,35 @@ def load_lora_model(base_dir: Path, config: TrainConfig, device: str, bf16: bool
             model = get_peft_model(model, lora)
     except ValueError as exc:  # e.g. target modules not found in the base model
         raise ConfigError(f"finetune.target_modules={config.target_modules}: {exc}") from None
+    if config.init_adapter:
+        _load_initial_adapter(model, config)
     return model.to(device)
+
+
+def initial_adapter_dir(name: str) -> Path:
+    """The folder of ``init_adapter``: ``"base"`` is the router adapter shipped with the project."""
+    if name == "base":
+        from router.adapters import BASE_ADAPTER_DIR
+
+        return BASE_ADAPTER_DIR
+    return Path(name)
+
+
+def _load_initial_adapter(model: Any, config: TrainConfig) -> None:
+    """Start from an existing adapter's weights (fine-tuning the shipped base adapter for one
+    company needs far fewer steps than training from zero). Its rank and targets must match."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = initial_adapter_dir(config.init_adapter)
+    weights, cfg_path = folder / "adapter_model.safetensors", folder / "adapter_config.json"
+    if not weights.is_file() or not cfg_path.is_file():
+        raise ConfigError(f"init_adapter {config.init_adapter!r}: no peft adapter in {folder}")
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    if int(cfg.get("r", -1)) != config.lora_r or sorted(cfg.get("target_modules") or []) != sorted(config.target_modules):
+        raise ConfigError(f"init_adapter {folder}: rank {cfg.get('r')} on {cfg.get('target_modules')} does not match "
+                          f"lora_r={config.lora_r} on {config.target_modules}")
+    set_peft_model_state_dict(model, load_file(str(weights)))
 
 
 def answer_loss_sum(model: Any, batch: dict[str, Any]) -> Any:

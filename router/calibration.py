@@ -78,10 +78,20 @@ def features_for(signals: Any) -> dict[str, float]:
     asked = ev.asked_units
     found = any(u.units & asked for u in ev.units[:5] if u.coverage >= 0.3) if asked else False
     kb_lang = getattr(kb_terms(signals_index(signals)), "lang", "") if signals_index(signals) is not None else ""
-    return {"coverage": round(ev.best_coverage, 4), "coverage_top3": round(sum(top3) / 3, 4),
-            "absent_share": round(ev.absent_share, 4), "missing_sibling": float(ev.missing_sibling),
+    cross = bool(kb_lang) and signals.lang != kb_lang
+    if cross:
+        # Words of an English question do not occur in Chinese rules (nor the reverse): word
+        # coverage says nothing there, so it is set to a neutral value and the margin decides.
+        coverage, cov3, absent_share, found = NEUTRAL["coverage"], NEUTRAL["coverage_top3"], NEUTRAL["absent_share"], 0.0
+    else:
+        coverage, cov3, absent_share = ev.best_coverage, sum(top3) / 3, ev.absent_share
+    return {"coverage": round(coverage, 4), "coverage_top3": round(cov3, 4),
+            "absent_share": round(absent_share, 4), "missing_sibling": float(ev.missing_sibling),
             "peak_z": round(max(-3.0, min(3.0, peak_z)), 4), "asked_found": float(found),
-            "cross_lingual": float(bool(kb_lang) and signals.lang != kb_lang)}
+            "cross_lingual": float(cross)}
+
+
+NEUTRAL = {"coverage": 0.5, "coverage_top3": 0.35, "absent_share": 0.3}
 
 
 def signals_index(signals: Any) -> Any:

@@ -44,6 +44,8 @@ def _family(u: Unit) -> str:
 
 
 def _distinct_members(best: Unit, ev: Evidence) -> list[Unit]:
+    """The rows of ``best``'s table (all of them, also those in chunks retrieval did not return),
+    or the items of its list, scored as the retrieved ones are."""
     fam = _family(best)
     if not fam:
         return [best]
@@ -52,6 +54,15 @@ def _distinct_members(best: Unit, ev: Evidence) -> list[Unit]:
         if _family(u) == fam and u.text not in seen:
             seen.add(u.text)
             members.append(u)
+    if best.kind == "record" and ev.index is not None:
+        from router.evidence import source_units
+
+        for u in source_units(ev.index, best.source):
+            if _family(u) == fam and u.text not in seen:
+                seen.add(u.text)
+                extra = Unit(u.text, u.chunk_id, u.source, u.page, u.kind, u.order, u.context, u.family,
+                             list(u.fields), coverage=best.coverage, score=best.score - 0.01, chunk_rank=99)
+                members.append(extra)
     return sorted(members, key=lambda u: (u.chunk_rank if u.chunk_id != best.chunk_id else -1, u.order))
 
 
@@ -91,13 +102,27 @@ def _row_text(u: Unit, ev: Evidence, keep: list[str] | None = None) -> str:
 
 
 def _asked_columns(u: Unit, ev: Evidence) -> list[str]:
-    """Columns whose header the question names, or (failing that) whose value has an asked unit."""
-    named = [k for k, _ in u.fields if any(t in _norm(k) for t in ev.terms)]
-    if named:
-        return named
+    """The columns the question asks for: those whose header names the most question terms, or
+    (failing that) whose value has an asked unit."""
+    scored = [(sum(t in _norm(k) for t in ev.terms), k) for k, _ in u.fields]
+    top = max((n for n, _ in scored), default=0)
+    if top:
+        return [k for n, k in scored if n == top]
     if ev.asked_units:
         return [k for k, v in u.fields if {q.unit for q in extract_quantities(f"{v}{_unit_hint(k)}")} & ev.asked_units]
     return []
+
+
+def _condition_columns(rows: list[Unit]) -> list[str]:
+    """Columns that tell the rows apart by a short label (城市类别: 一类城市, 职级: A类), not by a
+    figure or a long description."""
+    keys = [k for k, _ in rows[0].fields]
+    out = []
+    for k in keys:
+        values = [dict(r.fields).get(k, "") for r in rows]
+        if len(set(values)) > 1 and all(len(v) <= 10 and not extract_quantities(v) for v in values):
+            out.append(k)
+    return out
 
 
 def _unit_hint(key: str) -> str:
@@ -105,20 +130,46 @@ def _unit_hint(key: str) -> str:
     return m.group(1).split("/")[0] if m else ""
 
 
+_LEADING_CONDITION = re.compile(r"^(?:第[一二三四五六七八九十百零\d]+条\s*)?(?P<cond>[^，,。；;：:]{2,30}?)的[，,]")
+
+
+def restricted_to_other(u: Unit, ev: Evidence) -> bool:
+    """The unit opens with a condition ("…的，") naming someone or something the question does not.
+
+    >>> from router.evidence import Unit, Evidence
+    >>> ev = Evidence(["出差", "住宿"], {}, [], {}, [], set())
+    >>> restricted_to_other(Unit("第十六条　客户经理（AM）因拜访客户出差的，住宿费按C类标准执行。", "c", "a", None, "sentence", 0), ev)
+    True
+    >>> restricted_to_other(Unit("出差人员的住宿费每晚不超过480元。", "c", "a", None, "sentence", 0), ev)
+    False
+    """
+    if u.kind == "record":
+        return False
+    m = _LEADING_CONDITION.match(u.text.strip())
+    if not m:
+        return False
+    from router.evidence import content_terms
+
+    cond = [t for t in content_terms(m.group("cond")) if t not in ev.terms and not any(t in q or q in t for q in ev.terms)]
+    return bool(cond)
+
+
 def fact_answer(ev: Evidence, min_coverage: float = 0.3) -> Composed | None:
     """The asked figure from the best quantity unit, or the whole table when the question is generic."""
     candidates = [u for u in ev.quantity_units(min_coverage)]
     if not candidates:
         return None
+    # A rule restricted to a group the question does not name (「客户经理因拜访客户出差的，…」) answers
+    # that group, not a general question: prefer the general rule or table when there is one.
+    candidates.sort(key=lambda u: -(u.score - (0.3 if restricted_to_other(u, ev) else 0.0)))
     best = candidates[0]
     members = _distinct_members(best, ev)
     if _is_generic(best, members, ev):
         rows = members[:MAX_ROWS]
         if best.kind == "record":
+            rows = sorted(rows, key=lambda r: (r.chunk_id, r.order))
             asked = _asked_columns(best, ev)
-            varying = [k for k, _ in best.fields
-                       if len({dict(r.fields).get(k, "") for r in rows}) > 1]
-            keep = list(dict.fromkeys([*varying, *asked])) if asked else None
+            keep = list(dict.fromkeys([*_condition_columns(rows), *asked])) if asked else None
             lines = [_row_text(r, ev, keep) for r in rows]
         else:
             lines = [r.text for r in rows]

@@ -37,7 +37,11 @@ __all__ = ["Evidence", "KBTerms", "Unit", "content_terms", "gather", "kb_terms",
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK_RE = re.compile(f"[{_CJK}]")
-_RUN_RE = re.compile(rf"([{_CJK}]+)|([A-Za-z][A-Za-z0-9&+\-]*[A-Za-z0-9]|[A-Za-z])|(\d+(?:\.\d+)?)")
+# A short Latin or numeric label glued to a classifier is one term: A类, C级, 3C类, B2区.
+_LABEL = "[类级档型号区组等]"
+_RUN_RE = re.compile(rf"((?<![A-Za-z0-9])[A-Za-z0-9]{{1,3}}{_LABEL}|[{_CJK}]+)|([A-Za-z][A-Za-z0-9&+\-]*[A-Za-z0-9]|[A-Za-z])"
+                     rf"|(\d+(?:\.\d+)?)")
+_LABEL_RE = re.compile(rf"^[A-Za-z0-9]{{1,3}}{_LABEL}$")
 _RECORD_FIELD = re.compile(r"(?P<key>[^；;:：\n|]{1,30})[:：]\s*(?P<val>[^；;\n|]*)")
 _SENT_SPLIT = re.compile(r"(?<=[。！？!?；;])|(?<=[.])(?=\s+[A-Z(\"'])|\n+")
 _ITEM_RE = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]{1,3}[)）]|\d{1,2}[.、)）](?!\d)|[一二三四五六七八九十]{1,3}、|[-•·*]\s)")
@@ -88,6 +92,8 @@ def content_terms(text: str) -> list[str]:
     ['员工', '丧假']
     >>> content_terms("What's the laptop budget for L3 engineers?")
     ['laptop', 'budget', 'l3', 'engineers']
+    >>> content_terms("A类人员在一类城市住宿每晚多少？")
+    ['a类', '人员', '一类', '城市', '住宿', '每晚']
     """
     qwords = lexicon().question_words
     out: list[str] = []
@@ -100,6 +106,9 @@ def content_terms(text: str) -> list[str]:
                 out.append(w)
             continue
         if not cjk:
+            continue
+        if _LABEL_RE.match(cjk):
+            out.append(cjk.lower())
             continue
         words = [w for w in _jieba().lcut(cjk, HMM=True) if w.strip()]
         merged: list[str] = []
@@ -312,6 +321,26 @@ def kb_terms(index: Any) -> KBTerms:
     return stats
 
 
+_CONDITION_AFTER = re.compile(r"^[^，,。；;：:]{0,20}的[，,；;]")
+
+
+def value_units(text: str) -> set[str]:
+    """Units of the quantities a unit *states*, leaving out those that only set a condition
+    ("两名及以上同性别员工同行出差的，…" names 两名 as a condition, not as the rule's figure).
+
+    >>> sorted(value_units("两名及以上同性别员工同行出差的，原则上应合住一间客房。"))
+    []
+    >>> sorted(value_units("出差天数超过3天的，每晚不超过480元。"))
+    ['元']
+    """
+    out = set()
+    for q in extract_quantities(text):
+        if _CONDITION_AFTER.match(text[q.end:]):
+            continue
+        out.add(q.unit)
+    return out
+
+
 def _char_share(term: str, text: str) -> float:
     """Share of a Chinese term's characters that occur in ``text`` (写完 / 完成 share 完): partial
     credit for everyday wording the documents put differently. 0 for Latin terms.
@@ -463,7 +492,7 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
             u.matched = matched
             u.coverage = (sum(weights[t] for t in matched) + 0.8 * sum(weights[t] for t in in_ctx)
                           + 0.4 * partial) / total
-            u.units = {q.unit for q in extract_quantities(u.text)}
+            u.units = value_units(u.text)
             u.chunk_rank = rank
             ask_bonus = 0.08 if asked and u.units & asked else 0.0
             u.score = u.coverage + ask_bonus + 0.05 / (1 + rank) + (0.0 if u.kind != "heading" else -0.3)
@@ -484,6 +513,24 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
                     best_coverage=max((u.coverage for u in units if u.kind != "heading"), default=0.0),
                     absent_share=sum(weights[t] for t in absent) / total,
                     peak=best_dense - background, best_dense=best_dense, index=index)
+
+
+def source_units(index: Any, source: str) -> list[Unit]:
+    """Every unit of one document, in document order (to complete a table the retrieved chunks
+    show only part of)."""
+    by_source = getattr(index, "_units_by_source", None)
+    if by_source is None:
+        by_source = {}
+        for rank, c in enumerate(getattr(index, "chunks", []) or []):
+            by_source.setdefault(c.source, []).append(c)
+        try:
+            index._units_by_source = by_source
+        except AttributeError:  # pragma: no cover
+            pass
+    out = []
+    for c in by_source.get(source, []):
+        out += _units_cached(c)
+    return out
 
 
 _UNIT_CACHE: dict[str, list[Unit]] = {}

@@ -206,12 +206,9 @@ class LoRARouter(Router):
         return base
 
     def user_turn(self, signals: RouteSignals, rule_choice: RouteChoice | None = None) -> str:
-        """The question with its evidence and the rule router's verdict, exactly as in the
-        training rows."""
-        if rule_choice is None:
-            rule_choice = self.fallback.decide(signals)
-        evidence = evidence_from_signals(signals, self.peak_threshold, self.routes["fact"].threshold, rule_choice)
-        return router_user(signals.question, **evidence)
+        """The question with its evidence, exactly as in the training rows (no rule verdict: the
+        model reads the evidence itself)."""
+        return router_user(signals.question, **evidence_from_signals(signals))
 
     def _decide_lora(self, signals: RouteSignals, rule_choice: RouteChoice | None = None) -> RouteChoice:
         user = self.user_turn(signals, rule_choice)
@@ -227,9 +224,10 @@ class LoRARouter(Router):
         resolutions = self._expansions(signals, route, user)
         from router.terms import rewrite_query
 
-        rewritten = rewrite_query(signals.question, signals.matches, resolutions) if signals.matches \
-            else signals.question
+        base = signals.form.search_text if signals.form is not None else signals.question
+        rewritten = rewrite_query(base, signals.matches, resolutions) if signals.matches else signals.rewritten_query
         scores = {f"p_{name}": round(p, 4) for name, p in zip(ROUTE_NAMES, probs)}
+        scores["answerable"] = round(1.0 - probs[ROUTE_NAMES.index("refuse")], 4)
         return RouteChoice(route, probs[best], resolutions, rewritten, scores,
                            f"lora adapter {self.version or ''}".strip())
 
@@ -250,7 +248,7 @@ class LoRARouter(Router):
                 continue
             done = [(t, chosen[t][0]) for t in order if t in chosen]
             prefix_text = prompt_text(user) + terms_prefix(route, done, match.term)
-            end = '"}, "query": "' if order.index(match.term) == len(order) - 1 else '", '
+            end = '"}}' if order.index(match.term) == len(order) - 1 else '", '
             names = [meaning_label(m) for m in ms] + [all_meanings_label(ms)]
             win, _ = self._choose(self._tok(prefix_text), [self._continuation(prefix_text, n, end) for n in names])
             chosen[match.term] = (names[win], win if win < len(ms) else None)
@@ -289,11 +287,13 @@ def adapter_gguf_for(folder: Path, base_gguf: Path) -> Path:
 
 
 def from_settings(routes: dict[str, Any], settings: Any = None, **kw: Any) -> LoRARouter:
-    """``settings.router.backend = "lora"``: the published adapter over its base GGUF.
+    """``settings.router.backend = "lora"``: the knowledge base's published adapter over its base
+    GGUF, or — when it has none yet — the base router adapter shipped with the project.
 
-    No published adapter is a configuration error (say so now, not on the first question).
+    No adapter at all is a configuration error (say so now, not on the first question).
     """
     from finetune.adapters import AdapterStore
+    from router.adapters import BASE_ADAPTER_DIR
     from router.llm.assets import packaged_gguf_path
 
     if settings is None:
@@ -303,8 +303,13 @@ def from_settings(routes: dict[str, Any], settings: Any = None, **kw: Any) -> Lo
     store = AdapterStore(settings.home)
     version = store.current()
     if not version:
-        raise ConfigError(f"router.backend 'lora' needs a published adapter in {store.root}; run `kb distill` "
-                          "and `kb train` first, or set router.backend to 'signals'")
+        shipped = BASE_ADAPTER_DIR / "adapter.gguf"
+        if not shipped.is_file():
+            raise ConfigError(f"router.backend 'lora' needs an adapter: none is published in {store.root} and the "
+                              f"base adapter {shipped} is missing; run `kb distill` and `kb train`, or set "
+                              "router.backend to 'signals'")
+        return LoRARouter(routes, base_gguf=packaged_gguf_path(settings.cache_dir), adapter_gguf=shipped,
+                          version="base", n_threads=settings.llm.n_threads, **kw)
     manifest = store.manifest(version)
     base = Path(manifest.get("base_gguf") or packaged_gguf_path(settings.cache_dir))
     metrics = manifest.get("metrics", {})

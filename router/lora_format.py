@@ -2,10 +2,16 @@
 
 Training examples and inference must see the same system prefix (DESIGN.md: without it the
 route flips once the prefix is added at inference), so both import it from here.
+The user turn is the question with the evidence the router reads: every glossary candidate with
+its meanings, the two passage sentences (or table rows) that bear on it most, clipped, and three
+measurements in words — how much of the question they cover, which of its words the knowledge
+base never uses (and the siblings the passages name instead), how far the best passage stands
+above the collection. No rule verdict is shown: the model reads the evidence itself.
+
 The answer is one JSON object whose first key is the route, so a single forward pass over
 ``prompt + '{"route": "'`` decides it by comparing the route labels' first-token logits::
 
-    {"route": "glossary", "terms": {"PM": "项目经理"}, "query": "项目经理（PM）是什么意思？"}
+    {"route": "glossary", "terms": {"PM": "项目经理"}}
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ from typing import Any
 # Kept short on purpose: every training row and every routing call carries it (CPU training
 # time grows with it; at serving time it sits in the KV cache).
 ROUTER_SYSTEM = (
-    '知识库路由器。只输出JSON {"route","terms","query"}。'
-    "route: glossary=问术语含义; fact=问一个具体数值或规定; rag=流程、多条件或综合; refuse=知识库没有答案。"
+    '知识库路由器。读问题和证据，只输出JSON {"route","terms"}。'
+    "route: glossary=问术语含义; fact=问一个具体数值; rag=流程、条件、是否、比较或综合; refuse=证据回答不了。"
 )
 ANSWER_OPEN = '{"route": "'
 
@@ -77,25 +83,25 @@ def level(value: float, threshold: float, step: float) -> str:
     return "高"
 
 
-def router_user(question: str, terms: list[tuple[str, list[str]]] | None = None, relevance: str | None = None,
-                fact: tuple[str, str] | None = None, leaning: dict[str, str] | None = None,
-                hint: tuple[str, str] | None = None) -> str:
+def router_user(question: str, terms: list[tuple[str, list[str]]] | None = None,
+                leaning: dict[str, str] | None = None, evidence: list[str] | None = None,
+                coverage: str | None = None, absent: list[str] | None = None,
+                siblings: list[str] | None = None, relevance: str | None = None) -> str:
     """The user turn: the question, then the evidence the router decides from.
 
-    ``terms``: every glossary candidate found in the question with all its meanings (the model
-    picks one), ``leaning``: the embedding disambiguator's pick where it made one;
-    ``relevance``: how far the best passage stands above the collection (:func:`level`);
-    ``fact``: the nearest stored fact as ``(level, statement)``; ``hint``: the rule router's
-    route and confidence level. The facts themselves are never learned: they are given here,
-    so the model learns how employees ask and when the evidence answers them.
+    ``terms``: every glossary candidate with all its meanings (``leaning``: the embedding
+    disambiguator's pick); ``evidence``: the best passage sentences or table rows, clipped;
+    ``coverage`` / ``relevance``: :func:`level` words; ``absent``: question words the knowledge
+    base never uses; ``siblings``: what the passages name instead of an absent word. The facts
+    themselves are never learned: they are given here, so the model learns how employees ask and
+    when the evidence answers them.
 
-    >>> print(router_user("PM的住宿标准？", [("PM", ["产品经理", "项目经理"])], "高", ("中", "项目经理住宿每晚500元"),
-    ...                   {"PM": "项目经理"}, ("fact", "高")))
+    >>> print(router_user("PM的住宿标准？", [("PM", ["产品经理", "项目经理"])], {"PM": "项目经理"},
+    ...                   ["项目经理住宿每晚500元。"], "高", [], [], "中"))
     PM的住宿标准？
     术语：PM=产品经理|项目经理（倾向项目经理）
-    资料相关度：高
-    最近事实（中）：项目经理住宿每晚500元
-    规则路由：fact（高）
+    证据：项目经理住宿每晚500元。
+    覆盖：高；缺词：无；相关度：中
     """
     leaning = leaning or {}
     lines = [question.strip()]
@@ -103,16 +109,17 @@ def router_user(question: str, terms: list[tuple[str, list[str]]] | None = None,
         lines.append("术语：" + "；".join(
             f"{t}={'|'.join(labels)}" + (f"（倾向{leaning[t]}）" if t in leaning and len(labels) > 1 else "")
             for t, labels in terms))
-    if relevance is not None:
-        lines.append(f"资料相关度：{relevance}")
-    if fact is not None:
-        lines.append(f"最近事实（{fact[0]}）：{_clip(fact[1], FACT_CHARS)}")
-    if hint is not None:
-        lines.append(f"规则路由：{hint[0]}（{hint[1]}）")
+    for e in evidence or []:
+        lines.append(f"证据：{_clip(e, EVIDENCE_CHARS)}")
+    if coverage is not None or relevance is not None:
+        missing = "、".join((absent or [])[:3]) or "无"
+        extra = f"；同类：{'、'.join(siblings[:3])}" if siblings else ""
+        lines.append(f"覆盖：{coverage or '无'}；缺词：{missing}{extra}；相关度：{relevance or '无'}")
     return "\n".join(lines)
 
 
-FACT_CHARS = 48  # enough to see what the fact is about, short enough for CPU training
+EVIDENCE_CHARS = 64  # per evidence line: enough to see what it says, short enough for CPU training
+FACT_CHARS = EVIDENCE_CHARS
 
 
 def _clip(text: str, n: int) -> str:
@@ -120,34 +127,54 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def evidence_from_signals(signals: Any, peak_threshold: float, fact_threshold: float,
-                          rule_choice: Any = None) -> dict[str, Any]:
-    """:func:`router_user` keyword arguments from a :class:`router.routes.RouteSignals` (and
-    the rule router's :class:`router.routes.RouteChoice` for it, when given).
+def coverage_level(value: float) -> str:
+    """Word coverage as a word: 高 ≥ 0.75, 中 ≥ 0.5, 低 ≥ 0.25, else 无.
+
+    >>> [coverage_level(v) for v in (0.9, 0.6, 0.3, 0.1)]
+    ['高', '中', '低', '无']
+    """
+    return "高" if value >= 0.75 else "中" if value >= 0.5 else "低" if value >= 0.25 else "无"
+
+
+def relevance_level(peak_z: float) -> str:
+    """The calibrated cosine margin as a word: 高 ≥ 1, 中 ≥ 0, 低 ≥ -1, else 无."""
+    return "高" if peak_z >= 1 else "中" if peak_z >= 0 else "低" if peak_z >= -1 else "无"
+
+
+def evidence_from_signals(signals: Any, *_: Any) -> dict[str, Any]:
+    """:func:`router_user` keyword arguments from a :class:`router.routes.RouteSignals`.
 
     The same function builds training rows (``finetune/distill.py``) and serving prompts
-    (``router/lora.py``), so the two cannot drift apart.
+    (``router/lora.py``), so the two cannot drift apart. (Extra positional arguments of the
+    earlier signature are accepted and ignored.)
     """
+    from router.calibration import features_for
+
     terms: list[tuple[str, list[str]]] = []
     for m in signals.matches:
         if m.term not in dict(terms):
             terms.append((m.term, list(dict.fromkeys(meaning_label(x) for x in m.entry.meanings))))
-    best = max((h.dense or 0.0 for h in signals.hits), default=0.0)
-    relevance = level(best - signals.background, peak_threshold, peak_threshold)
-    fact = None
-    if signals.fact_hits:
-        top = signals.fact_hits[0]
-        fact = (level(top.score, fact_threshold - 0.03, 0.03), top.fact.statement)
     leaning = {}
     for m, r in zip(signals.matches, signals.terms):
         picked = [x for x in m.entry.meanings if (x.english, x.chinese) == (r.expansion, r.meaning)]
         if len(m.entry.meanings) > 1 and r.decided and picked:
             leaning.setdefault(m.term, meaning_label(picked[0]))
-    hint = None
-    if rule_choice is not None:
-        c = rule_choice.confidence
-        hint = (rule_choice.route, "高" if c >= 0.9 else "中" if c >= 0.7 else "低")
-    return {"terms": terms, "relevance": relevance, "fact": fact, "leaning": leaning, "hint": hint}
+    ev = signals.evidence
+    if ev is None:
+        return {"terms": terms, "leaning": leaning}
+    lines, chunks = [], set()
+    for u in ev.units:
+        if u.kind == "heading" or u.chunk_id in chunks:
+            continue
+        chunks.add(u.chunk_id)
+        lines.append(u.text)
+        if len(lines) == 2:
+            break
+    feats = features_for(signals)
+    siblings = sorted({s for sibs in ev.siblings.values() for s in sibs})
+    return {"terms": terms, "leaning": leaning, "evidence": lines,
+            "coverage": coverage_level(ev.best_coverage), "absent": list(ev.absent),
+            "siblings": siblings, "relevance": relevance_level(feats["peak_z"])}
 
 
 def router_messages(question: str, evidence: dict[str, Any] | None = None) -> list[dict[str, str]]:
@@ -160,13 +187,17 @@ def router_messages(question: str, evidence: dict[str, Any] | None = None) -> li
             {"role": "user", "content": router_user(question, **(evidence or {}))}]
 
 
-def route_answer(route: str, terms: dict[str, str], query: str) -> str:
-    """The assistant turn: compact JSON with the route first.
+def route_answer(route: str, terms: dict[str, str], query: str | None = None) -> str:
+    """The assistant turn: compact JSON with the route first (``query`` only when given: the
+    rewrite is the terminology layer's, so the model is not trained to copy the question).
 
-    >>> route_answer("glossary", {"PM": "项目经理"}, "项目经理（PM）是什么意思？")
-    '{"route": "glossary", "terms": {"PM": "项目经理"}, "query": "项目经理（PM）是什么意思？"}'
+    >>> route_answer("glossary", {"PM": "项目经理"})
+    '{"route": "glossary", "terms": {"PM": "项目经理"}}'
     """
-    return json.dumps({"route": route, "terms": terms, "query": query}, ensure_ascii=False)
+    body: dict[str, Any] = {"route": route, "terms": terms}
+    if query is not None:
+        body["query"] = query
+    return json.dumps(body, ensure_ascii=False)
 
 
 def terms_prefix(route: str, chosen: list[tuple[str, str]], term: str) -> str:

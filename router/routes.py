@@ -127,7 +127,8 @@ _QUANTITY = re.compile(
     re.IGNORECASE,
 )
 _SYNTHESIS = re.compile(
-    r"(流程|步骤|怎么办|怎么做|怎样|如何|怎么|区别|不同|比较|对比|分别|哪些|有哪些|为什么|一共|总共|合计|加起来|"
+    r"(流程|步骤|怎么办|怎么做|怎样|如何|怎么|区别|不同|比较|对比|分别|哪些|有哪些|为什么|"
+    r"(和|与|加上|加|再加).{1,15}(一共|总共|合计|加起来)|"
     r"并且|同时|而且|以及|和.{1,12}(分别|各)|如果.{1,30}(又|还|并)|"
     r"\bhow (do|can|should|to)\b|\bprocess\b|\bprocedure\b|\bsteps?\b|\bdifference\b|\bcompare\b|"
     r"\bwhy\b|\bboth\b|\band also\b|\bwhich\b.*\band\b)",

@@ -69,3 +69,18 @@ def copy_home(demo_home: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "home"
     shutil.copytree(demo_home, dst, symlinks=True)
     return dst
+
+
+@pytest.fixture()
+def kb_env(copy_home: Path, monkeypatch):
+    """KB_HOME pointing at a private copy of the demo, extractive generator, fresh settings."""
+    from config import reset_settings
+    from router.engine import set_engine
+
+    monkeypatch.setenv("KB_HOME", str(copy_home))
+    monkeypatch.setenv("KB_LLM__BACKEND", "extractive")
+    reset_settings()
+    set_engine(None)
+    yield copy_home
+    set_engine(None)
+    reset_settings()

@@ -10,20 +10,6 @@ import pytest
 from api.cli import main
 
 
-@pytest.fixture()
-def kb_env(copy_home: Path, monkeypatch):
-    from config import reset_settings
-    from router.engine import set_engine
-
-    monkeypatch.setenv("KB_HOME", str(copy_home))
-    monkeypatch.setenv("KB_LLM__BACKEND", "extractive")
-    reset_settings()
-    set_engine(None)
-    yield copy_home
-    set_engine(None)
-    reset_settings()
-
-
 def test_search_json_has_citations(kb_env, capsys):
     assert main(["search", "客户经理出差住宿标准", "--k", "3", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)
@@ -94,3 +80,20 @@ def test_verify_batch(kb_env, tmp_path):
     assert rows["a"]["status"] == "flagged"
     assert [(n["value"], n["supported"]) for n in rows["a"]["numbers"]] == [(30000, True), (170, False)]
     assert rows["b"] == {"id": "b", "status": "not_applicable", "numbers": []}
+
+
+def test_ingest_folder_imports_an_abbreviation_list_as_the_glossary(kb_env, tmp_path, capsys):
+    """A glossary spreadsheet dropped among the documents is imported as the glossary, not indexed."""
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "rules.md").write_text("# 规定\n\n值班补贴每班120元。\n", encoding="utf-8")
+    (folder / "缩写对照表.csv").write_text("缩写,英文全称,中文含义\nQZX,Quantum Zone X,量子区\n"
+                                       "WMS,Warehouse Management System,仓储管理系统\n"
+                                       "POD,Proof of Delivery,签收回单\n", encoding="utf-8")
+    assert main(["ingest", str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert "缩写对照表.csv" in err and "glossary" in err
+    assert (kb_env / "glossary" / "缩写对照表.csv").is_file()
+    assert not (kb_env / "documents" / "缩写对照表.csv").exists()
+    assert main(["glossary", "lookup", "QZX"]) == 0
+    assert "量子区" in capsys.readouterr().out
