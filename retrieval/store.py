@@ -82,6 +82,7 @@ class BuildReport:
     embedded_chunks: int = 0
     embedded_facts: int = 0
     glossary_entries: int = 0
+    ocr: list[dict[str, Any]] = field(default_factory=list)  # {"source", "pages": {page: confidence}}
     errors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -121,6 +122,7 @@ class _DocPart:
     title: str = ""
     warnings: list[str] = field(default_factory=list)
     error: str = ""
+    ocr_pages: dict[int, float] = field(default_factory=dict)  # pages read by OCR -> confidence
 
 
 @dataclass
@@ -152,6 +154,7 @@ class _Previous:
             source, entry["sha256"], [self.chunks[i] for i in rows], [self.facts[i] for i in frows],
             self.chunk_vectors[rows], self.fact_vectors[frows],
             [self.bm25.tokens_of(i) for i in rows], entry.get("title", ""),
+            ocr_pages={int(p): c for p, c in entry.get("ocr_pages", {}).items()},
         )
 
 
@@ -492,7 +495,7 @@ class _Build:
         max_bytes = int(self.settings.ingest.max_file_mb * 1024 * 1024)
         docs, errors = load_documents(
             [paths[s] for s in sources], root=self.store.documents_dir, max_bytes=max_bytes,
-            progress=self.progress,
+            progress=self.progress, options=self.settings.ingest,
         )
         parts = []
         for doc in docs:
@@ -512,7 +515,15 @@ class _Build:
         facts = _unique_facts(extract_facts(chunks))
         for warning in doc.warnings:
             self.report.warnings.append({"source": doc.source, "warning": warning})
-        return _DocPart(doc.source, doc.sha256, chunks, facts, title=doc.title, warnings=list(doc.warnings))
+        if doc.ocr_pages:
+            pages = dict(sorted(doc.ocr_pages.items()))
+            self.report.ocr.append({"source": doc.source, "pages": pages})
+            mean = sum(pages.values()) / len(pages)
+            self.report.notes.append(
+                f"{doc.source}: page(s) {', '.join(map(str, pages))} had no text layer and were read by "
+                f"OCR ({self.settings.ingest.ocr_engine}, mean confidence {mean:.2f})")
+        return _DocPart(doc.source, doc.sha256, chunks, facts, title=doc.title, warnings=list(doc.warnings),
+                        ocr_pages=dict(doc.ocr_pages))
 
     def _failed(self, source: str, reason: str, parts: list[_DocPart]) -> None:
         """Record a document that failed; keep what the previous version had of it."""
@@ -672,6 +683,8 @@ class _Build:
                 entry["warnings"] = p.warnings
             if p.error:
                 entry["error"] = p.error
+            if p.ocr_pages:
+                entry["ocr_pages"] = {str(page): c for page, c in sorted(p.ocr_pages.items())}
             documents[p.source] = entry
         kinds = {"chunks": _kind(self.report.chunks, self.settings), "facts": _kind(self.report.facts, self.settings)}
         return {
