@@ -79,8 +79,6 @@ def test_mixed_pdf_is_read_page_by_page(tmp_path):
     assert scan_blocks and all(b.ocr_confidence is not None for b in scan_blocks)
     text = re.sub(r"\s+", "", doc.text)
     assert "一类城市每人每天120元" in text and "第二十一条" in text
-    # The running head of the text page and of the scan is recognised as one and dropped.
-    assert "内部资料" not in text
     # The sentence cut by the page break is joined across text layer and OCR.
     assert "超标金额最高不得超过标准的20%" in text
 
