@@ -521,7 +521,7 @@ class _Build:
             mean = sum(pages.values()) / len(pages)
             self.report.notes.append(
                 f"{doc.source}: page(s) {', '.join(map(str, pages))} had no text layer and were read by "
-                f"OCR ({self.settings.ingest.ocr_engine}, mean confidence {mean:.2f})")
+                f"OCR ({self.settings.ingest.ocr_engine}, mean confidence {mean:.3f})")
         return _DocPart(doc.source, doc.sha256, chunks, facts, title=doc.title, warnings=list(doc.warnings),
                         ocr_pages=dict(doc.ocr_pages))
 
