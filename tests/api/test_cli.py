@@ -94,3 +94,15 @@ def test_verify_batch(kb_env, tmp_path):
     assert rows["a"]["status"] == "flagged"
     assert [(n["value"], n["supported"]) for n in rows["a"]["numbers"]] == [(30000, True), (170, False)]
     assert rows["b"] == {"id": "b", "status": "not_applicable", "numbers": []}
+
+
+def test_index_rollback_and_publish(kb_env, capsys):
+    from retrieval.store import IndexStore
+
+    store = IndexStore(kb_env)
+    first = store.current_version()
+    assert main(["index"]) == 0  # nothing changed: a new version all the same
+    second = json.loads(capsys.readouterr().out)["version"]
+    assert main(["index", "--rollback"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"published": first, "previous": second}
+    assert main(["index", "--publish", second]) == 0 and store.current_version() == second

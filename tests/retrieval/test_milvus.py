@@ -206,3 +206,22 @@ def test_switching_a_home_between_backends_reuses_every_vector(milvus_demo_home,
     assert manifest["index"]["vector"] == "milvus" and manifest["build"]["embedded_chunks"] == 0
     assert milvus_demo_index.lexical_engine == "milvus"
     assert len(milvus_demo_index.chunk_index) == len(milvus_demo_index.chunks)
+
+
+def test_a_lite_file_held_by_another_process_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "held" / "milvus.db"
+    path.parent.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pymilvus import MilvusClient; "
+         f"MilvusClient({str(path)!r}); print('open', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(ConfigError, match="one process at a time.*milvus-lite server"):
+            client_for(str(path))
+    finally:
+        holder.kill()
+        holder.wait()
