@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -57,6 +58,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .bm25 import BM25Index
     from .embedders import Embedder
     from .vector import VectorIndex
+
+log = logging.getLogger(__name__)
 
 POINTER = "current"
 _JUNK_PREFIXES = (".", "~$")  # hidden files, Office lock files
@@ -273,9 +276,7 @@ class IndexStore:
         with self._lock():
             current = self.current_version()
             old = self.versions()[: -keep] if keep > 0 else self.versions()
-            removed = [v for v in old if v != current]
-            for name in removed:
-                self._remove_version_dir(self.indexes_dir / name)
+            removed = [v for v in old if v != current and self._remove_version_dir(self.indexes_dir / v)]
             # Leftovers of builds that crashed (we hold the lock, so none is running now).
             for tmp in self.indexes_dir.glob(".building-*"):
                 self._remove_version_dir(tmp)
@@ -296,17 +297,21 @@ class IndexStore:
         self.publish(previous)
         return previous
 
-    def _remove_version_dir(self, folder: Path) -> None:
-        """Drop what a version folder's vector indexes hold elsewhere, then the folder."""
+    def _remove_version_dir(self, folder: Path) -> bool:
+        """Drop what a version folder's vector indexes hold elsewhere (Milvus collections), then
+        the folder. When that storage cannot be dropped (Milvus unreachable) the folder is kept,
+        so the next prune tries again instead of leaking the collections; returns False then."""
         from .vector import drop_saved_index
 
         for sub in sorted(folder.glob("*_chunks")) + sorted(folder.glob("*_facts")):
             if (sub / "index.json").is_file():
                 try:
                     drop_saved_index(sub, self.settings)
-                except Exception as exc:  # noqa: BLE001 - keep pruning; say what was left behind
-                    print(f"kb: could not drop the external storage of {sub}: {exc}", file=sys.stderr)
+                except Exception as exc:  # noqa: BLE001 - any failure: keep the folder, say why
+                    log.warning("kept %s: could not drop its external storage (%s)", folder, exc)
+                    return False
         shutil.rmtree(folder, ignore_errors=True)
+        return True
 
     # -- building ------------------------------------------------------------------------
     def build(self, full: bool = False, progress: bool = False) -> BuildReport:
