@@ -124,6 +124,7 @@ class _PageOcr:
         self.path, self.options, self.progress = path, options, progress
         self.pages: dict[int, float] = {}      # page -> mean confidence
         self.over_limit: list[int] = []
+        self.no_text: list[int] = []           # OCR'd, but nothing recognised
         self.unavailable = "" if options.ocr else "OCR is switched off (ingest.ocr)"
         self.engine_name = options.ocr_engine
         self._engine = None
@@ -136,10 +137,13 @@ class _PageOcr:
         """Why scanned pages were not read (for messages; empty when they all were)."""
         if self.unavailable:
             return f"; {self.unavailable}"
+        reasons = []
+        if self.no_text:
+            reasons.append(f"OCR found no text on page(s) {_page_list(self.no_text)}")
         if self.over_limit:
-            return (f"; OCR stops after ingest.ocr_max_pages={self.options.ocr_max_pages} pages per "
-                    f"document (not read: {_page_list(self.over_limit)})")
-        return ""
+            reasons.append(f"OCR stops after ingest.ocr_max_pages={self.options.ocr_max_pages} pages per "
+                           f"document (not read: {_page_list(self.over_limit)})")
+        return "".join(f"; {r}" for r in reasons)
 
     @property
     def mean_confidence(self) -> float:
@@ -150,7 +154,9 @@ class _PageOcr:
         """The page's lines by OCR (empty when OCR is off, missing or over the limit)."""
         if self.unavailable:
             return []
-        if len(self.pages) >= self.options.ocr_max_pages:
+        if not page.get_images(full=False) and not page.get_drawings():
+            return []  # a blank page: nothing to read (a scan is an image)
+        if len(self.pages) + len(self.no_text) >= self.options.ocr_max_pages:
             self.over_limit.append(number)
             return []
         engine = self._get_engine()
@@ -162,8 +168,11 @@ class _PageOcr:
             self._bar = tqdm(desc=f"OCR {self.path.name}", unit="page",
                              total=min(self.expected or page_count, self.options.ocr_max_pages))
         raw, confidence = ocr_page(page, number, engine, self.options.ocr_dpi, self.options.ocr_min_confidence)
-        self.pages[number] = round(confidence, 4)
-        self._confidence.extend(c for b in raw for c in b.ocr)
+        if raw:
+            self.pages[number] = round(confidence, 4)
+            self._confidence.extend(c for b in raw for c in b.ocr)
+        else:
+            self.no_text.append(number)
         if self._bar is not None:
             self._bar.update(1)
         return raw
