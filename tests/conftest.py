@@ -71,8 +71,11 @@ def copy_home(demo_home: Path, tmp_path: Path) -> Path:
 
 # -- the same demo knowledge base on the Milvus backend (Milvus Lite file) -------------------
 def milvus_settings(home: Path, **retrieval):
+    """Settings for the Milvus backend on a Milvus Lite file under ``home``, with BM25 by Milvus'
+    own full-text search (``auto`` would pick the in-process BM25 on Milvus Lite)."""
     from config.settings import LLMSettings, RetrievalSettings, Settings
 
+    retrieval.setdefault("milvus_full_text", "milvus")
     return Settings(home=home, retrieval=RetrievalSettings(vector_backend="milvus", **retrieval),
                     llm=LLMSettings(backend="extractive"))
 

@@ -41,6 +41,7 @@ def data():
 
 
 def _settings(home: Path, **retrieval) -> Settings:
+    retrieval.setdefault("milvus_full_text", "milvus")
     return Settings(home=home, retrieval=RetrievalSettings(vector_backend="milvus", **retrieval))
 
 
@@ -192,8 +193,9 @@ def test_failed_milvus_build_keeps_the_published_version_and_leaves_no_collectio
     assert mstore.load().search("住宿费每晚多少钱", k=1)[0].chunk.source == "travel.md"
 
 
-def test_local_bm25_when_configured(mstore):
-    mstore.settings.retrieval.milvus_full_text = "local"
+@pytest.mark.parametrize("mode", ["local", "auto"])
+def test_local_bm25_when_configured_and_by_default_on_milvus_lite(mstore, mode):
+    mstore.settings.retrieval.milvus_full_text = mode
     mstore.build()
     assert mstore.manifest()["index"]["bm25"]["engine"] == "local"
     index = mstore.load()
