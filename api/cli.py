@@ -62,6 +62,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     from router.calibration import build_index
 
+    if getattr(args, "rollback", False) or getattr(args, "publish", None):
+        store = _store()
+        before = store.current_version()
+        if args.publish:
+            store.publish(args.publish)
+        else:
+            store.rollback()
+        print(json.dumps({"published": store.current_version(), "previous": before}))
+        return 0
     report = build_index(_store(), full=args.full, progress=True)
     rep = _dump(report)
     errors = rep.get("errors", []) if isinstance(rep, dict) else []
@@ -298,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("index", help="build a new index version (incremental unless --full)")
     s.add_argument("--full", action="store_true")
+    s.add_argument("--rollback", action="store_true", help="publish the version before the current one")
+    s.add_argument("--publish", metavar="VERSION", help="publish an existing version")
     s.set_defaults(fn=cmd_index)
 
     s = sub.add_parser("search", help="hybrid search with citations")

@@ -26,6 +26,12 @@ class IngestSettings(BaseModel):
     max_file_mb: float = Field(50, gt=0)
     chunk_size: int = Field(400, ge=50)
     chunk_overlap: int = Field(60, ge=0)
+    ocr: bool = True                      # PDF pages without a text layer are OCR'd (extra "ocr")
+    ocr_engine: str = "rapidocr"
+    ocr_max_pages: int = Field(50, ge=0)  # per document; further scanned pages are skipped, reported
+    ocr_dpi: int = Field(200, ge=72, le=600)
+    ocr_threads: int = Field(1, ge=1)
+    ocr_min_confidence: float = Field(0.5, ge=0.0, le=1.0)  # boxes below are dropped
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -47,6 +53,10 @@ class RetrievalSettings(BaseModel):
     ann: Literal["hnsw", "ivf"] = "hnsw"
     hnsw_m: int = Field(32, ge=4)
     ivf_nlist: int = Field(1024, ge=1)
+    vector_backend: str = "faiss"           # a registered VectorIndex: faiss | milvus
+    milvus_uri: str = ""                    # "" = Milvus Lite file <home>/milvus.db; or http://host:19530
+    milvus_collection_prefix: str = Field("kb", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    milvus_full_text: Literal["auto", "milvus", "local"] = "auto"
 
 
 class RouterSettings(BaseModel):
@@ -172,6 +182,16 @@ class Settings(BaseSettings):
     @property
     def chat_api_key(self) -> SecretStr | None:
         return _secret("KB_CHAT_API_KEY")
+
+    @property
+    def milvus_token(self) -> SecretStr | None:
+        """Milvus credentials (``user:password`` or an API key), environment only."""
+        return _secret("KB_MILVUS_TOKEN")
+
+    @property
+    def milvus_uri(self) -> str:
+        """Where the Milvus backend lives: the configured URI, else a Milvus Lite file under home."""
+        return self.retrieval.milvus_uri or str(Path(self.home) / "milvus.db")
 
     @property
     def cache_dir(self) -> Path:

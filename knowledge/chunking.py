@@ -87,6 +87,7 @@ def chunk_document(doc: LoadedDocument, size: int, overlap: int) -> list[Chunk]:
                 heading_path=list(segment.heading_path) + ([intro] if intro else []),
                 start=start,
                 end=end,
+                ocr_confidence=ocr_confidence(doc.blocks, spans, start, end),
             ))
     return chunks
 
@@ -145,6 +146,25 @@ def last_sentence(text: str) -> str:
     text = text.strip()
     ends = [m.end() for m in _FULL_STOP_RE.finditer(text) if m.end() < len(text)]
     return text[ends[-1]:].strip() if ends else text
+
+
+def ocr_confidence(blocks: list[Block], spans: list[tuple[int, int]], start: int, end: int) -> float | None:
+    """Mean OCR confidence of the OCR'd text in ``[start, end)``, weighted by characters
+    (None when no OCR'd block overlaps it).
+
+    >>> bs = [Block("甲乙", ocr_confidence=0.9), Block("丙丁戊己", ocr_confidence=0.6), Block("文字层")]
+    >>> ocr_confidence(bs, block_spans(bs), 0, 10), ocr_confidence(bs, block_spans(bs), 12, 15)
+    (0.7, None)
+    """
+    total = weight = 0.0
+    for block, (b_start, b_end) in zip(blocks, spans):
+        if block.ocr_confidence is None:
+            continue
+        overlap = min(end, b_end) - max(start, b_start)
+        if overlap > 0:
+            total += block.ocr_confidence * overlap
+            weight += overlap
+    return round(total / weight, 4) if weight else None
 
 
 def _check_sizes(size: int, overlap: int) -> None:

@@ -18,6 +18,7 @@ class Block:
     kind: str = "para"          # heading | para | list | table | article | note
     page: int | None = None     # 1-based page/slide/sheet number where the format has one
     level: int = 0              # heading level (1 = top) for kind == "heading"
+    ocr_confidence: float | None = None  # mean OCR confidence when the text was read by OCR
 
 
 @dataclass
@@ -29,6 +30,7 @@ class LoadedDocument:
     sha256: str = ""
     title: str = ""
     warnings: list[str] = field(default_factory=list)
+    ocr_pages: dict[int, float] = field(default_factory=dict)  # page -> mean OCR confidence
 
     @property
     def text(self) -> str:
@@ -45,6 +47,9 @@ class Chunk:
     heading_path: list[str] = field(default_factory=list)
     start: int = 0
     end: int = 0
+    # Mean confidence of the OCR'd text in this chunk (None: the text came from a text layer).
+    # Optional with a default, so chunks.jsonl files written before it still load.
+    ocr_confidence: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,7 +1,10 @@
-"""A published index version, loaded for searching: chunks, facts, glossary, FAISS, BM25.
+"""A published index version, loaded for searching: chunks, facts, glossary, vectors, BM25.
 
-Nothing is embedded at load time except queries: vectors, FAISS structures and the BM25
-matrix are read from the version folder the store wrote.
+Nothing is embedded at load time except queries: vectors, vector-index structures and the
+BM25 matrix are read from the version folder the store wrote. The vector backend is the one
+the version was built with (its manifest says which: FAISS files in the folder, or Milvus
+collections the folder names); with a Milvus backend that does full-text search, BM25 is
+answered by Milvus too unless ``retrieval.milvus_full_text`` is ``local``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from knowledge.types import Chunk, Fact
 
 from .bm25 import BM25Index
 from .hybrid import rrf
-from .vector import FaissIndex
+from .vector import open_vector_index
 
 if TYPE_CHECKING:  # pragma: no cover
     from config.settings import RetrievalSettings, Settings
@@ -39,6 +42,20 @@ FACT_VECTORS = "fact_vectors.npy"
 CHUNK_FAISS = "faiss_chunks"
 FACT_FAISS = "faiss_facts"
 BM25_DIR = "bm25"
+
+
+def vector_folder(backend: str, role: str) -> str:
+    """The folder of a version's vector index: ``<backend>_<role>``.
+
+    >>> vector_folder("faiss", "chunks"), vector_folder("milvus", "facts")
+    ('faiss_chunks', 'milvus_facts')
+    """
+    return f"{backend}_{role}"
+
+
+def vector_backend_of(manifest: dict[str, Any]) -> str:
+    """The vector backend a version was built with (versions before backends were pluggable: faiss)."""
+    return str(manifest.get("index", {}).get("vector", "faiss"))
 
 QUOTE_CHARS = 300
 
@@ -130,17 +147,31 @@ class KnowledgeIndex:
         self.chunks = [Chunk.from_dict(d) for d in read_jsonl(self.path / CHUNKS)]
         self.facts = [Fact.from_dict(d) for d in read_jsonl(self.path / FACTS)]
         self.glossary = _load_glossary(self.path / GLOSSARY)
-        self.chunk_vectors = np.load(self.path / CHUNK_VECTORS)
-        self.fact_vectors = np.load(self.path / FACT_VECTORS)
-        self.chunk_index = FaissIndex.load(self.path / CHUNK_FAISS)
-        self.fact_index = FaissIndex.load(self.path / FACT_FAISS)
-        self.bm25 = BM25Index.load(self.path / BM25_DIR)
+        self.vector_backend = vector_backend_of(self.manifest)
+        # With an external vector store the local copy only serves cosines of a few rows and
+        # the router's sampled background: map it rather than read it (1.5 GB per million
+        # 384-dim chunks stays in the page cache, shared by every worker on the machine).
+        mmap = "r" if self.vector_backend != "faiss" else None
+        self.chunk_vectors = np.load(self.path / CHUNK_VECTORS, mmap_mode=mmap)
+        self.fact_vectors = np.load(self.path / FACT_VECTORS, mmap_mode=mmap)
+        self.chunk_index = open_vector_index(self.path / vector_folder(self.vector_backend, "chunks"), settings)
+        self.fact_index = open_vector_index(self.path / vector_folder(self.vector_backend, "facts"), settings)
         self._by_id = {c.chunk_id: c for c in self.chunks}
         self._facts_by_id = {f.fact_id: f for f in self.facts}
-        # FAISS ids are stable hashes of chunk/fact ids (so a new version can reuse an ANN
+        # Vector ids are stable hashes of chunk/fact ids (so a new version can reuse an ANN
         # index); BM25 ids are row numbers.
-        self._chunk_row = {vector_id(c.chunk_id): r for r, c in enumerate(self.chunks)}
+        chunk_ids = vector_ids([c.chunk_id for c in self.chunks])
+        self._chunk_row = {int(i): r for r, i in enumerate(chunk_ids.tolist())}
         self._fact_row = {vector_id(f.fact_id): r for r, f in enumerate(self.facts)}
+        self.bm25: Any
+        if self.chunk_index.full_text and self._cfg.milvus_full_text != "local":
+            from .lexical import BackendBM25
+
+            self.bm25 = BackendBM25(self.chunk_index, self._chunk_row, chunk_ids.tolist())
+            self.lexical_engine = "milvus"
+        else:
+            self.bm25 = BM25Index.load(self.path / BM25_DIR)
+            self.lexical_engine = "local"
         self._qcache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._qlock = threading.Lock()
 

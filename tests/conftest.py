@@ -84,3 +84,43 @@ def kb_env(copy_home: Path, monkeypatch):
     yield copy_home
     set_engine(None)
     reset_settings()
+
+
+# -- the same demo knowledge base on the Milvus backend (Milvus Lite file) -------------------
+def milvus_settings(home: Path, **retrieval):
+    """Settings for the Milvus backend on a Milvus Lite file under ``home``, with BM25 by Milvus'
+    own full-text search (``auto`` would pick the in-process BM25 on Milvus Lite)."""
+    from config.settings import LLMSettings, RetrievalSettings, Settings
+
+    retrieval.setdefault("milvus_full_text", "milvus")
+    return Settings(home=home, retrieval=RetrievalSettings(vector_backend="milvus", **retrieval),
+                    llm=LLMSettings(backend="extractive"))
+
+
+@pytest.fixture(scope="session")
+def milvus_demo_home(demo_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo KB_HOME switched to ``vector_backend: milvus`` and reindexed: every
+    document is unchanged, so its vectors are carried over and only the Milvus collections
+    (in ``<home>/milvus.db``) are written."""
+    from retrieval.store import IndexStore
+
+    home = tmp_path_factory.mktemp("kb_home_milvus") / "home"
+    shutil.copytree(demo_home, home, symlinks=True)
+    from router.calibration import build_index
+
+    report = build_index(IndexStore(home, milvus_settings(home)))
+    assert report.ok and report.embedded_chunks == 0, report
+    return home
+
+
+@pytest.fixture(scope="session")
+def milvus_demo_index(milvus_demo_home: Path):
+    from retrieval.store import IndexStore
+
+    return IndexStore(milvus_demo_home, milvus_settings(milvus_demo_home)).load()
+
+
+@pytest.fixture(scope="session", params=["faiss", "milvus"])
+def backend_index(request: pytest.FixtureRequest):
+    """The demo index on each vector backend in turn (FAISS, then Milvus Lite)."""
+    return request.getfixturevalue("demo_index" if request.param == "faiss" else "milvus_demo_index")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from knowledge.errors import IngestError
 from knowledge.loaders.base import (
@@ -40,11 +41,13 @@ __all__ = [
 ]
 
 
-def load_document(path: Path, root: Path | None = None, max_bytes: int | None = None) -> LoadedDocument:
+def load_document(path: Path, root: Path | None = None, max_bytes: int | None = None,
+                  options: Any = None, progress: bool = False) -> LoadedDocument:
     """Load one file into a :class:`LoadedDocument`.
 
     ``source`` is the path relative to ``root`` (POSIX separators) when the file lies under it,
-    else the file name. ``max_bytes`` defaults to the ``ingest.max_file_mb`` setting.
+    else the file name. ``max_bytes`` defaults to the ``ingest.max_file_mb`` setting;
+    ``options`` (the ingest settings: OCR on or off, its page limit) to the process-wide ones.
     """
     path = Path(path)
     _check_file(path, _limit(max_bytes))
@@ -55,6 +58,7 @@ def load_document(path: Path, root: Path | None = None, max_bytes: int | None = 
         raise IngestError(path, f"cannot read file ({exc})") from exc
     check_content(path, data[:SNIFF_BYTES], cls)
     loader = cls()
+    loader.options, loader.progress = options, progress
     try:
         blocks = loader.load(path)
     except IngestError:
@@ -71,6 +75,7 @@ def load_document(path: Path, root: Path | None = None, max_bytes: int | None = 
         sha256=hashlib.sha256(data).hexdigest(),
         title=loader.title(path, blocks),
         warnings=list(loader.warnings),
+        ocr_pages=dict(loader.ocr_pages),
     )
 
 
@@ -79,6 +84,7 @@ def load_documents(
     root: Path | None = None,
     max_bytes: int | None = None,
     progress: bool = False,
+    options: Any = None,
 ) -> tuple[list[LoadedDocument], list[IngestError]]:
     """Load many files; a bad file adds an :class:`IngestError` and never stops the batch."""
     from tqdm import tqdm
@@ -89,7 +95,8 @@ def load_documents(
     errors: list[IngestError] = []
     for path in tqdm(paths, desc="loading documents", unit="file", disable=not progress):
         try:
-            documents.append(load_document(path, root=root, max_bytes=limit))
+            documents.append(load_document(path, root=root, max_bytes=limit, options=options,
+                                           progress=progress))
         except IngestError as exc:
             errors.append(exc)
         except Exception as exc:  # a bug in one loader must not lose the other documents
@@ -133,7 +140,8 @@ def clean_blocks(blocks: list[Block]) -> list[Block]:
             guess, guess_level = classify_text(text)
             if guess == "article" or (guess == "heading" and guess_level in (2, 3)):
                 kind, level = guess, guess_level
-        cleaned.append(Block(text, kind=kind, page=block.page, level=level))
+        cleaned.append(Block(text, kind=kind, page=block.page, level=level,
+                             ocr_confidence=block.ocr_confidence))
     return cleaned
 
 

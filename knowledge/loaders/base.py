@@ -12,7 +12,7 @@ import logging
 import zipfile
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from knowledge.errors import IngestError, KBError
 from knowledge.types import Block
@@ -52,6 +52,9 @@ class Loader(ABC):
     def __init__(self) -> None:
         self.warnings: list[str] = []
         self.doc_title: str = ""   # a title from the file's own metadata, when it has one
+        self.options: Any = None   # the ingest settings (IngestSettings); None: the process-wide ones
+        self.progress = False      # show progress bars for slow steps (OCR)
+        self.ocr_pages: dict[int, float] = {}  # pages read by OCR -> their mean confidence
 
     @abstractmethod
     def load(self, path: Path) -> list[Block]:

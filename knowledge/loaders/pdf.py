@@ -5,6 +5,14 @@ Chinese, with a space in English, re-joining hyphenated words), also when the wr
 line in its own block or a page break cut a sentence; it drops page numbers and running
 headers/footers, reads cells that share a baseline as table rows, and calls short lines set
 larger (or bold) than the body text headings, the largest size being level 1.
+
+Pages without a text layer (scans) are rendered (``ingest.ocr_dpi``) and read by OCR
+(``ingest.ocr_engine``, the ``ocr`` extra), page by page, so a PDF with some scanned pages
+keeps the text layer of the others. OCR'd lines become the same positioned lines (their box
+height stands in for the font size), so paragraphs, table rows, headings and running heads
+are found the same way; each block keeps its OCR confidence, and the loader records which
+pages were OCR'd. At most ``ingest.ocr_max_pages`` pages per document are OCR'd (about 8 s a
+page on one core); the rest are skipped with a warning.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from knowledge.errors import IngestError
+from knowledge.errors import IngestError, KBError, MissingExtraError
 from knowledge.loaders.base import Loader, register_loader
 from knowledge.text_utils import (classify_text, ends_paragraph, ends_sentence, is_cjk, join_lines,
                                   starts_new_block)
@@ -26,6 +34,9 @@ _PAGE_NUMBER_RE = re.compile(
     re.IGNORECASE,
 )
 _HEADING_RATIO = 1.15      # a block at least this much larger than body text is a heading
+# OCR box heights vary with the glyphs of a line (brackets, "%", digits) by up to ~15%, so an
+# OCR'd line counts as set larger than the body only from this ratio of the OCR body height.
+_OCR_LARGER = 1.2
 _BOLD_FLAG = 16            # PyMuPDF span flag for bold fonts
 _SHORT_LINE_EMS = 3.0      # a Chinese line ending this many characters short of the column ended on purpose
 
@@ -41,9 +52,17 @@ class _RawBlock:
     bbox: BBox = (0.0, 0.0, 0.0, 0.0)
     cells: list[str] = field(default_factory=list)   # set for a table row
     margin: bool = False   # lies in the top or bottom tenth of the page (where running heads sit)
+    ocr: list[tuple[float, int]] = field(default_factory=list)  # (confidence, characters) per OCR'd line
+
+    @property
+    def confidence(self) -> float | None:
+        """Character-weighted mean OCR confidence (None: text-layer text)."""
+        chars = sum(n for _, n in self.ocr)
+        return round(sum(c * n for c, n in self.ocr) / chars, 4) if chars else None
 
     def extend(self, other: "_RawBlock") -> None:
         self.lines.extend(other.lines)
+        self.ocr.extend(other.ocr)
         self.bold = self.bold and other.bold
         if other.page == self.page:
             x0, y0, x1, y1 = self.bbox
@@ -59,7 +78,7 @@ class _Line:
 
 
 class PdfLoader(Loader):
-    """Reads a text PDF; a PDF with no text layer at all is refused (it needs OCR first)."""
+    """Reads a PDF: the text layer where a page has one, OCR where it has none."""
 
     content = "pdf"
 
@@ -76,31 +95,206 @@ class PdfLoader(Loader):
             if doc.page_count == 0:
                 raise IngestError(path, "PDF has no pages (corrupt?)")
             self.doc_title = (doc.metadata or {}).get("title") or ""
-            raw, empty_pages = _read_pages(doc, pymupdf)
+            ocr = _PageOcr(path, self._ingest_options(), self.progress)
+            raw, empty_pages = _read_pages(doc, pymupdf, ocr)
+        self.ocr_pages = dict(ocr.pages)  # the build report names them (a note, not a warning)
         if not raw:
             raise IngestError(path, f"no text layer (scanned PDF?) in any of its {len(empty_pages)} "
-                                    f"pages; run OCR on it first")
+                                    f"pages{ocr.why_not}")
         if empty_pages:
-            self.warn(f"{path.name}: page(s) {', '.join(map(str, empty_pages))} have no extractable "
-                      f"text (scanned images?) and were skipped")
+            self.warn(f"{path.name}: page(s) {_page_list(empty_pages)} have no extractable "
+                      f"text (scanned images?) and were skipped{ocr.why_not}")
         return _to_blocks(raw)
 
+    def _ingest_options(self):  # type: ignore[no-untyped-def]
+        if self.options is not None:
+            return self.options
+        from config.settings import get_settings
 
-def _read_pages(doc, pymupdf) -> tuple[list[_RawBlock], list[int]]:
+        return get_settings().ingest
+
+
+def _page_list(pages) -> str:  # type: ignore[no-untyped-def]
+    """``1, 3, 4``: page numbers for a message."""
+    return ", ".join(map(str, sorted(pages)))
+
+
+class _PageOcr:
+    """OCR of one document's scanned pages, within the per-document page limit."""
+
+    def __init__(self, path: Path, options, progress: bool):  # type: ignore[no-untyped-def]
+        self.path, self.options, self.progress = path, options, progress
+        self.pages: dict[int, float] = {}      # page -> mean confidence
+        self.over_limit: list[int] = []
+        self.no_text: list[int] = []           # OCR'd, but nothing recognised
+        self.unavailable = "" if options.ocr else "OCR is switched off (ingest.ocr)"
+        self.engine_name = options.ocr_engine
+        self._engine = None
+        self._bar = None
+        self._confidence: list[tuple[float, int]] = []
+        self.expected = 0                      # pages without a text layer (for the progress bar)
+
+    @property
+    def why_not(self) -> str:
+        """Why scanned pages were not read (for messages; empty when they all were)."""
+        if self.unavailable:
+            return f"; {self.unavailable}"
+        reasons = []
+        if self.no_text:
+            reasons.append(f"OCR found no text on page(s) {_page_list(self.no_text)}")
+        if self.over_limit:
+            reasons.append(f"OCR stops after ingest.ocr_max_pages={self.options.ocr_max_pages} pages per "
+                           f"document (not read: {_page_list(self.over_limit)})")
+        return "".join(f"; {r}" for r in reasons)
+
+    @property
+    def mean_confidence(self) -> float:
+        chars = sum(n for _, n in self._confidence)
+        return sum(c * n for c, n in self._confidence) / chars if chars else 0.0
+
+    def read(self, page, number: int, page_count: int) -> list[_RawBlock]:  # type: ignore[no-untyped-def]
+        """The page's lines by OCR (empty when OCR is off, missing or over the limit)."""
+        if self.unavailable:
+            return []
+        if not page.get_images(full=False) and not page.get_drawings():
+            return []  # a blank page: nothing to read (a scan is an image)
+        if len(self.pages) + len(self.no_text) >= self.options.ocr_max_pages:
+            self.over_limit.append(number)
+            return []
+        engine = self._get_engine()
+        if engine is None:
+            return []
+        if self._bar is None and self.progress:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(desc=f"OCR {self.path.name}", unit="page",
+                             total=min(self.expected or page_count, self.options.ocr_max_pages))
+        raw, confidence = ocr_page(page, number, engine, self.options.ocr_dpi, self.options.ocr_min_confidence)
+        if raw:
+            self.pages[number] = round(confidence, 4)
+            self._confidence.extend(c for b in raw for c in b.ocr)
+        else:
+            self.no_text.append(number)
+        if self._bar is not None:
+            self._bar.update(1)
+        return raw
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def _get_engine(self):  # type: ignore[no-untyped-def]
+        if self._engine is None:
+            from knowledge.ocr import get_ocr_engine
+
+            try:
+                self._engine = get_ocr_engine(self.engine_name, self.options.ocr_threads)
+            except MissingExtraError as exc:
+                self.unavailable = f"to read scanned pages, {exc}"
+            except KBError as exc:
+                self.unavailable = str(exc)
+        return self._engine
+
+
+def ocr_page(page, number: int, engine, dpi: int, min_confidence: float) -> tuple[list[_RawBlock], float]:  # type: ignore[no-untyped-def]
+    """Render one page, OCR it and return its rows as positioned lines (PDF points), with the
+    page's character-weighted mean confidence. Boxes below ``min_confidence`` are dropped."""
+    from statistics import median
+
+    from knowledge.ocr import group_rows
+
+    png = page.get_pixmap(dpi=dpi).tobytes("png")
+    boxes = [b for b in engine.recognize(png) if b.text.strip() and b.score >= min_confidence]
+    scale = 72.0 / dpi
+    raw: list[_RawBlock] = []
+    for row in group_rows(boxes):
+        cells = [_join_segment(seg) for seg in _row_segments(row)]
+        chars = sum(len(b.text) for b in row)
+        confidence = sum(b.score * len(b.text) for b in row) / chars
+        # The box height stands in for the font size; half points absorb the detector's jitter.
+        size = round(median(b.height for b in row) * scale * 2) / 2
+        bbox = (row[0].x0 * scale, min(b.y0 for b in row) * scale,
+                max(b.x1 for b in row) * scale, max(b.y1 for b in row) * scale)
+        if len(cells) > 1:
+            raw.append(_RawBlock([" | ".join(cells)], size, False, number, bbox, cells, ocr=[(confidence, chars)]))
+        elif not _PAGE_NUMBER_RE.match(cells[0]):
+            raw.append(_RawBlock([cells[0]], size, False, number, bbox, ocr=[(confidence, chars)]))
+    total = sum(len(b.text) for b in boxes)
+    mean = sum(b.score * len(b.text) for b in boxes) / total if total else 0.0
+    return raw, mean
+
+
+def _row_segments(row):  # type: ignore[no-untyped-def]
+    """Split one row of boxes where the gap is wider than 1.5 line heights: table cells."""
+    segments = [[row[0]]]
+    for box in row[1:]:
+        prev = segments[-1][-1]
+        if box.x0 - prev.x1 > 1.5 * max(prev.height, box.height):
+            segments.append([box])
+        else:
+            segments[-1].append(box)
+    return segments
+
+
+def _join_segment(boxes) -> str:  # type: ignore[no-untyped-def]
+    """Texts of adjacent boxes: a space only between two Latin letters or digits.
+
+    >>> from knowledge.ocr import OcrBox
+    >>> _join_segment([OcrBox("住宿费", 1, 0, 0, 9, 9), OcrBox("500元", 1, 10, 0, 19, 9)])
+    '住宿费500元'
+    """
+    text = boxes[0].text.strip()
+    for box in boxes[1:]:
+        nxt = box.text.strip()
+        sep = " " if text and nxt and text[-1].isascii() and text[-1].isalnum() and nxt[0].isascii() and nxt[0].isalnum() else ""
+        text += sep + nxt
+    return text
+
+
+def _read_pages(doc, pymupdf, ocr: "_PageOcr | None" = None) -> tuple[list[_RawBlock], list[int]]:
     flags = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
     raw: list[_RawBlock] = []
-    for number, page in enumerate(doc, start=1):
-        height = page.rect.height
-        page_raw: list[_RawBlock] = []
-        for block in page.get_text("dict", flags=flags, sort=True)["blocks"]:
-            page_raw.extend(_raw_blocks(block, number))
-        for b in _join_cells(page_raw):
-            b.margin = b.bbox[3] <= 0.1 * height or b.bbox[1] >= 0.9 * height
-            raw.append(b)
+    if ocr is not None and not ocr.unavailable:
+        ocr.expected = sum(1 for page in doc if not page.get_text("text").strip())
+    try:
+        for number, page in enumerate(doc, start=1):
+            _read_page(page, number, doc.page_count, flags, ocr, raw)
+    finally:
+        if ocr is not None:
+            ocr.close()
+    _scale_ocr_sizes(raw)
     raw = _drop_running_lines(raw, doc.page_count)
     pages_with_text = {b.page for b in raw}
     empty_pages = [n for n in range(1, doc.page_count + 1) if n not in pages_with_text]
     return raw, empty_pages
+
+
+def _scale_ocr_sizes(raw: list[_RawBlock]) -> None:
+    """Put OCR'd lines' sizes (box heights) on the text layer's font-size scale, so that body
+    text, continuations across a page break and headings compare alike on mixed PDFs."""
+    ocr = [b for b in raw if b.ocr]
+    if not ocr:
+        return
+    text = [b for b in raw if not b.ocr]
+    ocr_body = _body_size(ocr) or 1.0
+    body = _body_size(text) if text else ocr_body
+    for b in ocr:
+        ratio = b.size / ocr_body
+        b.size = round(body * (ratio if ratio >= _OCR_LARGER else 1.0), 1)
+
+
+def _read_page(page, number: int, page_count: int, flags: int, ocr: "_PageOcr | None",  # type: ignore[no-untyped-def]
+               raw: list[_RawBlock]) -> None:
+    """Append one page's lines to ``raw``: its text layer, or OCR when it has none."""
+    height = page.rect.height
+    page_raw: list[_RawBlock] = []
+    for block in page.get_text("dict", flags=flags, sort=True)["blocks"]:
+        page_raw.extend(_raw_blocks(block, number))
+    if not page_raw and ocr is not None:
+        page_raw = ocr.read(page, number, page_count)
+    for b in _join_cells(page_raw):
+        b.margin = b.bbox[3] <= 0.1 * height or b.bbox[1] >= 0.9 * height
+        raw.append(b)
 
 
 def _lines(block: dict) -> list[_Line]:
@@ -175,7 +369,8 @@ def _drop_running_lines(raw: list[_RawBlock], page_count: int) -> list[_RawBlock
     def key(b: _RawBlock) -> str | None:
         if not b.margin or len(b.lines) != 1 or len(b.lines[0]) > 80:
             return None
-        return re.sub(r"\d+", "#", b.lines[0])
+        # Spaces ignored too: OCR drops the full-width spaces a text layer has.
+        return re.sub(r"\d+", "#", re.sub(r"\s+", "", b.lines[0]))
 
     pages_by_key: dict[str, set[int]] = {}
     for b in raw:
@@ -255,7 +450,7 @@ def _table_blocks(rows: list[_RawBlock]) -> list[Block]:
     cells = [r.cells for r in rows]
     header_at = find_header_row(cells)
     header = cells[header_at] if header_at is not None else None
-    return [Block(row_text(r.cells, header), kind="table", page=r.page)
+    return [Block(row_text(r.cells, header), kind="table", page=r.page, ocr_confidence=r.confidence)
             for i, r in enumerate(rows) if i != header_at]
 
 
@@ -276,11 +471,12 @@ def _to_blocks(raw: list[_RawBlock]) -> list[Block]:
             continue
         if _is_heading(b, body):
             level = levels.get(round(b.size, 1), len(levels) + 1)
-            blocks.append(Block(join_lines(b.lines), kind="heading", page=b.page, level=level))
+            blocks.append(Block(join_lines(b.lines), kind="heading", page=b.page, level=level,
+                                ocr_confidence=b.confidence))
             continue
         for para in _split_paragraphs(b.lines):
             kind, level = classify_text(para)
-            blocks.append(Block(para, kind=kind, page=b.page, level=level))
+            blocks.append(Block(para, kind=kind, page=b.page, level=level, ocr_confidence=b.confidence))
     return blocks
 
 

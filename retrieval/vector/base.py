@@ -1,18 +1,32 @@
 """The vector-index interface and its registry.
 
-Ids are caller-chosen int64 numbers (the store uses row numbers of ``chunks.jsonl``), so an
-index never needs to know what a vector stands for.
+Ids are caller-chosen int64 numbers (the store uses stable hashes of chunk and fact ids), so
+an index never needs to know what a vector stands for. A backend may keep a copy of a few
+metadata fields per vector (source, page, a quote) for tools that read its storage directly;
+search results are always ids.
+
+A saved index is a folder holding ``index.json`` (``{"backend": name, ...}``); backends whose
+data lives outside that folder (a Milvus collection) say where in it, and
+:meth:`VectorIndex.drop_saved` releases that storage when the folder's version is pruned.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from knowledge.errors import KBError, UnknownComponentError
+from knowledge.errors import IndexNotFoundError, KBError, UnknownComponentError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from config.settings import Settings
+
+META_FILE = "index.json"
+#: Metadata a backend may store per vector: the chunk/fact id, its document, page and a quote.
+METADATA_FIELDS = ("key", "source", "page", "text")
 
 
 class VectorIndex(ABC):
@@ -20,12 +34,18 @@ class VectorIndex(ABC):
 
     name: str = ""
     dim: int = 0
+    #: True when a new version may start from a copy of the previous version's saved index
+    #: (deleting what left, adding what came) instead of building from scratch.
+    updatable: bool = False
 
     @abstractmethod
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` per query row: (scores (q, k) float32, ids (q, k) int64; -1 pads missing)."""
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray,
+            metadata: Sequence[dict[str, Any]] | None = None) -> None:
+        """Add vectors under new ids; ``metadata`` (one dict per vector) is kept where the backend
+        stores it (see :data:`METADATA_FIELDS`) and ignored elsewhere."""
         raise NotImplementedError(f"{type(self).__name__} cannot add vectors")
 
     def delete(self, ids: np.ndarray) -> int:
@@ -37,6 +57,40 @@ class VectorIndex(ABC):
     @classmethod
     def load(cls, directory: Path) -> "VectorIndex":
         raise NotImplementedError(f"{cls.__name__} cannot be loaded")
+
+    # -- what the versioned store uses -------------------------------------------------
+    @classmethod
+    def create(cls, ids: np.ndarray, vectors: np.ndarray, settings: "Settings", *, kind: str,
+               name: str, directory: Path, metadata: Sequence[dict[str, Any]] | None = None,
+               texts: Sequence[str] | None = None) -> "VectorIndex":
+        """A new index over ``vectors`` for one index version, to be saved into ``directory``.
+
+        ``kind`` is "flat" (exact), "hnsw" or "ivf" (:func:`~retrieval.vector.choose_kind`);
+        ``name`` is unique per version and role (``<version>_chunks``); ``texts`` are the
+        BM25 token strings of chunks, for backends that do lexical search themselves.
+        """
+        index = cls(dim=vectors.shape[1] if np.ndim(vectors) == 2 else 0)  # type: ignore[call-arg]
+        index.add(ids, vectors, metadata)
+        return index
+
+    @classmethod
+    def open(cls, directory: Path, settings: "Settings") -> "VectorIndex":
+        """Open a saved index for searching (``settings`` say where external storage is)."""
+        return cls.load(directory)
+
+    @classmethod
+    def drop_saved(cls, directory: Path, settings: "Settings") -> None:
+        """Release storage a saved index holds outside ``directory`` (nothing for files)."""
+
+    @property
+    def full_text(self) -> bool:
+        """True when the backend also answers BM25 queries over the ``texts`` it was created
+        with (``lexical_search`` / ``lexical_scores``, as the Milvus backend does)."""
+        return False
+
+    def stored_count(self) -> int:
+        """Vectors as the storage counts them (validation; may cost a round trip)."""
+        return len(self)
 
     def __len__(self) -> int:
         return 0
@@ -86,3 +140,21 @@ def vector_index_class(name: str) -> type[VectorIndex]:
 def create_vector_index(name: str, dim: int, **kwargs: Any) -> VectorIndex:
     """A new, empty index of the registered backend ``name``."""
     return vector_index_class(name)(dim=dim, **kwargs)
+
+
+def saved_backend(directory: Path) -> str:
+    """The backend name a saved index folder records (``index.json``'s ``backend``)."""
+    meta = Path(directory) / META_FILE
+    if not meta.is_file():
+        raise IndexNotFoundError(f"no vector index in {directory} ({META_FILE} missing)")
+    return str(json.loads(meta.read_text(encoding="utf-8")).get("backend", "faiss"))
+
+
+def open_vector_index(directory: Path, settings: "Settings") -> VectorIndex:
+    """Open the saved index in ``directory`` with the backend it was built with."""
+    return vector_index_class(saved_backend(directory)).open(Path(directory), settings)
+
+
+def drop_saved_index(directory: Path, settings: "Settings") -> None:
+    """Release a saved index's external storage (a no-op for file backends)."""
+    vector_index_class(saved_backend(directory)).drop_saved(Path(directory), settings)

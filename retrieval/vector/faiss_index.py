@@ -13,16 +13,16 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
 from knowledge.errors import ConfigError, IndexNotFoundError, KBError, MissingExtraError
 
-from .base import VectorIndex, as_ids, as_matrix
+from .base import META_FILE, VectorIndex, as_ids, as_matrix
 
 if TYPE_CHECKING:  # pragma: no cover
-    from config.settings import RetrievalSettings
+    from config.settings import RetrievalSettings, Settings
 
 KINDS = ("flat", "hnsw", "ivf")
 # Below this many queries one thread is faster: an OpenMP team's start-up and spin-waits cost
@@ -30,7 +30,6 @@ KINDS = ("flat", "hnsw", "ivf")
 # over 20k vectors with 2 threads on 2 shared cores).
 SMALL_BATCH = 16
 INDEX_FILE = "index.faiss"
-META_FILE = "index.json"
 
 
 def _faiss() -> Any:
@@ -64,6 +63,7 @@ class FaissIndex(VectorIndex):
     """A FAISS index over unit vectors; ``kind`` is "flat", "hnsw" or "ivf"."""
 
     name = "faiss"
+    updatable = True  # a saved index is a file: a new version can start from a copy of it
 
     def __init__(
         self,
@@ -104,8 +104,17 @@ class FaissIndex(VectorIndex):
         index.add(ids, vectors)
         return index
 
+    @classmethod
+    def create(cls, ids: np.ndarray, vectors: np.ndarray, settings: "Settings", *, kind: str,
+               name: str = "", directory: Path | None = None,
+               metadata: Sequence[dict[str, Any]] | None = None,
+               texts: Sequence[str] | None = None) -> "FaissIndex":
+        """Store entry point: FAISS keeps no metadata and no text (BM25 stays in process)."""
+        return cls.build(ids, vectors, settings.retrieval, kind=kind)
+
     # -- VectorIndex -------------------------------------------------------------------
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray,
+            metadata: Sequence[dict[str, Any]] | None = None) -> None:
         """Add vectors under new ids (an id already present would be stored twice)."""
         matrix = as_matrix(vectors, self.dim)
         ids = as_ids(ids, len(matrix))

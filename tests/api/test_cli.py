@@ -97,3 +97,15 @@ def test_ingest_folder_imports_an_abbreviation_list_as_the_glossary(kb_env, tmp_
     assert not (kb_env / "documents" / "缩写对照表.csv").exists()
     assert main(["glossary", "lookup", "QZX"]) == 0
     assert "量子区" in capsys.readouterr().out
+
+
+def test_index_rollback_and_publish(kb_env, capsys):
+    from retrieval.store import IndexStore
+
+    store = IndexStore(kb_env)
+    first = store.current_version()
+    assert main(["index"]) == 0  # nothing changed: a new version all the same
+    second = json.loads(capsys.readouterr().out)["version"]
+    assert main(["index", "--rollback"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"published": first, "previous": second}
+    assert main(["index", "--publish", second]) == 0 and store.current_version() == second
