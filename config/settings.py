@@ -77,6 +77,7 @@ class LLMSettings(BaseModel):
     n_ctx: int = 4096
     n_threads: int = 0
     max_tokens: int = 256
+    rag_context: Literal["units", "chunks"] = "units"   # what the generator reads: selected sentences, or whole chunks
     temperature: float = 0.1
     base_url: str = ""
     model: str = ""

@@ -280,7 +280,7 @@ class IndexStore:
             raise IndexNotFoundError(f"no published index under {self.indexes_dir}")
         previous = (self.manifest(current).get("build") or {}).get("previous")
         if not previous or previous not in self.versions():
-            raise KBError(f"index {current} has no earlier version to roll back to "
+            raise IndexNotFoundError(f"index {current} has no earlier version to roll back to "
                           f"(built from {previous or 'nothing'})")
         return previous
 
@@ -308,20 +308,11 @@ class IndexStore:
                 self._remove_version_dir(tmp)
             return removed
 
-    def publish(self, version: str) -> None:
-        """Serve ``version`` (an existing, complete one): the same atomic switch a build ends with."""
-        self._version_dir(version)
-        with self._lock():
-            self._publish(version)
-
     def rollback(self) -> str:
-        """Publish the version built before the current one; returns its name."""
-        versions, current = self.versions(), self.current_version()
-        if current not in versions or versions.index(current) == 0:
-            raise IndexNotFoundError(f"no version older than {current!r} under {self.indexes_dir} to roll back to")
-        previous = versions[versions.index(current) - 1]
-        self.publish(previous)
-        return previous
+        """Publish the version the current one was built from (:meth:`rollback_target`); returns it."""
+        target = self.rollback_target()
+        self.publish(target)
+        return target
 
     def _remove_version_dir(self, folder: Path) -> bool:
         """Drop what a version folder's vector indexes hold elsewhere (Milvus collections), then

@@ -150,8 +150,10 @@ def restricted_to_other(u: Unit, ev: Evidence) -> bool:
         return False
     from router.evidence import content_terms
 
-    cond = [t for t in content_terms(m.group("cond")) if t not in ev.terms and not any(t in q or q in t for q in ev.terms)]
-    return bool(cond)
+    def related(t: str) -> bool:  # 结婚 / 婚假 share a character: the condition restates the question
+        return any(t in q or q in t or set(t) & set(q) for q in ev.terms)
+
+    return any(not related(t) for t in content_terms(m.group("cond")))
 
 
 def fact_answer(ev: Evidence, min_coverage: float = 0.3) -> Composed | None:

@@ -245,9 +245,9 @@ class Engine:
             refused = dataclasses.replace(choice, reason="no passage sentence bears on the question")
             yield from self._route_refuse(question, refused, signals, timer, stream)
             return
-        if units:
+        if units and self.settings.llm.rag_context == "units":
             passages, ids, hits = self._passages_of(units)
-        else:  # passages mode: whole chunks as given
+        else:  # whole chunks: passages given with the question, or llm.rag_context = chunks
             hits = signals.hits
             passages = [h.chunk.text for h in hits]
             ids = [(h.chunk.chunk_id, h.chunk.text) for h in hits]
@@ -279,7 +279,8 @@ class Engine:
         failed = False
         with timer.stage("generate"):
             pieces = self.generator.stream(build_rag_messages(prompt_q, passages, signals.lang),
-                                           max_tokens=llm.max_tokens, temperature=llm.temperature)
+                                           max_tokens=answer_budget(signals, llm.max_tokens),
+                                           temperature=llm.temperature)
             for piece in itertools.chain(pieces, [None]):
                 outs = gate.feed(piece) if piece is not None else gate.flush()
                 for ok_text in outs:
@@ -425,6 +426,24 @@ class Engine:
         if len(q) > limit:
             raise ValidationError(f"question has {len(q)} characters; the limit is {limit}")
         return q
+
+
+def answer_budget(signals: RouteSignals, configured: int) -> int:
+    """Tokens an answer of this kind needs: a figure or a yes/no in a sentence or two, a
+    procedure in a short paragraph; never more than ``llm.max_tokens``.
+
+    >>> from router.routes import RouteSignals
+    >>> answer_budget(RouteSignals("婚假是几天？", "", [], [], [], []), 256), answer_budget(RouteSignals("报销流程是怎样的？", "", [], [], [], []), 256)
+    (96, 192)
+    """
+    from config.lexicon import lexicon
+
+    intent = question_intent(signals.question)
+    if intent["synthesis"]:
+        return min(configured, 192)
+    if lexicon().numeric_question.search(signals.question) or (signals.form is not None and signals.form.yes_no):
+        return min(configured, 96)
+    return min(configured, 160)
 
 
 def _prompt_question(signals: RouteSignals) -> str:

@@ -216,10 +216,10 @@ class KBTerms:
     def __init__(self, index: Any = None, *, chunks: list[Any] | None = None, glossary: Any = None):
         chunks = list(chunks if chunks is not None else getattr(index, "chunks", []) or [])
         self.n = max(1, len(chunks))
-        bm25 = getattr(index, "bm25", None)
-        if bm25 is not None:
-            self.df = dict(bm25.document_frequencies())
-        else:  # passages given with the question (no index): count the BM25 tokens here
+        frequencies = getattr(getattr(index, "bm25", None), "document_frequencies", None)
+        if frequencies is not None:
+            self.df = dict(frequencies())
+        else:  # passages given with the question, or a lexical backend that keeps no counts here
             from collections import Counter
 
             from retrieval.bm25 import tokenize

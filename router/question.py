@@ -128,5 +128,7 @@ def analyze(question: str) -> QuestionForm:
     asserted = asserted_quantities(text)
     search = _remove_spans(text, [(q.start, q.end) for q in asserted])
     search = lex.confirm_words.sub("", search).strip(" ，,。;；:：")
+    # A stated figure says which quantity is asked: "婚假是5天吗？" asks for days.
+    asked = asked_units(text) | {q.unit for q in asserted if q.unit}
     return QuestionForm(original=question, text=text, search_text=search or text, injected=injected,
-                        yes_no=bool(lex.yes_no.search(text)), asserted=asserted, asked_units=asked_units(text))
+                        yes_no=bool(lex.yes_no.search(text)), asserted=asserted, asked_units=asked)

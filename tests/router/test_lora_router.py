@@ -47,7 +47,8 @@ def test_lora_router_returns_a_valid_choice(lora_router, extractive_engine):
     assert choice.route in ROUTE_NAMES
     assert 0.0 <= choice.confidence <= 1.0
     assert choice.reason.startswith("lora adapter"), choice.reason
-    assert abs(sum(choice.scores.values()) - 1.0) < 1e-3
+    assert abs(sum(v for k, v in choice.scores.items() if k.startswith("p_")) - 1.0) < 1e-3
+    assert choice.scores["answerable"] == pytest.approx(1 - choice.scores["p_refuse"], abs=1e-3)
     # One resolution per match, and the rewritten query is built from them.
     assert len(choice.terms) == len(signals.matches) >= 1
     assert "AM" in choice.rewritten_query and choice.rewritten_query != signals.question
@@ -63,13 +64,13 @@ def test_prompt_carries_the_term_candidates_and_retrieval_evidence(lora_router, 
     pm = next(m for m in signals.matches if m.term == "PM")
     # Every meaning is offered (the model chooses), not the disambiguator's pick.
     assert any(ln.startswith("术语：") and all(x.chinese in ln for x in pm.entry.meanings) for ln in lines)
-    assert any(ln.startswith("资料相关度：") for ln in lines) and any(ln.startswith("最近事实") for ln in lines)
+    # The evidence the model reads: the best passage sentences and the measurements in words.
+    assert any(ln.startswith("证据：") for ln in lines)
+    assert lines[-1].startswith("覆盖：") and "相关度：" in lines[-1]
+    # No rule verdict: the model decides from the evidence, it is not shown what the rules said.
+    assert not any("规则" in ln for ln in lines)
     # The same function writes the training rows: serving and training prompts are identical.
-    routes = lora_router.routes
-    rule = lora_router.fallback.decide(signals)
-    assert lines[-1] == f"规则路由：{rule.route}（{'高' if rule.confidence >= 0.9 else '中' if rule.confidence >= 0.7 else '低'}）"
-    assert user == router_user(signals.question, **evidence_from_signals(
-        signals, lora_router.peak_threshold, routes["fact"].threshold, rule))
+    assert user == router_user(signals.question, **evidence_from_signals(signals))
 
 
 def test_prefix_cache_and_repeat_calls_agree(lora_router, extractive_engine):
@@ -136,6 +137,13 @@ def test_engine_backend_lora_without_adapter_is_a_config_error(demo_settings, de
     from router.engine import Engine
     from router.llm.extractive import ExtractiveGenerator
 
+    import router.adapters as shipped
+
     settings = demo_settings.model_copy(update={"router": demo_settings.router.model_copy(update={"backend": "lora"})})
-    with pytest.raises(ConfigError, match="needs a published adapter"):
-        Engine(settings, demo_index, generator=ExtractiveGenerator())
+    saved = shipped.BASE_ADAPTER_DIR
+    try:
+        shipped.BASE_ADAPTER_DIR = saved.parent / "no-such-adapter"
+        with pytest.raises(ConfigError, match="needs an adapter"):
+            Engine(settings, demo_index, generator=ExtractiveGenerator())
+    finally:
+        shipped.BASE_ADAPTER_DIR = saved
