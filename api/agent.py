@@ -4,7 +4,7 @@ The tool answers from the knowledge base through the same ``answer()`` the HTTP 
 use, in one of two modes chosen by the tool config:
 
 - in process: ``{"name": "kb_answer", "engine": engine}`` (or no config: the process-wide engine
-  from :func:`router.engine.get_engine`);
+  from :func:`api.state.get_engine`);
 - against a running server: ``{"name": "kb_answer", "base_url": "http://host:8000"}`` posts to
   ``/api/ask`` with httpx (API key from the config or ``KB_CHAT_API_KEY``).
 
@@ -83,7 +83,7 @@ def tool_result(answer: dict[str, Any]) -> str:
 def ask_in_process(question: str, engine: Any = None) -> dict[str, Any]:
     """Answer with ``engine`` (an :class:`router.engine.Engine`), or the process-wide engine."""
     if engine is None:
-        from router.engine import answer
+        from api.state import answer
 
         return answer(question)
     return engine.answer(question).to_dict()

@@ -47,6 +47,8 @@ class RetrievalSettings(BaseModel):
     ann: Literal["hnsw", "ivf"] = "hnsw"
     hnsw_m: int = Field(32, ge=4)
     ivf_nlist: int = Field(1024, ge=1)
+    keep_versions: int = Field(5, ge=2, description="index versions kept on disk; the published one "
+                               "and the one before it (for rollback) are never deleted")
 
 
 class RouterSettings(BaseModel):
@@ -62,7 +64,11 @@ class LLMSettings(BaseModel):
     backend: str = "llama_cpp"
     model_path: str = ""
     n_ctx: int = 4096
-    n_threads: int = 0
+    n_threads: int = Field(0, ge=0, description="decode threads; 0 = every core of the process")
+    n_threads_batch: int = Field(0, ge=0, description="prompt-reading threads; 0 = n_threads")
+    parallel: int = Field(4, ge=1, le=64, description="sequences llama.cpp decodes together")
+    max_queue: int = Field(16, ge=0, description="generations that may wait for a free sequence")
+    max_queue_wait_s: float = Field(60, gt=0, description="refuse (429) when the estimated wait is longer")
     max_tokens: int = 256
     temperature: float = 0.1
     base_url: str = ""
@@ -74,6 +80,13 @@ class APISettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     max_question_chars: int = 4000
+    workers: int = Field(1, ge=1, le=64)
+    cors_origins: list[str] = []          # empty = no CORS headers at all
+    max_auth_failures: int = Field(10, ge=1, description="failed key attempts per client and window")
+    auth_window_s: float = Field(300, gt=0)
+    allow_insecure_bind: bool = False     # serve on a non-loopback address without an admin key
+    follow_interval_s: float = Field(1.0, gt=0, description="how often a worker checks the current pointers")
+    job_lease_s: float = Field(15, gt=1, description="a running job's lease; renewed while it runs")
 
 
 class FinetuneSettings(BaseModel):

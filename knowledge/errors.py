@@ -53,3 +53,11 @@ class GenerationError(KBError):
 
 class ValidationError(KBError):
     """Input to a public function is malformed (empty question, bad batch line, ...)."""
+
+
+class OverloadedError(KBError):
+    """A bounded queue is full: the work was refused, try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float):
+        self.retry_after = max(1.0, float(retry_after))
+        super().__init__(message)

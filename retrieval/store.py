@@ -257,17 +257,51 @@ class IndexStore:
         check_embedder(manifest, embedder)
         return KnowledgeIndex(path, embedder, self.settings)
 
-    def prune(self, keep: int = 5) -> list[str]:
-        """Delete all but the newest ``keep`` versions; the published one is never deleted."""
+    def previous_version(self) -> str | None:
+        """The version published before the current one (what a rollback returns to)."""
+        current = self.current_version()
+        if current is None:
+            return None
+        try:
+            prev = self.manifest(current).get("build", {}).get("previous")
+        except (OSError, ValueError, KBError):
+            prev = None
+        if prev and (self.indexes_dir / prev / files.MANIFEST).is_file():
+            return prev
+        older = [v for v in self.versions() if v != current]
+        names = self.versions()
+        if current in names:
+            older = names[: names.index(current)]
+        return older[-1] if older else None
+
+    def prune(self, keep: int = 5, stale_s: float = 600.0) -> list[str]:
+        """Delete all but the newest ``keep`` versions (at least 2) and leftovers of crashed work.
+
+        The published version and the one before it (for rollback) are never deleted.
+        Leftovers: ``.building-*`` folders of builds that died (we hold the build lock, so
+        none is running), and temp files of pointer switches and copies older than
+        ``stale_s`` seconds (a copy may be in flight; it is never older than that).
+        """
+        keep = max(2, int(keep))
         with self._lock():
             current = self.current_version()
-            old = self.versions()[: -keep] if keep > 0 else self.versions()
-            removed = [v for v in old if v != current]
+            protected = {current, self.previous_version()} - {None}
+            names = self.versions()
+            old = names[: -keep] if len(names) > keep else []
+            removed = [v for v in old if v not in protected]
             for name in removed:
                 shutil.rmtree(self.indexes_dir / name, ignore_errors=True)
-            # Leftovers of builds that crashed (we hold the lock, so none is running now).
             for tmp in self.indexes_dir.glob(".building-*"):
                 shutil.rmtree(tmp, ignore_errors=True)
+            cutoff = time.time() - stale_s
+            for folder, pattern in ((self.indexes_dir, ".current-*"), (self.documents_dir, "**/.copy-*"),
+                                    (self.glossary_dir, "**/.copy-*"), (self.home / ".uploads", "*")):
+                if not folder.is_dir():
+                    continue
+                for path in folder.glob(pattern):
+                    with contextlib.suppress(OSError):
+                        if path.lstat().st_mtime < cutoff:
+                            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
             return removed
 
     # -- building ------------------------------------------------------------------------
@@ -358,19 +392,26 @@ class _Build:
         self.prev = self._previous(previous)
 
     def run(self) -> BuildReport:
+        from knowledge.failpoints import hit
+
         start = time.perf_counter()
         parts = self._collect_parts()
+        hit("index.loaded")
         self._timed("embed", lambda: self._embed(parts))
+        hit("index.embedded")
         glossary, glossary_files = self._timed("glossary", self._glossary)
         tmp = self.store.indexes_dir / f".building-{self.version}"
         try:
             self._timed("index", lambda: self._write(tmp, parts, glossary, glossary_files, start))
             self._timed("validate", lambda: self._validate(tmp))
+            hit("index.validated")
             os.replace(tmp, self.store.indexes_dir / self.version)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        hit("index.before_publish")
         self.store._publish(self.version)
+        hit("index.published")
         self.report.timings = {**self.timings, "total": time.perf_counter() - start}
         return self.report
 
@@ -559,6 +600,9 @@ class _Build:
         _write_jsonl(tmp / files.CHUNKS, (c.to_dict() for c in chunks))
         _write_jsonl(tmp / files.FACTS, (f.to_dict() for f in facts))
         np.save(tmp / files.CHUNK_VECTORS, cvecs)
+        from knowledge.failpoints import hit
+
+        hit("index.write")  # half of the version's files are on disk here
         np.save(tmp / files.FACT_VECTORS, fvecs)
         glossary.to_json(tmp / files.GLOSSARY)
         _step(bar, "chunk vectors")
@@ -711,10 +755,15 @@ def _walk(folder: Path) -> list[Path]:
 def _copy_atomic(src: Path, dest: Path) -> Path:
     """Copy so that a concurrent build sees the old file or the new one, never a partial one."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    from knowledge.failpoints import hit
+
     fd, tmp = tempfile.mkstemp(prefix=".copy-", dir=dest.parent)
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
+        hit("ingest.copy")  # the new file is written, not yet in place
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -13,7 +13,7 @@ from api.cli import main
 @pytest.fixture()
 def kb_env(copy_home: Path, monkeypatch):
     from config import reset_settings
-    from router.engine import set_engine
+    from api.state import set_engine
 
     monkeypatch.setenv("KB_HOME", str(copy_home))
     monkeypatch.setenv("KB_LLM__BACKEND", "extractive")
