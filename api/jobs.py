@@ -458,6 +458,9 @@ def run_job_process(job_id: str, db: Path) -> int:
 
     threading.Thread(target=watch_cancel, daemon=True).start()
     try:
+        from knowledge.failpoints import hit
+
+        hit("job.start")
         ctx.check_cancelled()
         result = JOB_KINDS[job["kind"]](ctx, settings, job["params"] or {})
     except JobCancelled as exc:

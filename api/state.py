@@ -58,7 +58,9 @@ def build_engine(settings: Any, index: Any, previous: Any = None, *, reuse_route
 
     ``previous`` (the engine being replaced) lends its generator and verifier, so a swap
     never reloads the LLM; its router too when ``reuse_router`` (the adapter did not
-    change). The disambiguator is always rebuilt: it holds the glossary of the index.
+    change), and its disambiguator when the glossary files did not change (it holds the
+    glossary's embedded meanings). A new disambiguator embeds its meanings here, before the
+    engine serves, so no request pays for the warm-up.
     """
     from router.engine import Engine
 
@@ -71,7 +73,15 @@ def build_engine(settings: Any, index: Any, previous: Any = None, *, reuse_route
         kwargs["verifier"] = previous.verifier
         if reuse_router:
             kwargs["router"] = previous.router
-    return Engine(settings, index, **kwargs)
+        same_glossary = (previous.index.manifest.get("glossary") == index.manifest.get("glossary")
+                         and len(previous.index.glossary) == len(index.glossary))
+        if same_glossary and previous.index.embedder is index.embedder:
+            kwargs["disambiguator"] = previous.disambiguator
+    engine = Engine(settings, index, **kwargs)
+    prepare = getattr(engine.disambiguator, "prepare", None)
+    if "disambiguator" not in kwargs and callable(prepare):
+        prepare()
+    return engine
 
 
 def effective_router(engine: Any) -> dict[str, Any]:

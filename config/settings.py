@@ -69,6 +69,7 @@ class LLMSettings(BaseModel):
     parallel: int = Field(4, ge=1, le=64, description="sequences llama.cpp decodes together")
     max_queue: int = Field(16, ge=0, description="generations that may wait for a free sequence")
     max_queue_wait_s: float = Field(60, gt=0, description="refuse (429) when the estimated wait is longer")
+    max_queue_wait_factor: float = Field(1.5, gt=0, description="... or longer than this many generations")
     max_tokens: int = 256
     temperature: float = 0.1
     base_url: str = ""

@@ -30,6 +30,10 @@ _BOLD_FLAG = 16            # PyMuPDF span flag for bold fonts
 BBox = tuple[float, float, float, float]   # x0, y0, x1, y1
 
 
+# Pages read from one PDF; a larger one is refused, so one upload cannot hold a build for hours.
+MAX_PAGES = 2000
+
+
 @dataclass
 class _RawBlock:
     lines: list[str]
@@ -73,6 +77,9 @@ class PdfLoader(Loader):
                 raise IngestError(path, "encrypted PDF (a password is required to read it)")
             if doc.page_count == 0:
                 raise IngestError(path, "PDF has no pages (corrupt?)")
+            if doc.page_count > MAX_PAGES:
+                raise IngestError(path, f"PDF has {doc.page_count} pages; the limit is {MAX_PAGES} "
+                                        "(split it into smaller documents)")
             self.doc_title = (doc.metadata or {}).get("title") or ""
             raw, empty_pages = _read_pages(doc, pymupdf)
         if not raw:

@@ -15,7 +15,8 @@ submit a tokenized prompt and read the pieces of text from a queue; the schedule
 Only the scheduler thread touches the context, so no lock is ever held across a caller's
 ``yield``: a stream may be consumed from any thread, abandoned or closed at any time (the
 slot is freed at the next step). The queue in front of the slots is bounded: a prompt that
-would wait longer than ``max_wait_s`` (estimated from the measured service time), or find
+would wait longer than ``wait_factor`` generations or ``max_wait_s`` (estimated from the
+measured time a generation holds a sequence), or find
 ``max_queue`` prompts already waiting, is refused with :class:`OverloadedError`, which the
 HTTP layer turns into ``429`` with ``Retry-After``.
 """
@@ -102,7 +103,7 @@ class BatchScheduler:
 
     def __init__(self, llm: Any, *, parallel: int = 4, n_ctx_seq: int = 4096, n_threads: int = 1,
                  n_threads_batch: int | None = None, n_batch: int = 512, prefill_chunk: int = 256,
-                 max_queue: int = 16, max_wait_s: float = 60.0, kv_unified: bool = False,
+                 max_queue: int = 16, max_wait_s: float = 60.0, wait_factor: float = 1.5, kv_unified: bool = False,
                  result_timeout_s: float = 600.0) -> None:
         import llama_cpp
 
@@ -113,6 +114,7 @@ class BatchScheduler:
         self.prefill_chunk = max(16, min(int(prefill_chunk), self.n_batch))
         self.max_queue = int(max_queue)
         self.max_wait_s = float(max_wait_s)
+        self.wait_factor = float(wait_factor)
         self.result_timeout_s = float(result_timeout_s)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = self.n_ctx_seq * self.parallel
@@ -164,7 +166,9 @@ class BatchScheduler:
             if self._closed:
                 raise GenerationError("the llama.cpp scheduler is closed")
             wait = self._estimate_locked()
-            if len(self._waiting) >= self.max_queue or wait > self.max_wait_s:
+            # A wait longer than wait_factor generations (or max_wait_s) is not reasonable: say so now.
+            bound = min(self.max_wait_s, self.wait_factor * self.service_s)
+            if len(self._waiting) >= self.max_queue or wait > bound:
                 self.stats["rejected"] += 1
                 raise OverloadedError(f"generation queue full ({len(self._waiting)} waiting, about "
                                       f"{wait:.0f} s); try again later", retry_after=max(wait, self.service_s))

@@ -72,6 +72,7 @@ class LlamaCppGenerator(Generator):
         parallel: int = 4,
         max_queue: int = 16,
         max_wait_s: float = 60.0,
+        wait_factor: float = 1.5,
         prefill_chunk: int = 256,
         **llama_kwargs: Any,
     ) -> None:
@@ -85,14 +86,15 @@ class LlamaCppGenerator(Generator):
         self.n_ctx = n_ctx
         threads = resolve_threads(n_threads)
         self._lock = threading.RLock()
-        # The Llama's own context is small: generation runs in the scheduler's context; this
-        # one serves tokenizing and any other user of the weights (see ``exclusive``).
-        self._llm = _load(path, n_ctx=min(n_ctx, 1024), n_threads=threads, seed=seed, verbose=verbose,
+        # Generation runs in the scheduler's context; the Llama's own one serves tokenizing and
+        # any other user of the same weights (see ``exclusive``).
+        self._llm = _load(path, n_ctx=n_ctx, n_threads=threads, seed=seed, verbose=verbose,
                           **llama_kwargs)
         self._format = _chat_formatter(self._llm)
         self.scheduler = BatchScheduler(self._llm, parallel=parallel, n_ctx_seq=n_ctx, n_threads=threads,
                                         n_threads_batch=resolve_threads(n_threads_batch or threads),
-                                        max_queue=max_queue, max_wait_s=max_wait_s, prefill_chunk=prefill_chunk)
+                                        max_queue=max_queue, max_wait_s=max_wait_s, wait_factor=wait_factor,
+                                        prefill_chunk=prefill_chunk)
 
     @property
     def llm(self) -> Llama:
@@ -116,7 +118,7 @@ class LlamaCppGenerator(Generator):
         llm = settings.llm
         return cls(llm.model_path or None, n_ctx=llm.n_ctx, n_threads=llm.n_threads,
                    n_threads_batch=llm.n_threads_batch, cache_dir=settings.cache_dir, parallel=llm.parallel,
-                   max_queue=llm.max_queue, max_wait_s=llm.max_queue_wait_s)
+                   max_queue=llm.max_queue, max_wait_s=llm.max_queue_wait_s, wait_factor=llm.max_queue_wait_factor)
 
     @classmethod
     def cache_key(cls, settings: Settings) -> Hashable:

@@ -141,20 +141,18 @@ def test_upload_reindex_hot_swaps_while_serving(copy_home, admin_env, caplog):
 
 # --- a failing build leaves the old index serving -------------------------------------------
 def test_failed_reindex_keeps_the_old_index(copy_home, admin_env, monkeypatch):
+    """A full disk while the version is half written (an injected ENOSPC in the job process)."""
     from retrieval.store import IndexStore
 
-    def broken_build(self, full=False, progress=False):
-        time.sleep(1.0)
-        raise RuntimeError("disk on fire during embedding")
-
-    monkeypatch.setattr(IndexStore, "build", broken_build)
+    monkeypatch.setenv("KB_FAILPOINTS", "index.loaded=sleep:2,index.write=enospc")
     with AppServer(_app(copy_home)) as url:
         v0 = httpx.get(f"{url}/healthz").json()["index_version"]
         first = httpx.post(f"{url}/admin/reindex", headers=AUTH).json()
         second = httpx.post(f"{url}/admin/reindex", headers=AUTH, json={"full": True}).json()
         assert second["id"] == first["id"]  # the running job, not a duplicate
         job = _poll(url, first["id"])
-        assert job["state"] == "failed" and "disk on fire" in job["error"]
+        assert job["state"] == "failed" and "No space left on device" in job["error"], job
+        assert not list((copy_home / "indexes").glob(".building-*"))  # the half-built folder is gone
         assert httpx.get(f"{url}/healthz").json()["index_version"] == v0
         assert IndexStore(copy_home).current_version() == v0
         ok = httpx.post(f"{url}/api/ask", json={"question": "AM是什么意思？"}, timeout=60)
