@@ -513,6 +513,7 @@ class _Build:
         from knowledge.chunking import chunk_document
         from knowledge.facts import extract_facts
 
+        doc = _without_instructions(doc)
         chunks = chunk_document(doc, self.settings.ingest.chunk_size, self.settings.ingest.chunk_overlap)
         facts = _unique_facts(extract_facts(chunks))
         for warning in doc.warnings:
@@ -776,6 +777,27 @@ def _merge(base: "Glossary", other: "Glossary") -> "Glossary":
     # Glossary.merge may merge in place or return the merged glossary; accept both.
     result = base.merge(other)
     return result if result is not None else base
+
+
+def _without_instructions(doc: "LoadedDocument") -> "LoadedDocument":
+    """The document without sentences addressed to the model (:mod:`knowledge.injection`):
+    they are neither passages nor facts, whatever they say."""
+    from dataclasses import replace
+
+    from knowledge.injection import strip_instructions
+
+    blocks, removed = [], 0
+    for block in doc.blocks:
+        text, n = strip_instructions(block.text)
+        removed += n
+        if text:
+            blocks.append(replace(block, text=text) if n else block)
+    if not removed:
+        return doc
+    if all(b.kind == "heading" for b in blocks):
+        blocks = []  # headings over removed instructions are no knowledge either
+    warning = f"{removed} sentence(s) addressed to the model (instructions, not knowledge) were not indexed"
+    return replace(doc, blocks=blocks, warnings=[*doc.warnings, warning])
 
 
 def _unique_facts(facts: list[Fact]) -> list[Fact]:
