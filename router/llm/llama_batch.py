@@ -29,7 +29,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,24 +176,15 @@ class BatchScheduler:
             self._cv.notify_all()
         return job
 
-    def pieces(self, job: Job) -> Iterator[str]:
-        """The text of ``job`` as it is generated; closing the iterator cancels the job."""
-        try:
-            while True:
-                try:
-                    item = job.out.get(timeout=self.result_timeout_s)
-                except queue.Empty:
-                    raise GenerationError(f"no output from llama.cpp for {self.result_timeout_s:.0f} s") from None
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            if not job.cancelled.is_set():
-                job.cancelled.set()
-                with self._cv:
-                    self._cv.notify_all()
+    def pieces(self, job: Job) -> "JobStream":
+        """The text of ``job`` as it is generated; closing (or dropping) the iterator cancels it."""
+        return JobStream(self, job)
+
+    def cancel(self, job: Job) -> None:
+        if not job.cancelled.is_set():
+            job.cancelled.set()
+            with self._cv:
+                self._cv.notify_all()
 
     def snapshot(self) -> dict[str, Any]:
         """Counters and the current queue for metrics and health."""
@@ -375,6 +365,45 @@ class BatchScheduler:
             held = time.monotonic() - job.started
             self.service_s = 0.8 * self.service_s + 0.2 * held
         slot.job, slot.next_token, slot.sampler, slot.decoder = None, -1, None, None
+
+
+class JobStream:
+    """Iterator over a job's text pieces. ``close()`` — or garbage collection of a stream
+    nobody reads — cancels the job, started or not, so its sequence is freed."""
+
+    def __init__(self, scheduler: BatchScheduler, job: Job) -> None:
+        self.scheduler, self.job = scheduler, job
+        self._done = False
+
+    def __iter__(self) -> "JobStream":
+        return self
+
+    def __next__(self) -> str:
+        if self._done:
+            raise StopIteration
+        try:
+            item = self.job.out.get(timeout=self.scheduler.result_timeout_s)
+        except queue.Empty:
+            self.close()
+            raise GenerationError(f"no output from llama.cpp for {self.scheduler.result_timeout_s:.0f} s") from None
+        if item is _DONE:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self.scheduler.cancel(self.job)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 
 
 class _CtxRef:

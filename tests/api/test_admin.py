@@ -44,7 +44,7 @@ def admin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KB_ADMIN_API_KEY", KEY)
 
 
-def _poll(url: str, job_id: str, timeout: float = 40) -> dict[str, Any]:
+def _poll(url: str, job_id: str, timeout: float = 180) -> dict[str, Any]:
     deadline = time.time() + timeout
     while time.time() < deadline:
         job = httpx.get(f"{url}/admin/jobs/{job_id}", headers=AUTH).json()
@@ -65,7 +65,7 @@ def _wait_for(cond: Any, timeout: float = 30) -> None:
 class _Load:
     """Background chat traffic: bounded count and time; records every failure."""
 
-    def __init__(self, url: str, max_requests: int = 400, max_seconds: float = 40) -> None:
+    def __init__(self, url: str, max_requests: int = 800, max_seconds: float = 200) -> None:
         self.url, self.max_requests, self.max_seconds = url, max_requests, max_seconds
         self.stop = threading.Event()
         self.done, self.failures, self.versions_seen = 0, [], set()

@@ -250,3 +250,37 @@ def test_serve_refuses_a_public_address_without_an_admin_key(copy_home):
 
     check_bind("::1", Settings())
     check_bind("0.0.0.0", Settings(api=APISettings(allow_insecure_bind=True)))  # told explicitly
+
+
+def test_keys_and_document_contents_never_reach_the_logs(copy_home, monkeypatch, caplog, capfd):
+    import logging
+
+    from api.main import create_app
+
+    secret_text = "机密条款XQ7：年度奖金池为每人8888元，由董事会审批。"
+    wrong_key = "wrong-admin-key-LEAKCHECK-42"
+    chat_key = "chat-key-LEAKCHECK-0123456789"
+    monkeypatch.setenv("KB_ADMIN_API_KEY", KEY)
+    monkeypatch.setenv("KB_CHAT_API_KEY", chat_key)
+    caplog.set_level(logging.DEBUG)
+    settings = _settings(copy_home)
+    with AppServer(create_app(settings, engine=_engine(settings))) as url:
+        assert httpx.get(f"{url}/admin/jobs", headers={"Authorization": f"Bearer {wrong_key}"}).status_code == 401
+        up = httpx.post(f"{url}/admin/documents", headers=AUTH,
+                        files=[("files", ("奖金.md", f"# 奖金\n\n{secret_text}\n".encode(), "text/markdown"))])
+        assert up.status_code == 201
+        job = httpx.post(f"{url}/admin/reindex", headers=AUTH, json={}).json()
+        deadline = time.time() + 240
+        while job["state"] in ("queued", "running"):
+            assert time.time() < deadline, job
+            time.sleep(0.5)
+            job = httpx.get(f"{url}/admin/jobs/{job['id']}", headers=AUTH).json()
+        assert job["state"] == "succeeded", job
+        r = httpx.post(f"{url}/api/ask", headers={"X-API-Key": chat_key}, json={"question": "年度奖金池是多少？"},
+                       timeout=60)
+        assert r.status_code == 200 and "8888" in r.json()["answer"]  # the content is served ...
+    out, err = capfd.readouterr()
+    logged = caplog.text + out + err + json.dumps(job["log_tail"], ensure_ascii=False)
+    for needle in (KEY, wrong_key, chat_key, "机密条款XQ7", "8888元", "年度奖金池为每人"):
+        assert needle not in logged, needle  # ... but never logged
+    assert "/api/ask" in caplog.text  # the access log did run
