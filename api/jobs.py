@@ -378,15 +378,18 @@ class JobRunner:
         done = threading.Event()
         threading.Thread(target=self._heartbeat, args=(job_id, done), daemon=True).start()
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        # The job process imports this very code base, wherever the server was started from.
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         if self.settings is not None:
-            env["KB_HOME"] = str(self.settings.home)
-            env[SETTINGS_ENV] = self.settings.model_dump_json()
-        cmd = [sys.executable, "-m", "api.jobs", "run", job_id, "--db", str(self.store.path)]
+            home = Path(self.settings.home).resolve()
+            env["KB_HOME"] = str(home)
+            env[SETTINGS_ENV] = self.settings.model_copy(update={"home": home}).model_dump_json()
+        cmd = [sys.executable, "-m", "api.jobs", "run", job_id, "--db", str(self.store.path.resolve())]
         state, fields = "failed", {}
         try:
             # Spawned from this thread, which lives until the child exits (PDEATHSIG is per thread).
-            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
-                                    cwd=str(Path(__file__).resolve().parents[1]))
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
             code = proc.wait()
             row = self.store.get(job_id) or {}
             if code == 0:

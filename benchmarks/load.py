@@ -117,7 +117,8 @@ async def _one(client: httpx.AsyncClient, kind: str, rng: random.Random, headers
             r = await client.post("/v1/chat/completions", json=body, headers=headers)
             err = "" if r.status_code != 200 or r.json()["choices"][0]["message"]["content"] else "empty answer"
             return _sample(kind, start, r, err)
-        if kind == "ask":
+        if kind in ("ask", "ask_fast"):
+            q = "AM是什么意思？" if kind == "ask_fast" else q
             r = await client.post("/api/ask", json={"question": q}, headers=headers)
             err = "" if r.status_code != 200 or r.json().get("answer") else "empty answer"
             return _sample(kind, start, r, err)
@@ -139,19 +140,27 @@ MIX = [("chat_stream", 3), ("chat", 3), ("ask", 3), ("glossary", 2)]
 
 
 async def _client(url: str, end: float, seed: int, report: Report, headers: dict[str, str],
-                  think: tuple[float, float], max_requests: int) -> None:
+                  think: tuple[float, float], max_requests: int, timeout: float,
+                  events_done: asyncio.Event | None = None, hard_end: float = 0.0) -> None:
     rng = random.Random(seed)
     kinds = [k for k, w in MIX for _ in range(w)]
-    async with httpx.AsyncClient(base_url=url, timeout=180) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
         n = 0
-        while time.monotonic() < end and n < max_requests:
+
+        def going() -> bool:  # the period, and on until the admin events are done (bounded)
+            now = time.monotonic()
+            if n >= max_requests or now >= max(end, hard_end):
+                return False
+            return now < end or (events_done is not None and not events_done.is_set())
+
+        while going():
             sample = await _one(client, rng.choice(kinds), rng, headers)
             report.samples.append(sample)
             n += 1
             pause = rng.uniform(*think)
-            if sample.status == 429:
-                pause = max(pause, min(5.0, sample.retry_after or 2.0))
-            await asyncio.sleep(max(0.0, min(pause, end - time.monotonic())))
+            if sample.status == 429:  # a polite client waits as long as it is told
+                pause = max(pause, sample.retry_after or 2.0)
+            await asyncio.sleep(max(0.0, min(pause, max(end, hard_end) - time.monotonic())))
 
 
 async def single_client_chat(url: str, n: int, headers: dict[str, str]) -> list[float]:
@@ -180,7 +189,7 @@ async def _admin_events(url: str, report: Report, admin: dict[str, str], seconds
         r = await client.post("/admin/reindex", headers=admin, json={"full": False})
         job = r.json()
         report.events["reindex_started_s"] = round(time.monotonic() - t0, 2)
-        deadline = time.monotonic() + max(60.0, seconds)
+        deadline = time.monotonic() + max(120.0, 2 * seconds)
         while job.get("state") in ("queued", "running") and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             job = (await client.get(f"/admin/jobs/{job['id']}", headers=admin)).json()
@@ -196,13 +205,33 @@ async def _admin_events(url: str, report: Report, admin: dict[str, str], seconds
 
 async def _scenario(url: str, clients: int, seconds: float, single_n: int, admin: dict[str, str],
                     headers: dict[str, str], publish_adapter: Callable[[], str] | None,
-                    think: tuple[float, float], max_requests: int) -> Report:
+                    think: tuple[float, float], max_requests: int, scale: tuple[float, float] | None) -> Report:
     report = Report()
     report.single_samples = await single_client_chat(url, single_n, headers)
     report.single_chat_s = statistics.median(report.single_samples)
+    if scale is not None:  # a slow machine gets a proportionally longer period, within a bound
+        factor, most = scale
+        seconds = min(most, max(seconds, factor * report.single_chat_s))
+    report.events["period_s"] = round(seconds, 1)
+    timeout = max(60.0, 10 * report.single_chat_s)
     end = time.monotonic() + seconds
-    tasks = [_client(url, end, i, report, headers, think, max_requests) for i in range(clients)]
-    await asyncio.gather(_admin_events(url, report, admin, seconds, publish_adapter), *tasks)
+    done = asyncio.Event()
+
+    async def events() -> None:
+        try:
+            await _admin_events(url, report, admin, seconds, publish_adapter)
+        finally:
+            # a little traffic after the last switch, so "answers after the switch" is measured
+            await asyncio.sleep(min(10.0, 2 * report.single_chat_s))
+            done.set()
+
+    tasks = [_client(url, end, i, report, headers, think, max_requests, timeout, done, end + seconds)
+             for i in range(clients)]
+    await asyncio.gather(events(), *tasks)
+    # Every client asks once more after the last switch (fast routes: no generation queue).
+    async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
+        probes = [_one(client, "glossary" if i % 2 else "ask_fast", random.Random(i), headers) for i in range(clients)]
+        report.samples.extend(await asyncio.gather(*probes))
     async with httpx.AsyncClient(base_url=url, timeout=180) as client:
         r = await client.post("/api/ask", json={"question": PARKING_Q}, headers=headers)
         report.events["parking_answer"] = r.json().get("answer", "") if r.status_code == 200 else r.text
@@ -230,10 +259,11 @@ def version_switch(samples: list[Sample], new_index: str | None, new_adapter: st
 def run_scenario(url: str, *, clients: int = 16, seconds: float = 120, single_n: int = 3,
                  admin: dict[str, str], headers: dict[str, str] | None = None,
                  publish_adapter: Callable[[], str] | None = None, think: tuple[float, float] = (0.5, 2.0),
-                 max_requests: int = 10_000) -> Report:
-    """Run the whole scenario against ``url`` (see the module docstring)."""
+                 max_requests: int = 10_000, scale: tuple[float, float] | None = None) -> Report:
+    """Run the whole scenario against ``url`` (see the module docstring). ``scale=(k, most)``
+    lengthens the period to ``k`` single-client chat times when that is longer, at most ``most`` s."""
     return asyncio.run(_scenario(url, clients, seconds, single_n, admin, headers or {}, publish_adapter, think,
-                                 max_requests))
+                                 max_requests, scale))
 
 
 def zero_adapter_publisher(home: Path) -> Callable[[], str]:

@@ -81,6 +81,8 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued: float = field(default_factory=time.monotonic)
     started: float = 0.0
+    steps: int = 0          # decode steps it took part in
+    sharing: int = 0        # sum over those steps of the sequences decoded together
 
 
 @dataclass
@@ -102,7 +104,8 @@ class BatchScheduler:
 
     def __init__(self, llm: Any, *, parallel: int = 4, n_ctx_seq: int = 4096, n_threads: int = 1,
                  n_threads_batch: int | None = None, n_batch: int = 512, prefill_chunk: int = 256,
-                 max_queue: int = 16, max_wait_s: float = 60.0, wait_factor: float = 1.5, kv_unified: bool = False,
+                 max_queue: int = 16, max_wait_s: float = 60.0, wait_factor: float = 1.5,
+                 latency_factor: float = 3.5, kv_unified: bool = False,
                  result_timeout_s: float = 600.0) -> None:
         import llama_cpp
 
@@ -114,6 +117,7 @@ class BatchScheduler:
         self.max_queue = int(max_queue)
         self.max_wait_s = float(max_wait_s)
         self.wait_factor = float(wait_factor)
+        self.latency_factor = float(latency_factor)
         self.result_timeout_s = float(result_timeout_s)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = self.n_ctx_seq * self.parallel
@@ -138,6 +142,10 @@ class BatchScheduler:
         self._closed = False
         # Measured seconds a job holds a slot (exponential average); seeds the wait estimate.
         self.service_s = 5.0
+        # Seconds of a generation running alone, and what each sequence decoded beside it costs
+        # (1.0: no gain from batching; prompt reading gains little, decoding much).
+        self.solo_s = 0.0
+        self.share_cost = 0.75
         self.stats = {"submitted": 0, "completed": 0, "rejected": 0, "failed": 0, "cancelled": 0,
                       "steps": 0, "prompt_tokens": 0, "cached_tokens": 0, "generated_tokens": 0}
         self._thread = threading.Thread(target=self._loop, name="llama-batch", daemon=True)
@@ -149,10 +157,23 @@ class BatchScheduler:
         with self._cv:
             return self._estimate_locked()
 
+    def _service_locked(self) -> float:
+        """Seconds a generation holds a sequence: the measured average, or longer while the
+        running ones have already taken longer (the machine got slower)."""
+        now = time.monotonic()
+        ages = sorted(now - s.job.started for s in self.slots if s.job is not None)
+        return max(self.service_s, ages[len(ages) // 2] if ages else 0.0)
+
+    def _expected_latency_locked(self, busy: int, wait: float) -> float:
+        """Seconds until a prompt submitted now is answered: its wait, plus a lone generation
+        slowed by the sequences it will be decoded beside."""
+        sharing = min(self.parallel, busy + len(self._waiting) + 1)
+        return wait + (self.solo_s or self.service_s) * max(1.0, self.share_cost * sharing)
+
     def _estimate_locked(self) -> float:
         busy = sum(s.job is not None for s in self.slots)
         ahead = len(self._waiting) + busy - self.parallel + 1
-        return 0.0 if ahead <= 0 else self.service_s * ahead / self.parallel
+        return 0.0 if ahead <= 0 else self._service_locked() * ahead / self.parallel
 
     def submit(self, tokens: list[int], *, max_tokens: int, temperature: float, stops: list[str],
                seed: int = 0) -> Job:
@@ -166,11 +187,17 @@ class BatchScheduler:
                 raise GenerationError("the llama.cpp scheduler is closed")
             wait = self._estimate_locked()
             # A wait longer than wait_factor generations (or max_wait_s) is not reasonable: say so now.
-            bound = min(self.max_wait_s, self.wait_factor * self.service_s)
-            if len(self._waiting) >= self.max_queue or wait > bound:
+            service = self._service_locked()
+            bound = min(self.max_wait_s, self.wait_factor * service)
+            busy = sum(s.job is not None for s in self.slots)
+            beyond = len(self._waiting) + busy - self.parallel  # waiting for a sequence, not for admission
+            expected = self._expected_latency_locked(busy, wait)
+            too_slow = bool(self.solo_s) and expected > self.latency_factor * self.solo_s
+            if beyond >= self.max_queue or wait > bound or too_slow:
                 self.stats["rejected"] += 1
-                raise OverloadedError(f"generation queue full ({len(self._waiting)} waiting, about "
-                                      f"{wait:.0f} s); try again later", retry_after=max(wait, self.service_s))
+                retry = max(wait, (self.solo_s or service) * self.share_cost)
+                raise OverloadedError(f"generation queue full ({max(0, beyond)} waiting, about "
+                                      f"{max(wait, expected):.0f} s); try again later", retry_after=retry)
             self.stats["submitted"] += 1
             self._waiting.append(job)
             self._cv.notify_all()
@@ -191,6 +218,7 @@ class BatchScheduler:
         with self._cv:
             return {**self.stats, "parallel": self.parallel, "waiting": len(self._waiting),
                     "active": sum(s.job is not None for s in self.slots), "service_s": round(self.service_s, 3),
+                    "solo_s": round(self.solo_s, 3), "share_cost": round(self.share_cost, 3),
                     "estimated_wait_s": round(self._estimate_locked(), 3)}
 
     def close(self) -> None:
@@ -307,6 +335,10 @@ class BatchScheduler:
         if rc != 0:
             raise GenerationError(f"llama_decode returned {rc}")
         self.stats["steps"] += 1
+        running = [s.job for s in self.slots if s.job is not None]
+        for job in running:
+            job.steps += 1
+            job.sharing += len(running)
         for i, (tok, _, _, logits, slot) in enumerate(items):
             if slot is None or not logits or slot.job is None:
                 continue
@@ -353,6 +385,17 @@ class BatchScheduler:
             job.out.put(slot.text[slot.emitted:end])
             slot.emitted = end
 
+    def _learn(self, job: Job, held: float) -> None:
+        """Update the lone generation time and the cost of sharing from a finished job."""
+        if not job.steps:
+            return
+        sharing = job.sharing / job.steps
+        if sharing <= 1.25:  # (almost) alone: this is what one generation costs now
+            self.solo_s = held if not self.solo_s else 0.7 * self.solo_s + 0.3 * held
+        elif self.solo_s:
+            cost = (held / self.solo_s) / sharing
+            self.share_cost = min(1.5, max(0.2, 0.8 * self.share_cost + 0.2 * cost))
+
     def _finish(self, slot: _Slot, error: BaseException | None) -> None:
         job = slot.job
         if job is None:
@@ -364,6 +407,7 @@ class BatchScheduler:
             self.stats["completed"] += 1
             held = time.monotonic() - job.started
             self.service_s = 0.8 * self.service_s + 0.2 * held
+            self._learn(job, held)
         slot.job, slot.next_token, slot.sampler, slot.decoder = None, -1, None, None
 
 

@@ -73,6 +73,7 @@ class LlamaCppGenerator(Generator):
         max_queue: int = 16,
         max_wait_s: float = 60.0,
         wait_factor: float = 1.5,
+        latency_factor: float = 3.5,
         prefill_chunk: int = 256,
         **llama_kwargs: Any,
     ) -> None:
@@ -94,7 +95,7 @@ class LlamaCppGenerator(Generator):
         self.scheduler = BatchScheduler(self._llm, parallel=parallel, n_ctx_seq=n_ctx, n_threads=threads,
                                         n_threads_batch=resolve_threads(n_threads_batch or threads),
                                         max_queue=max_queue, max_wait_s=max_wait_s, wait_factor=wait_factor,
-                                        prefill_chunk=prefill_chunk)
+                                        latency_factor=latency_factor, prefill_chunk=prefill_chunk)
 
     @property
     def llm(self) -> Llama:
@@ -118,7 +119,8 @@ class LlamaCppGenerator(Generator):
         llm = settings.llm
         return cls(llm.model_path or None, n_ctx=llm.n_ctx, n_threads=llm.n_threads,
                    n_threads_batch=llm.n_threads_batch, cache_dir=settings.cache_dir, parallel=llm.parallel,
-                   max_queue=llm.max_queue, max_wait_s=llm.max_queue_wait_s, wait_factor=llm.max_queue_wait_factor)
+                   max_queue=llm.max_queue, max_wait_s=llm.max_queue_wait_s, wait_factor=llm.max_queue_wait_factor,
+                   latency_factor=llm.max_latency_factor)
 
     @classmethod
     def cache_key(cls, settings: Settings) -> Hashable:

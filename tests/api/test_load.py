@@ -25,13 +25,15 @@ def test_sixteen_clients_through_upload_reindex_and_adapter_publish(copy_home, m
     from config.settings import LLMSettings, Settings
 
     monkeypatch.setenv("KB_ADMIN_API_KEY", KEY)
-    settings = Settings(home=copy_home, llm=LLMSettings(backend="llama_cpp", n_ctx=2048, parallel=4,
-                                                        max_tokens=128))
+    # One decode thread: on a shared 2-core machine the second core is the API's (README, Threads).
+    settings = Settings(home=copy_home, llm=LLMSettings(backend="llama_cpp", n_ctx=2048, parallel=4, n_threads=1,
+                                                        max_tokens=64))
     app = create_app(settings)
     with AppServer(app) as url:
         report = load.run_scenario(url, clients=CLIENTS, seconds=SECONDS, single_n=2,
                                    admin={"Authorization": f"Bearer {KEY}"},
-                                   publish_adapter=load.zero_adapter_publisher(copy_home), max_requests=400)
+                                   publish_adapter=load.zero_adapter_publisher(copy_home), max_requests=400,
+                                   scale=(4.0, 240.0))
         gen = app.state.holder.engine.generator.stats()
     summary = report.summary()
     summary["generation"] = gen
