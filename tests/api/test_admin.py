@@ -249,7 +249,7 @@ def test_retrain_runs_distill_then_train_and_can_be_cancelled(copy_home, admin_e
             return job["state"] == "running" and any("running kb distill" in line for line in job["log_tail"])
 
         try:
-            _wait_for(distilling)  # the real `kb distill` subprocess has started
+            _wait_for(distilling, timeout=240)  # the real `kb distill` subprocess has started
         except AssertionError:
             raise AssertionError(httpx.get(f"{url}/admin/jobs/{job_id}", headers=AUTH).json()) from None
         assert httpx.post(f"{url}/admin/jobs/{job_id}/cancel", headers=AUTH).status_code in (200, 202)

@@ -284,3 +284,12 @@ def test_keys_and_document_contents_never_reach_the_logs(copy_home, monkeypatch,
     for needle in (KEY, wrong_key, chat_key, "机密条款XQ7", "8888元", "年度奖金池为每人"):
         assert needle not in logged, needle  # ... but never logged
     assert "/api/ask" in caplog.text  # the access log did run
+
+
+@pytest.mark.parametrize("module", ["knowledge.failpoints", "knowledge.injection", "router.llm.llama_batch",
+                                    "api.deps", "api.main", "router.llm.llama_cpp"])
+def test_doctests(module):
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module(module)).failed == 0
