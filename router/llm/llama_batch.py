@@ -179,7 +179,7 @@ class BatchScheduler:
                seed: int = 0) -> Job:
         """Queue a prompt; raises :class:`OverloadedError` when the wait would be unreasonable."""
         if len(tokens) + 1 >= self.n_ctx_seq:
-            raise GenerationError(f"prompt of {len(tokens)} tokens does not fit the context of "
+            raise GenerationError(f"prompt of {len(tokens)} tokens exceeds the context window of "
                                   f"{self.n_ctx_seq} tokens per sequence (llm.n_ctx)")
         job = Job(list(tokens), max(1, int(max_tokens)), float(temperature), list(stops), seed)
         with self._cv:
