@@ -212,8 +212,7 @@ def _render(parts: list[dict[str, Any]]) -> str:
         for k, v in (part.get("generation") or {}).items():
             if isinstance(v, (int, float)) and k not in ("service_s",):
                 generation[k] += v
-    self = _Agg(requests, answers, verification, jobs, latency_counts, latency_sum, latency_n)
-    out = self.lines()
+    out = _Agg(requests, answers, verification, jobs, latency_counts, latency_sum, latency_n).lines()
     _family(out, "kb_workers", "gauge", "API worker processes counted in these metrics", {"": len(parts)})
     names = {"rejected": ("kb_generation_rejected_total", "counter", "generations refused with 429 (queue full)"),
              "completed": ("kb_generation_completed_total", "counter", "generations finished"),
@@ -235,30 +234,29 @@ class _Agg:
         self.latency_counts, self.latency_sum, self.latency_n = latency_counts, latency_sum, latency_n
 
     def lines(self) -> list[str]:
-        if True:
-            out: list[str] = []
-            _family(out, "kb_http_requests_total", "counter", "HTTP requests by method, path template and status",
-                    {format_labels({"method": m, "path": p, "status": s}): n
-                     for (m, p, s), n in self.requests.items()})
-            out += ["# HELP kb_http_request_duration_seconds HTTP request latency by path template",
-                    "# TYPE kb_http_request_duration_seconds histogram"]
-            for path, counts in sorted(self.latency_counts.items()):
-                for bound, n in zip(LATENCY_BUCKETS, counts):
-                    out.append(f"kb_http_request_duration_seconds_bucket"
-                               f"{format_labels({'path': path, 'le': repr(bound)})} {n}")
-                n_all = self.latency_n[path]
-                out.append(f"kb_http_request_duration_seconds_bucket{format_labels({'path': path, 'le': '+Inf'})}"
-                           f" {n_all}")
-                out.append(f"kb_http_request_duration_seconds_sum{format_labels({'path': path})} "
-                           f"{self.latency_sum[path]:.6f}")
-                out.append(f"kb_http_request_duration_seconds_count{format_labels({'path': path})} {n_all}")
-            _family(out, "kb_answers_total", "counter", "answers by route and verification status",
-                    {format_labels({"route": r, "verification": v}): n for (r, v), n in self.answers.items()})
-            _family(out, "kb_verification_total", "counter", "number verification outcomes of answers",
-                    {format_labels({"status": s}): n for s, n in self.verification.items()})
-            _family(out, "kb_jobs_total", "counter", "finished admin jobs by kind and final state",
-                    {format_labels({"kind": k, "state": s}): n for (k, s), n in self.jobs.items()})
-            return out
+        out: list[str] = []
+        _family(out, "kb_http_requests_total", "counter", "HTTP requests by method, path template and status",
+                {format_labels({"method": m, "path": p, "status": s}): n
+                 for (m, p, s), n in self.requests.items()})
+        out += ["# HELP kb_http_request_duration_seconds HTTP request latency by path template",
+                "# TYPE kb_http_request_duration_seconds histogram"]
+        for path, counts in sorted(self.latency_counts.items()):
+            for bound, n in zip(LATENCY_BUCKETS, counts):
+                out.append(f"kb_http_request_duration_seconds_bucket"
+                           f"{format_labels({'path': path, 'le': repr(bound)})} {n}")
+            n_all = self.latency_n[path]
+            out.append(f"kb_http_request_duration_seconds_bucket{format_labels({'path': path, 'le': '+Inf'})}"
+                       f" {n_all}")
+            out.append(f"kb_http_request_duration_seconds_sum{format_labels({'path': path})} "
+                       f"{self.latency_sum[path]:.6f}")
+            out.append(f"kb_http_request_duration_seconds_count{format_labels({'path': path})} {n_all}")
+        _family(out, "kb_answers_total", "counter", "answers by route and verification status",
+                {format_labels({"route": r, "verification": v}): n for (r, v), n in self.answers.items()})
+        _family(out, "kb_verification_total", "counter", "number verification outcomes of answers",
+                {format_labels({"status": s}): n for s, n in self.verification.items()})
+        _family(out, "kb_jobs_total", "counter", "finished admin jobs by kind and final state",
+                {format_labels({"kind": k, "state": s}): n for (k, s), n in self.jobs.items()})
+        return out
 
 
 def _family(out: list[str], name: str, kind: str, help_text: str, samples: dict[str, int]) -> None:

@@ -268,10 +268,8 @@ class IndexStore:
             prev = None
         if prev and (self.indexes_dir / prev / files.MANIFEST).is_file():
             return prev
-        older = [v for v in self.versions() if v != current]
         names = self.versions()
-        if current in names:
-            older = names[: names.index(current)]
+        older = names[: names.index(current)] if current in names else [v for v in names if v != current]
         return older[-1] if older else None
 
     def prune(self, keep: int = 5, stale_s: float = 600.0) -> list[str]:
