@@ -273,19 +273,19 @@ class IndexStore:
         return older[-1] if older else None
 
     def prune(self, keep: int = 5, stale_s: float = 600.0) -> list[str]:
-        """Delete all but the newest ``keep`` versions (at least 2) and leftovers of crashed work.
+        """Delete all but the newest ``keep`` versions and leftovers of crashed work.
 
         The published version and the one before it (for rollback) are never deleted.
         Leftovers: ``.building-*`` folders of builds that died (we hold the build lock, so
         none is running), and temp files of pointer switches and copies older than
         ``stale_s`` seconds (a copy may be in flight; it is never older than that).
         """
-        keep = max(2, int(keep))
+        keep = max(0, int(keep))
         with self._lock():
             current = self.current_version()
             protected = {current, self.previous_version()} - {None}
             names = self.versions()
-            old = names[: -keep] if len(names) > keep else []
+            old = names[: len(names) - keep] if len(names) > keep else []
             removed = [v for v in old if v not in protected]
             for name in removed:
                 shutil.rmtree(self.indexes_dir / name, ignore_errors=True)
