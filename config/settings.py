@@ -70,7 +70,7 @@ class LLMSettings(BaseModel):
     max_queue: int = Field(16, ge=0, description="generations that may wait for a free sequence")
     max_queue_wait_s: float = Field(60, gt=0, description="refuse (429) when the estimated wait is longer")
     max_queue_wait_factor: float = Field(1.5, gt=0, description="... or longer than this many generations")
-    max_latency_factor: float = Field(3.5, gt=0, description="... or when the answer would take longer than "
+    max_latency_factor: float = Field(3.0, gt=0, description="... or when the answer would take longer than "
                                       "this many lone generations (measured)")
     max_tokens: int = 256
     temperature: float = 0.1

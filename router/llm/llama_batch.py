@@ -105,7 +105,7 @@ class BatchScheduler:
     def __init__(self, llm: Any, *, parallel: int = 4, n_ctx_seq: int = 4096, n_threads: int = 1,
                  n_threads_batch: int | None = None, n_batch: int = 512, prefill_chunk: int = 256,
                  max_queue: int = 16, max_wait_s: float = 60.0, wait_factor: float = 1.5,
-                 latency_factor: float = 3.5, kv_unified: bool = False,
+                 latency_factor: float = 3.0, kv_unified: bool = False,
                  result_timeout_s: float = 600.0) -> None:
         import llama_cpp
 

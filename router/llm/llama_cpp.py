@@ -73,7 +73,7 @@ class LlamaCppGenerator(Generator):
         max_queue: int = 16,
         max_wait_s: float = 60.0,
         wait_factor: float = 1.5,
-        latency_factor: float = 3.5,
+        latency_factor: float = 3.0,
         prefill_chunk: int = 256,
         **llama_kwargs: Any,
     ) -> None:
