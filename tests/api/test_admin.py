@@ -114,7 +114,7 @@ def test_upload_reindex_hot_swaps_while_serving(copy_home, admin_env, caplog):
             assert r.status_code == 202, r.text
             job = _poll(url, r.json()["id"])
             n = load.done
-            _wait_for(lambda: load.done >= n + 3)  # and goes on over the swapped engine
+            _wait_for(lambda: load.done >= n + 3, timeout=120)  # and goes on over the swapped engine
         assert job["state"] == "succeeded", job
         assert job["progress"] == 100 and job["result"]["previous"] == v0
         assert "停车管理规定.md" in job["result"]["report"]["added"]

@@ -52,7 +52,10 @@ def test_sixteen_clients_through_upload_reindex_and_adapter_publish(copy_home, m
     assert ev["index_switched"] and ev["index_stale_after_switch"] == 0, ev
     assert ev["adapter_switched"] and ev["adapter_stale_after_switch"] == 0, ev
     assert "150" in ev["parking_answer"] and "停车管理规定.md" in ev["parking_sources"], ev
-    assert summary["rejected_429"] <= max(2, 0.4 * summary["requests"]), summary
+    # 429s stay rare on an idle machine; on a starved one most generations are refused rather
+    # than left to wait (the latency bound), and the test only checks they are not all refused.
+    rare = 0.15 if busy_before < 1.0 else 0.6
+    assert summary["rejected_429"] <= max(2, rare * summary["requests"]), summary
     assert gen["completed"] > 0 and gen["failed"] == 0
     single = summary["single_client_chat_s"]
     fast = summary["by_kind"]["glossary"]["p95_s"], summary["by_kind"]["ask_fast"]["p95_s"]
