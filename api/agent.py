@@ -4,7 +4,7 @@ The tool answers from the knowledge base through the same ``answer()`` the HTTP 
 use, in one of two modes chosen by the tool config:
 
 - in process: ``{"name": "kb_answer", "engine": engine}`` (or no config: the process-wide engine
-  from :func:`router.engine.get_engine`);
+  from :func:`api.state.get_engine`);
 - against a running server: ``{"name": "kb_answer", "base_url": "http://host:8000"}`` posts to
   ``/api/ask`` with httpx (API key from the config or ``KB_CHAT_API_KEY``).
 
@@ -109,7 +109,7 @@ def history_from_messages(messages: Any) -> list[dict[str, str]]:
 def ask_in_process(question: str, engine: Any = None, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Answer with ``engine`` (an :class:`router.engine.Engine`), or the process-wide engine."""
     if engine is None:
-        from router.engine import answer
+        from api.state import answer
 
         return answer(question, history or None)
     return engine.answer(question, history or None).to_dict()

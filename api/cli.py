@@ -62,8 +62,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     from router.calibration import build_index
 
+    store = _store()
     if getattr(args, "rollback", False) or getattr(args, "publish", None):
-        store = _store()
         before = store.current_version()
         if args.publish:
             store.publish(args.publish)
@@ -71,7 +71,8 @@ def cmd_index(args: argparse.Namespace) -> int:
             store.rollback()
         print(json.dumps({"published": store.current_version(), "previous": before}))
         return 0
-    report = build_index(_store(), full=args.full, progress=True)
+    report = build_index(store, full=args.full, progress=True)
+    store.prune(store.settings.retrieval.keep_versions)  # retention: old versions and crash leftovers
     rep = _dump(report)
     errors = rep.get("errors", []) if isinstance(rep, dict) else []
     for e in errors:
@@ -175,7 +176,7 @@ def _print_answer(ans: dict[str, Any]) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from router.engine import get_engine
+    from api.state import get_engine
 
     if args.batch:
         if not args.out:
@@ -199,16 +200,30 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the HTTP API; ``--workers N`` runs N processes on one KB_HOME (each follows the
+    published ``current`` pointers, jobs run once per home, metrics are summed over workers)."""
+    import shutil
+
     import uvicorn
 
-    from api.main import create_app
+    from api.main import check_bind, create_app
 
     s = _settings()
     host = args.host or s.api.host
     port = args.port or s.api.port
-    print(f"serving on http://{host}:{port}  (web console: /ui/, OpenAI-compatible: /v1, native: /api/ask, "
-          f"health: /healthz)", file=sys.stderr)
-    uvicorn.run(create_app(s), host=host, port=port, log_level="info")
+    workers = getattr(args, "workers", None) or s.api.workers
+    if getattr(args, "allow_insecure", False):
+        s = s.model_copy(update={"api": s.api.model_copy(update={"allow_insecure_bind": True})})
+    check_bind(host, s)  # ConfigError → exit status 1 with the reason
+    print(f"serving on http://{host}:{port} with {workers} worker(s)  (web console: /ui/, OpenAI-compatible: /v1, "
+          "native: /api/ask, health: /healthz)", file=sys.stderr)
+    # Counters of an earlier run's workers must not be summed into this one.
+    shutil.rmtree(Path(s.home) / ".run" / "metrics", ignore_errors=True)
+    if workers > 1:
+        os.environ["KB_HOME"] = str(s.home)
+        uvicorn.run("api.main:app_factory", factory=True, host=host, port=port, workers=workers, log_level="info")
+    else:
+        uvicorn.run(create_app(s), host=host, port=port, log_level="info")
     return 0
 
 
@@ -226,7 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return cmd_ask(argparse.Namespace(question=[args.ask], json=args.json, batch=None, out=None))
     print("\nTry:  curl -s http://127.0.0.1:%d/api/ask -H 'content-type: application/json' "
           "-d '{\"question\": \"AM出差住宿标准是多少？\"}'\n" % (args.port or _settings().api.port), file=sys.stderr)
-    return cmd_serve(argparse.Namespace(host=args.host, port=args.port))
+    return cmd_serve(argparse.Namespace(host=args.host, port=args.port, workers=None, allow_insecure=False))
 
 
 # --- batch tools: expand / verify -----------------------------------------------------------
@@ -333,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the HTTP API")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int, help="API worker processes on this KB_HOME (default api.workers)")
+    s.add_argument("--allow-insecure", action="store_true",
+                   help="serve a non-loopback address without KB_ADMIN_API_KEY")
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("demo", help="build the bundled demo knowledge base and serve it")

@@ -1,13 +1,25 @@
-"""Admin jobs: a small SQLite job store, a background runner, and the reindex / retrain bodies.
+"""Admin jobs: a SQLite job store with leases, a runner, and the reindex / retrain bodies.
 
 A job is one row in ``KB_HOME/jobs.sqlite3`` (state, progress, log tail, result, error), so
-``GET /admin/jobs/{id}`` works after a restart. Jobs run in a daemon thread of the serving
-process; at most one job of each kind runs at a time (a second request for the same kind gets
-the running job back). A process that dies mid-job leaves a ``running`` row behind: the next
-:class:`JobStore` marks it failed ("interrupted by a server restart") when the server starts.
+``GET /admin/jobs/{id}`` works after a restart and from every worker on the same home.
 
-Cancellation is cooperative: :meth:`JobContext.check_cancelled` is called between stages and
-raises :class:`JobCancelled`; a stage that has started (an index build) runs to its end.
+Heavy builds run in **worker processes** (``python -m api.jobs run JOB_ID``, niced), never in
+a thread of the serving process: a crash, a segfault or the memory of a build cannot take the
+server down, and answering keeps the CPU first. The process that started a job holds its
+**lease** (``owner`` + ``lease_until``, renewed every few seconds while the job runs). So:
+
+* at most one job of each kind runs per home: :meth:`JobStore.claim` creates the row only
+  when no job of that kind holds a live lease (one SQLite write transaction), so several
+  workers never start the same build twice;
+* a worker starting up fails only jobs whose lease ran out or whose owner process is gone
+  (:meth:`JobStore.reap`), never a job another live worker is running;
+* a job process that dies (``kill -9``, out of memory) is marked failed by its owner at
+  once; an owner that dies takes its job process with it (``PR_SET_PDEATHSIG``) and the
+  lease runs out, so the job is marked failed by the next reap and can be rerun.
+
+Cancellation is cooperative: the job process polls the cancel flag and
+:meth:`JobContext.check_cancelled` raises :class:`JobCancelled` between stages; a stage that
+has started (an index build) runs to its end.
 """
 
 from __future__ import annotations
@@ -15,6 +27,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +47,8 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 LOG_TAIL = 200  # lines kept per job; older lines are dropped
 INTERRUPTED = "interrupted by a server restart"
+LEASE_S = 15.0
+EXIT_CANCELLED = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -47,10 +63,34 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     started_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    owner TEXT,
+    lease_until REAL
 )
 """
 _JSON_COLUMNS = ("params", "result", "log")
+_ADDED_COLUMNS = {"owner": "TEXT", "lease_until": "REAL"}
+
+
+def owner_id() -> str:
+    """``host:pid`` of this process (who holds a lease)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str | None) -> bool | None:
+    """Whether the lease owner's process exists: True/False on this host, None elsewhere."""
+    if not owner or ":" not in owner:
+        return None
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class JobCancelled(KBError):
@@ -58,19 +98,24 @@ class JobCancelled(KBError):
 
 
 class JobStore:
-    """Job rows in one SQLite file; safe to use from several threads (one connection per call)."""
+    """Job rows in one SQLite file; safe from several threads and processes (one connection per call)."""
 
-    def __init__(self, path: Path | str, recover: bool = True):
+    def __init__(self, path: Path | str, recover: bool = True, lease_s: float = LEASE_S):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lease_s = float(lease_s)
         self._lock = threading.Lock()
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
-        self.interrupted = self.mark_interrupted() if recover else 0
+            have = {r["name"] for r in db.execute("PRAGMA table_info(jobs)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+        self.interrupted = self.reap() if recover else 0
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10)
+        db = sqlite3.connect(self.path, timeout=30)
         db.row_factory = sqlite3.Row
         return db
 
@@ -78,11 +123,51 @@ class JobStore:
         with self._lock, self._connect() as db:
             return db.execute(sql, args).rowcount
 
-    def create(self, kind: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def create(self, kind: str, params: dict[str, Any] | None = None, owner: str | None = None) -> dict[str, Any]:
         job_id = uuid.uuid4().hex[:16]
-        self._write("INSERT INTO jobs (id, kind, state, params, created_at) VALUES (?, ?, 'queued', ?, ?)",
-                    (job_id, kind, json.dumps(params or {}, ensure_ascii=False), time.time()))
+        now = time.time()
+        self._write("INSERT INTO jobs (id, kind, state, params, created_at, owner, lease_until) "
+                    "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                    (job_id, kind, json.dumps(params or {}, ensure_ascii=False), now, owner,
+                     now + self.lease_s if owner else None))
         return self.get(job_id)  # type: ignore[return-value]
+
+    def claim(self, kind: str, params: dict[str, Any] | None = None,
+              owner: str | None = None) -> tuple[dict[str, Any], bool]:
+        """Create a job of ``kind`` unless one holds a live lease; ``(job, created)``.
+
+        One write transaction, so two workers asked at once cannot both create one.
+        """
+        owner = owner or owner_id()
+        now = time.time()
+        with self._lock:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                row = db.execute("SELECT * FROM jobs WHERE kind = ? AND state IN ('queued', 'running') "
+                                 "AND lease_until >= ? ORDER BY created_at DESC LIMIT 1", (kind, now)).fetchone()
+                if row is not None:
+                    db.execute("COMMIT")
+                    return _row(row), False
+                job_id = uuid.uuid4().hex[:16]
+                db.execute("INSERT INTO jobs (id, kind, state, params, created_at, owner, lease_until) "
+                           "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                           (job_id, kind, json.dumps(params or {}, ensure_ascii=False), now, owner,
+                            now + self.lease_s))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            finally:
+                db.close()
+        return self.get(job_id), True  # type: ignore[return-value]
+
+    def renew(self, job_id: str, owner: str | None = None) -> None:
+        """Extend the lease of an active job (its owner calls this while it runs)."""
+        self._write("UPDATE jobs SET lease_until = ?, owner = COALESCE(?, owner) WHERE id = ? "
+                    "AND state IN ('queued', 'running')", (time.time() + self.lease_s, owner, job_id))
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         with self._connect() as db:
@@ -99,7 +184,7 @@ class JobStore:
 
     def update(self, job_id: str, **fields: Any) -> None:
         unknown = set(fields) - {"state", "progress", "result", "error", "started_at", "finished_at",
-                                 "cancel_requested"}
+                                 "cancel_requested", "owner", "lease_until"}
         if unknown:
             raise KBError(f"unknown job fields {sorted(unknown)}")
         if "state" in fields and fields["state"] not in STATES:
@@ -109,6 +194,16 @@ class JobStore:
         sets = ", ".join(f"{k} = ?" for k in fields)
         self._write(f"UPDATE jobs SET {sets} WHERE id = ?", (*values, job_id))
 
+    def finish(self, job_id: str, state: str, **fields: Any) -> bool:
+        """Move an active job to a final state (False when it was already final)."""
+        if state not in STATES or state in ACTIVE:
+            raise KBError(f"{state!r} is not a final job state")
+        values = [json.dumps(v, ensure_ascii=False, default=str) if k in _JSON_COLUMNS else v
+                  for k, v in fields.items()]
+        sets = "".join(f", {k} = ?" for k in fields)
+        return self._write(f"UPDATE jobs SET state = ?, finished_at = ?{sets} WHERE id = ? "
+                           "AND state IN ('queued', 'running')", (state, time.time(), *values, job_id)) > 0
+
     def append_log(self, job_id: str, line: str) -> None:
         with self._lock, self._connect() as db:
             row = db.execute("SELECT log FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -117,11 +212,23 @@ class JobStore:
             lines = json.loads(row["log"])[-(LOG_TAIL - 1):] + [line]
             db.execute("UPDATE jobs SET log = ? WHERE id = ?", (json.dumps(lines, ensure_ascii=False), job_id))
 
+    def reap(self) -> int:
+        """Fail every active job whose lease ran out or whose owner process is gone; how many."""
+        now = time.time()
+        with self._connect() as db:
+            rows = db.execute("SELECT id, owner, lease_until FROM jobs WHERE state IN ('queued', 'running')").fetchall()
+        dead = [r["id"] for r in rows
+                if r["lease_until"] is None or r["lease_until"] < now or _owner_alive(r["owner"]) is False]
+        n = 0
+        for job_id in dead:
+            if self.finish(job_id, "failed", error=INTERRUPTED):
+                self.append_log(job_id, f"{time.strftime('%H:%M:%S')} failed: {INTERRUPTED}")
+                n += 1
+        return n
+
     def mark_interrupted(self) -> int:
-        """Fail every job a previous process left queued or running; returns how many."""
-        return self._write(
-            "UPDATE jobs SET state = 'failed', error = ?, finished_at = ? WHERE state IN ('queued', 'running')",
-            (INTERRUPTED, time.time()))
+        """Kept for callers of the old name: :meth:`reap`."""
+        return self.reap()
 
 
 def _row(row: sqlite3.Row) -> dict[str, Any]:
@@ -150,35 +257,74 @@ class JobContext:
             self.log(message)
 
     def check_cancelled(self) -> None:
+        if not self.cancel_event.is_set():
+            job = self.store.get(self.job_id)
+            if job and job["cancel_requested"]:
+                self.cancel_event.set()
         if self.cancel_event.is_set():
             raise JobCancelled(f"job {self.job_id} cancelled on request")
 
 
 JobBody = Callable[[JobContext], dict[str, Any] | None]
+Hook = Callable[[str, dict[str, Any]], "str | None"]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the job process gets SIGKILL when the thread that started it dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class JobRunner:
-    """Starts job bodies in background threads, one running job per kind."""
+    """Runs jobs (one per kind per home), holding their leases while they run.
 
-    def __init__(self, store: JobStore, on_finish: Callable[[str, str], None] | None = None):
+    :meth:`start` runs a registered kind in a worker process (the admin API uses it);
+    :meth:`submit` runs a callable in a thread of this process (small jobs, tests).
+    ``on_finish(kind, state)`` is called once per job after it reached its final state;
+    ``before_success(kind, result)`` runs just before a job is marked succeeded (the server
+    swaps to what the job published there, so a client that sees "succeeded" sees it served).
+    """
+
+    def __init__(self, store: JobStore, on_finish: Callable[[str, str], None] | None = None,
+                 before_success: Hook | None = None, settings: Any = None):
         self.store = store
         self.on_finish = on_finish
+        self.before_success = before_success
+        self.settings = settings
+        self.owner = owner_id()
         self._lock = threading.Lock()
         self._running: dict[str, tuple[str, JobContext, threading.Thread]] = {}  # kind -> job
 
-    def submit(self, kind: str, params: dict[str, Any], body: JobBody) -> tuple[dict[str, Any], bool]:
-        """Start a job; ``(job, created)``. While one of ``kind`` runs, that job comes back instead."""
-        with self._lock:
-            active = self._running.get(kind)
-            if active and active[2].is_alive():
-                return self.store.get(active[0]), False  # type: ignore[return-value]
-            job = self.store.create(kind, params)
+    # -- starting -----------------------------------------------------------------------------
+    def start(self, kind: str, params: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Start a registered job kind in a worker process; while one runs, it comes back instead."""
+        if kind not in JOB_KINDS:
+            raise KBError(f"unknown job kind {kind!r}; known: {sorted(JOB_KINDS)}")
+        job, created = self.store.claim(kind, params, self.owner)
+        if created:
             ctx = JobContext(self.store, job["id"])
-            thread = threading.Thread(target=self._run, args=(kind, ctx, body), daemon=True,
+            thread = threading.Thread(target=self._run_process, args=(kind, ctx), daemon=True,
                                       name=f"kb-job-{kind}-{job['id']}")
-            self._running[kind] = (job["id"], ctx, thread)
+            with self._lock:
+                self._running[kind] = (job["id"], ctx, thread)
             thread.start()
-            return job, True
+        return job, created
+
+    def submit(self, kind: str, params: dict[str, Any], body: JobBody) -> tuple[dict[str, Any], bool]:
+        """Run ``body`` in a thread; ``(job, created)``. While one of ``kind`` runs, that job comes back."""
+        job, created = self.store.claim(kind, params, self.owner)
+        if created:
+            ctx = JobContext(self.store, job["id"])
+            thread = threading.Thread(target=self._run_thread, args=(kind, ctx, body), daemon=True,
+                                      name=f"kb-job-{kind}-{job['id']}")
+            with self._lock:
+                self._running[kind] = (job["id"], ctx, thread)
+            thread.start()
+        return job, created
 
     def cancel(self, job_id: str) -> dict[str, Any] | None:
         """Ask a job to stop at its next stage boundary; finished jobs are returned unchanged."""
@@ -193,15 +339,26 @@ class JobRunner:
         return self.store.get(job_id)
 
     def wait(self, timeout: float | None = None) -> None:
-        """Join the running threads (tests, shutdown)."""
+        """Join the running jobs (tests, shutdown)."""
         with self._lock:
             threads = [t for _, _, t in self._running.values()]
         for t in threads:
             t.join(timeout)
 
-    def _run(self, kind: str, ctx: JobContext, body: JobBody) -> None:
+    # -- running --------------------------------------------------------------------------
+    def _heartbeat(self, job_id: str, done: threading.Event) -> None:
+        interval = max(0.5, self.store.lease_s / 3)
+        while not done.wait(interval):
+            try:
+                self.store.renew(job_id, self.owner)
+            except sqlite3.Error:  # a busy database: the next beat renews
+                log.warning("could not renew the lease of job %s", job_id)
+
+    def _run_thread(self, kind: str, ctx: JobContext, body: JobBody) -> None:
         job_id = ctx.job_id
         self.store.update(job_id, state="running", started_at=time.time())
+        done = threading.Event()
+        threading.Thread(target=self._heartbeat, args=(job_id, done), daemon=True).start()
         try:
             ctx.check_cancelled()
             result = body(ctx)
@@ -212,41 +369,148 @@ class JobRunner:
             state, fields = "failed", {"error": f"{type(exc).__name__}: {exc}"}
         else:
             state, fields = "succeeded", {"result": result or {}, "progress": 100.0}
+        self._conclude(kind, ctx, state, fields)
+        done.set()
+
+    def _run_process(self, kind: str, ctx: JobContext) -> None:
+        job_id = ctx.job_id
+        self.store.update(job_id, state="running", started_at=time.time())
+        done = threading.Event()
+        threading.Thread(target=self._heartbeat, args=(job_id, done), daemon=True).start()
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        # The job process imports this very code base, wherever the server was started from.
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        if self.settings is not None:
+            home = Path(self.settings.home).resolve()
+            env["KB_HOME"] = str(home)
+            env[SETTINGS_ENV] = self.settings.model_copy(update={"home": home}).model_dump_json()
+        cmd = [sys.executable, "-m", "api.jobs", "run", job_id, "--db", str(self.store.path.resolve())]
+        state, fields = "failed", {}
+        try:
+            # Spawned from this thread, which lives until the child exits (PDEATHSIG is per thread).
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            code = proc.wait()
+            row = self.store.get(job_id) or {}
+            if code == 0:
+                state, fields = "succeeded", {"result": row.get("result") or {}, "progress": 100.0}
+            elif code == EXIT_CANCELLED:
+                state, fields = "cancelled", {"error": row.get("error") or f"job {job_id} cancelled on request"}
+            else:
+                how = f"signal {-code}" if code < 0 else f"status {code}"
+                fields = {"error": row.get("error") or f"job process died ({how})"}
+        except Exception as exc:  # noqa: BLE001 - recorded on the job
+            log.exception("job %s (%s) could not run", job_id, kind)
+            fields = {"error": f"{type(exc).__name__}: {exc}"}
+        self._conclude(kind, ctx, state, fields)
+        done.set()
+
+    def _conclude(self, kind: str, ctx: JobContext, state: str, fields: dict[str, Any]) -> None:
+        if state == "succeeded" and self.before_success is not None:
+            try:
+                note = self.before_success(kind, fields.get("result") or {})
+                if note:
+                    ctx.log(note)
+            except Exception as exc:  # noqa: BLE001 - published on disk; followers will pick it up
+                log.exception("job %s: could not serve its result", ctx.job_id)
+                ctx.log(f"published, but this worker could not load it yet: {type(exc).__name__}: {exc}")
         if state != "succeeded":
-            ctx.log(f"{state}: {fields['error']}")
-        self.store.update(job_id, state=state, finished_at=time.time(), **fields)
-        if self.on_finish:
+            ctx.log(f"{state}: {fields.get('error')}")
+        if self.store.finish(ctx.job_id, state, **fields) and self.on_finish:
             self.on_finish(kind, state)
 
 
-# --- job bodies ---------------------------------------------------------------------------
-def run_reindex(ctx: JobContext, settings: Any, full: bool, embedder: Any,
-                publish: Callable[[Any], None]) -> dict[str, Any]:
-    """Build and publish a new index version, then hand the loaded index to ``publish``.
+SETTINGS_ENV = "KB_JOB_SETTINGS_JSON"
+JOB_KINDS: dict[str, Callable[[JobContext, Any, dict[str, Any]], dict[str, Any]]] = {}
 
-    Stages: build (the store publishes atomically at its end) → load → ``publish`` (the hot
-    swap). Cancelling is honoured before the build; once a version is published on disk the
-    job loads and serves it too, so the server never disagrees with the ``current`` pointer.
+
+def register_job(kind: str) -> Callable[[Any], Any]:
+    """Register a job body ``fn(ctx, settings, params) -> result`` under ``kind`` (no duplicates)."""
+    def deco(fn: Any) -> Any:
+        if kind in JOB_KINDS:
+            raise KBError(f"job kind {kind!r} is already registered")
+        JOB_KINDS[kind] = fn
+        return fn
+    return deco
+
+
+def run_job_process(job_id: str, db: Path) -> int:
+    """Body of ``python -m api.jobs run JOB_ID``: run the job, record result or error, exit code."""
+    from config.settings import Settings
+
+    try:
+        os.nice(10)  # builds yield the CPU to answering
+    except OSError:
+        pass
+    store = JobStore(db, recover=False)
+    job = store.get(job_id)
+    if job is None:
+        print(f"no job {job_id!r} in {db}", file=sys.stderr)
+        return 1
+    raw = os.environ.get(SETTINGS_ENV)
+    settings = Settings.model_validate_json(raw) if raw else Settings()
+    ctx = JobContext(store, job_id)
+    stop = threading.Event()
+
+    def watch_cancel() -> None:
+        while not stop.wait(0.5):
+            row = store.get(job_id)
+            if row is None or row["cancel_requested"]:
+                ctx.cancel_event.set()
+                return
+
+    threading.Thread(target=watch_cancel, daemon=True).start()
+    try:
+        from knowledge.failpoints import hit
+
+        hit("job.start")
+        ctx.check_cancelled()
+        result = JOB_KINDS[job["kind"]](ctx, settings, job["params"] or {})
+    except JobCancelled as exc:
+        store.update(job_id, error=str(exc))
+        return EXIT_CANCELLED
+    except BaseException as exc:  # recorded for the owner, which marks the job failed
+        log.exception("job %s failed", job_id)
+        store.update(job_id, error=f"{type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        stop.set()
+    store.update(job_id, result=result or {})
+    return 0
+
+
+# --- job bodies (run in the job process) ------------------------------------------------------
+@register_job("reindex")
+def reindex_job(ctx: JobContext, settings: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Build and publish a new index version, then prune old ones (``retrieval.keep_versions``).
+
+    The store publishes atomically at the end of the build; serving workers follow the
+    ``current`` pointer. Cancelling is honoured before the build.
     """
     from retrieval.store import IndexStore
 
-    store = IndexStore(settings.home, settings, embedder=embedder)
+    full = bool(params.get("full"))
+    store = IndexStore(settings.home, settings)
     previous = store.current_version()
     ctx.progress(5, f"building a {'full' if full else 'incremental'} index (serving {previous})")
     from router.calibration import build_index
 
+    ctx.check_cancelled()
     report = build_index(store, full=full)
-    ctx.progress(70, f"built and published {report.version}: {report.documents} documents, "
+    ctx.progress(85, f"built and published {report.version}: {report.documents} documents, "
                      f"{report.chunks} chunks, {report.facts} facts, {len(report.errors)} errors")
     for err in report.errors:
-        ctx.log(f"document error: {err.get('source')}: {err.get('error')}")
-    if ctx.cancel_event.is_set():
-        ctx.log("cancel requested after the version was published; finishing the swap")
-    index = store.load(report.version, embedder=embedder)
-    ctx.progress(90, f"loaded {index.version}")
-    publish(index)
-    ctx.progress(100, f"serving {index.version}")
-    return {"version": report.version, "previous": previous, "report": report.to_dict()}
+        ctx.log(f"document error: {err.get('source')}: {str(err.get('error'))[:300]}")
+    pruned = store.prune(settings.retrieval.keep_versions)
+    if pruned:
+        ctx.log(f"pruned {len(pruned)} old version(s): {', '.join(pruned)}")
+    return {"version": report.version, "previous": previous, "report": report.to_dict(), "pruned": pruned}
+
+
+@register_job("retrain")
+def retrain_job(ctx: JobContext, settings: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """``kb distill`` then ``kb train`` (gate + publish); serving workers follow ``adapters/current``."""
+    return run_retrain(ctx, settings)
 
 
 RETRAIN_STEPS = ("distill", "train")
@@ -273,8 +537,8 @@ def run_retrain(ctx: JobContext, settings: Any,
                 publish_adapter: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Distill training data, then train, gate and publish an adapter (each a ``kb`` subprocess).
 
-    When the gate published a new adapter, ``publish_adapter(version)`` hot-swaps the serving
-    router to it (a rejected adapter leaves the serving one untouched).
+    Serving workers follow ``adapters/current`` themselves; ``publish_adapter(version)`` is an
+    extra hook called when the gate published a new adapter.
     """
     commands = retrain_commands()
     before = _current_adapter(settings.home)
@@ -302,7 +566,8 @@ def _current_adapter(home: Any) -> str | None:
 
 def _run_logged(ctx: JobContext, cmd: list[str], env: dict[str, str]) -> None:
     """Run ``cmd``, streaming its output into the job log; terminate it when cancelled."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=_die_with_parent)
     watcher = threading.Thread(target=_kill_on_cancel, args=(ctx, proc), daemon=True)
     watcher.start()
     for line in proc.stdout or ():
@@ -319,3 +584,21 @@ def _kill_on_cancel(ctx: JobContext, proc: subprocess.Popen) -> None:
         if ctx.cancel_event.wait(0.5):
             proc.terminate()
             return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m api.jobs run JOB_ID --db PATH`` (started by :class:`JobRunner`)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m api.jobs")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run one queued job (the job runner starts this)")
+    run.add_argument("job_id")
+    run.add_argument("--db", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return run_job_process(args.job_id, Path(args.db))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -67,7 +67,7 @@ def format_documents(docs: list[Document]) -> str:
 
 
 def _default_engine() -> Any:
-    from router.engine import get_engine
+    from api.state import get_engine
 
     return get_engine()
 

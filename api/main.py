@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +16,8 @@ from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
 
 from knowledge.errors import (  # noqa: E402
-    ConfigError, ConflictError, GenerationError, IndexMismatchError, IndexNotFoundError, KBError, ValidationError,
+    ConfigError, ConflictError, GenerationError, IndexMismatchError, IndexNotFoundError, KBError, OverloadedError,
+    ValidationError,
 )
 
 log = logging.getLogger("kb.api")
@@ -23,39 +25,45 @@ log = logging.getLogger("kb.api")
 
 def create_app(settings: Any = None, engine: Any = None) -> FastAPI:
     """Build the app. Pass ``engine`` to serve a prebuilt one (tests); otherwise it is loaded
-    from the published index in the lifespan, once per process."""
+    from the published index in the lifespan, once per process. Either way the app follows
+    the published ``current`` pointers from then on (:class:`api.state.EngineHolder`)."""
     from config import get_settings
 
+    from api.state import EngineHolder
+
     settings = settings or get_settings()
+    holder = EngineHolder(settings, engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        if engine is not None:
-            app.state.engine = engine
-        else:
-            from retrieval.store import IndexStore
-            from router.engine import Engine
-
-            try:
-                index = IndexStore(settings.home).load()
-            except IndexNotFoundError as exc:
-                log.warning("%s — serving /healthz only until an index is built", exc)
-                app.state.engine = None
-            else:
-                app.state.engine = Engine(settings, index)
+        if holder.engine is None:
+            holder.load()
+            if holder.engine is None:
+                log.warning("%s — serving /healthz only until an index is published",
+                            holder.last_error or "no published index")
         app.state.jobs = _start_jobs(app)
+        holder.follow(settings.api.follow_interval_s, also=app.state.jobs.store.reap)
+        app.state.metrics.start_sharing()
         yield
+        holder.stop()
+        app.state.metrics.stop_sharing()
         app.state.jobs = None
 
     from api.metrics import Metrics, RequestMetricsMiddleware
 
     app = FastAPI(title="kb-assistant", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    app.state.engine = engine
+    app.state.holder = holder
     app.state.jobs = None
-    app.state.metrics = Metrics()
+    app.state.metrics = Metrics(settings.home, engine_stats=lambda: _generator_stats(holder.engine))
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    if settings.api.cors_origins:  # off by default: no Access-Control-* headers at all
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.api.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type",
+                                                                                     "X-API-Key"])
     _install_error_handlers(app)
 
     from api.routes import admin, chat, console, manage, native
@@ -73,41 +81,54 @@ def create_app(settings: Any = None, engine: Any = None) -> FastAPI:
     return app
 
 
-def swap_engine(app: FastAPI, engine: Any) -> Any:
-    """Serve ``engine`` from now on; returns the previous one.
-
-    One attribute assignment, so the swap is atomic: each request fetched its engine once (the
-    ``EngineDep`` dependency) and keeps that object to the end, so no answer mixes versions.
-    """
-    old = getattr(app.state, "engine", None)
-    app.state.engine = engine
-    new_version = getattr(getattr(engine, "index", None), "version", None)
-    old_version = getattr(getattr(old, "index", None), "version", None)
-    log.info("serving index %s (was %s)", new_version, old_version)
-    return old
+def app_factory() -> FastAPI:
+    """``uvicorn --factory api.main:app_factory``: the app over the environment's settings
+    (what each worker of ``kb serve --workers N`` runs)."""
+    return create_app()
 
 
-def engine_for_index(app: FastAPI, index: Any) -> Any:
-    """A new Engine over ``index`` that reuses the serving engine's generator, router and
-    verifier, so a reindex never reloads the LLM (the disambiguator is rebuilt: it holds the
-    glossary of the index)."""
-    from router.engine import Engine
-
-    settings = app.state.settings
-    old = getattr(app.state, "engine", None)
-    if old is None:
-        return Engine(settings, index)
-    return Engine(settings, index, generator=old.generator, router=old.router, verifier=old.verifier)
+def _generator_stats(engine: Any) -> dict[str, Any]:
+    stats = getattr(getattr(engine, "generator", None), "stats", None)
+    return stats() if callable(stats) else {}
 
 
 def _start_jobs(app: FastAPI) -> Any:
-    """Open the job store (failing jobs a previous process left running) and the runner."""
+    """Open the job store (failing jobs whose owner is gone) and the runner."""
     from api.jobs import JobRunner, JobStore
 
-    store = JobStore(Path(app.state.settings.home) / "jobs.sqlite3")
+    settings = app.state.settings
+    holder = app.state.holder
+    store = JobStore(Path(settings.home) / "jobs.sqlite3", lease_s=settings.api.job_lease_s)
     if store.interrupted:
-        log.warning("%d admin job(s) were interrupted by a restart and are marked failed", store.interrupted)
-    return JobRunner(store, on_finish=app.state.metrics.observe_job)
+        log.warning("%d admin job(s) had lost their owner and are marked failed", store.interrupted)
+
+    def serve_result(kind: str, result: dict[str, Any]) -> str:
+        holder.refresh()  # before the job reads "succeeded": what it published is served here
+        return f"serving index {holder.serving.index} adapter {holder.serving.adapter}"
+
+    return JobRunner(store, on_finish=app.state.metrics.observe_job, before_success=serve_result, settings=settings)
+
+
+def check_bind(host: str, settings: Any) -> None:
+    """Refuse a non-loopback address without an admin key, unless explicitly allowed.
+
+    >>> from config.settings import Settings
+    >>> check_bind("127.0.0.1", Settings())
+    >>> check_bind("0.0.0.0", Settings())
+    Traceback (most recent call last):
+    knowledge.errors.ConfigError: refusing to serve on 0.0.0.0 without KB_ADMIN_API_KEY; set the key, bind 127.0.0.1, or pass --allow-insecure (KB_API__ALLOW_INSECURE_BIND=true)
+    """
+    import ipaddress
+
+    name = host.strip("[]")
+    try:
+        loopback = name == "localhost" or ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback or settings.admin_api_key is not None or settings.api.allow_insecure_bind:
+        return
+    raise ConfigError(f"refusing to serve on {host} without KB_ADMIN_API_KEY; set the key, bind 127.0.0.1, or "
+                      "pass --allow-insecure (KB_API__ALLOW_INSECURE_BIND=true)")
 
 
 def _error(code: int, message: str, kind: str) -> JSONResponse:
@@ -137,6 +158,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConflictError)
     async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
         return _error(status.HTTP_409_CONFLICT, str(exc), "conflict")
+
+    @app.exception_handler(OverloadedError)
+    async def _overloaded(_: Request, exc: OverloadedError) -> JSONResponse:
+        response = _error(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), "rate_limit_exceeded")
+        response.headers["Retry-After"] = str(int(math.ceil(exc.retry_after)))
+        return response
 
     @app.exception_handler(GenerationError)
     async def _upstream(_: Request, exc: GenerationError) -> JSONResponse:

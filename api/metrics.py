@@ -1,5 +1,11 @@
 """Request logging and Prometheus metrics, without a metrics dependency.
 
+With several workers on one home (``kb serve --workers N``) each worker writes its counters
+to ``KB_HOME/.run/metrics/<host:pid>.json`` every couple of seconds, and ``GET /metrics`` on
+any worker sums the files of the live workers with its own, so a scrape sees the service,
+not one process. Files of workers that are gone are ignored (their counters drop out, which
+Prometheus reads as a counter reset).
+
 :class:`RequestMetricsMiddleware` is a plain ASGI middleware: it times every HTTP request,
 writes one JSON log line per request (logger ``kb.api.access``) and counts it in
 :class:`Metrics`, which ``GET /metrics`` renders in the Prometheus text format (0.0.4).
@@ -13,10 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections import defaultdict
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 access_log = logging.getLogger("kb.api.access")
 
@@ -45,11 +54,20 @@ def format_labels(labels: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{escape_label(str(v))}"' for k, v in sorted(labels.items())) + "}"
 
 
-class Metrics:
-    """Counters and one latency histogram, updated from many threads."""
+SHARE_INTERVAL_S = 2.0
 
-    def __init__(self) -> None:
+
+class Metrics:
+    """Counters and one latency histogram, updated from many threads (and shared between the
+    workers of one home, see the module docstring)."""
+
+    def __init__(self, home: Path | str | None = None,
+                 engine_stats: Callable[[], dict[str, Any]] | None = None) -> None:
         self._lock = threading.Lock()
+        self.share_dir = Path(home) / ".run" / "metrics" if home is not None else None
+        self.engine_stats = engine_stats
+        self._stop = threading.Event()
+        self._sharer: threading.Thread | None = None
         self.requests: dict[tuple[str, str, str], int] = defaultdict(int)       # (method, path, status)
         self.answers: dict[tuple[str, str], int] = defaultdict(int)             # (route, verification)
         self.verification: dict[str, int] = defaultdict(int)                    # status
@@ -77,32 +95,168 @@ class Metrics:
         with self._lock:
             self.jobs[(kind, state)] += 1
 
-    def render(self) -> str:
-        """The Prometheus text exposition of everything counted so far."""
+    # -- sharing between workers --------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """This process's counters as JSON-able data."""
         with self._lock:
-            out: list[str] = []
-            _family(out, "kb_http_requests_total", "counter", "HTTP requests by method, path template and status",
-                    {format_labels({"method": m, "path": p, "status": s}): n
-                     for (m, p, s), n in self.requests.items()})
-            out += ["# HELP kb_http_request_duration_seconds HTTP request latency by path template",
-                    "# TYPE kb_http_request_duration_seconds histogram"]
-            for path, counts in sorted(self.latency_counts.items()):
-                for bound, n in zip(LATENCY_BUCKETS, counts):
-                    out.append(f"kb_http_request_duration_seconds_bucket"
-                               f"{format_labels({'path': path, 'le': repr(bound)})} {n}")
-                n_all = self.latency_n[path]
-                out.append(f"kb_http_request_duration_seconds_bucket{format_labels({'path': path, 'le': '+Inf'})}"
-                           f" {n_all}")
-                out.append(f"kb_http_request_duration_seconds_sum{format_labels({'path': path})} "
-                           f"{self.latency_sum[path]:.6f}")
-                out.append(f"kb_http_request_duration_seconds_count{format_labels({'path': path})} {n_all}")
-            _family(out, "kb_answers_total", "counter", "answers by route and verification status",
-                    {format_labels({"route": r, "verification": v}): n for (r, v), n in self.answers.items()})
-            _family(out, "kb_verification_total", "counter", "number verification outcomes of answers",
-                    {format_labels({"status": s}): n for s, n in self.verification.items()})
-            _family(out, "kb_jobs_total", "counter", "finished admin jobs by kind and final state",
-                    {format_labels({"kind": k, "state": s}): n for (k, s), n in self.jobs.items()})
-            return "\n".join(out) + "\n"
+            return {
+                "requests": [[*k, n] for k, n in self.requests.items()],
+                "answers": [[*k, n] for k, n in self.answers.items()],
+                "verification": dict(self.verification),
+                "jobs": [[*k, n] for k, n in self.jobs.items()],
+                "latency_counts": dict(self.latency_counts),
+                "latency_sum": dict(self.latency_sum),
+                "latency_n": dict(self.latency_n),
+                "generation": self._generation(),
+            }
+
+    def _generation(self) -> dict[str, Any]:
+        try:
+            return dict(self.engine_stats() or {}) if self.engine_stats else {}
+        except Exception:  # noqa: BLE001 - metrics never break serving
+            return {}
+
+    def _own_file(self) -> Path | None:
+        if self.share_dir is None:
+            return None
+        import socket
+
+        return self.share_dir / f"{socket.gethostname()}:{os.getpid()}.json"
+
+    def share(self) -> None:
+        """Write this process's counters for the other workers (atomic replace)."""
+        path = self._own_file()
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".m-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(self.snapshot(), fh)
+        os.replace(tmp, path)
+
+    def start_sharing(self) -> None:
+        if self.share_dir is None or self._sharer is not None:
+            return
+        self._stop.clear()
+        self.share()
+
+        def loop() -> None:
+            while not self._stop.wait(SHARE_INTERVAL_S):
+                try:
+                    self.share()
+                except OSError:
+                    pass
+
+        self._sharer = threading.Thread(target=loop, name="kb-metrics-share", daemon=True)
+        self._sharer.start()
+
+    def stop_sharing(self) -> None:
+        self._stop.set()
+        if self._sharer is not None:
+            self._sharer.join(timeout=5)
+            self._sharer = None
+        path = self._own_file()
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def _peers(self) -> list[dict[str, Any]]:
+        """Counters of the other live workers on this home."""
+        own = self._own_file()
+        if own is None or not self.share_dir.is_dir():
+            return []
+        from api.jobs import _owner_alive
+
+        out = []
+        for path in self.share_dir.glob("*.json"):
+            if path == own or _owner_alive(path.stem) is False:
+                continue
+            try:
+                out.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def render(self) -> str:
+        """The Prometheus text exposition of everything counted so far (all live workers)."""
+        peers = self._peers() if self._sharer is not None else []
+        mine = self.snapshot()
+        return _render([mine, *peers])
+
+
+def _render(parts: list[dict[str, Any]]) -> str:
+    requests: dict[tuple[str, ...], int] = defaultdict(int)
+    answers: dict[tuple[str, ...], int] = defaultdict(int)
+    verification: dict[str, int] = defaultdict(int)
+    jobs: dict[tuple[str, ...], int] = defaultdict(int)
+    latency_counts: dict[str, list[int]] = {}
+    latency_sum: dict[str, float] = defaultdict(float)
+    latency_n: dict[str, int] = defaultdict(int)
+    generation: dict[str, float] = defaultdict(float)
+    for part in parts:
+        for *k, n in part["requests"]:
+            requests[tuple(k)] += n
+        for *k, n in part["answers"]:
+            answers[tuple(k)] += n
+        for k, n in part["verification"].items():
+            verification[k] += n
+        for *k, n in part["jobs"]:
+            jobs[tuple(k)] += n
+        for path, counts in part["latency_counts"].items():
+            acc = latency_counts.setdefault(path, [0] * len(LATENCY_BUCKETS))
+            for i, c in enumerate(counts[: len(acc)]):
+                acc[i] += c
+        for path, v in part["latency_sum"].items():
+            latency_sum[path] += v
+        for path, v in part["latency_n"].items():
+            latency_n[path] += v
+        for k, v in (part.get("generation") or {}).items():
+            if isinstance(v, (int, float)) and k not in ("service_s",):
+                generation[k] += v
+    out = _Agg(requests, answers, verification, jobs, latency_counts, latency_sum, latency_n).lines()
+    _family(out, "kb_workers", "gauge", "API worker processes counted in these metrics", {"": len(parts)})
+    names = {"rejected": ("kb_generation_rejected_total", "counter", "generations refused with 429 (queue full)"),
+             "completed": ("kb_generation_completed_total", "counter", "generations finished"),
+             "waiting": ("kb_generation_queue_waiting", "gauge", "generations waiting for a sequence"),
+             "active": ("kb_generation_active", "gauge", "sequences being decoded now"),
+             "cached_tokens": ("kb_generation_cached_prompt_tokens_total", "counter",
+                               "prompt tokens reused from the KV cache"),
+             "prompt_tokens": ("kb_generation_prompt_tokens_total", "counter", "prompt tokens submitted")}
+    for key, (name, kind, help_text) in names.items():
+        if key in generation:
+            _family(out, name, kind, help_text, {"": int(generation[key])})
+    return "\n".join(out) + "\n"
+
+
+class _Agg:
+    def __init__(self, requests: Any, answers: Any, verification: Any, jobs: Any, latency_counts: Any,
+                 latency_sum: Any, latency_n: Any) -> None:
+        self.requests, self.answers, self.verification, self.jobs = requests, answers, verification, jobs
+        self.latency_counts, self.latency_sum, self.latency_n = latency_counts, latency_sum, latency_n
+
+    def lines(self) -> list[str]:
+        out: list[str] = []
+        _family(out, "kb_http_requests_total", "counter", "HTTP requests by method, path template and status",
+                {format_labels({"method": m, "path": p, "status": s}): n
+                 for (m, p, s), n in self.requests.items()})
+        out += ["# HELP kb_http_request_duration_seconds HTTP request latency by path template",
+                "# TYPE kb_http_request_duration_seconds histogram"]
+        for path, counts in sorted(self.latency_counts.items()):
+            for bound, n in zip(LATENCY_BUCKETS, counts):
+                out.append(f"kb_http_request_duration_seconds_bucket"
+                           f"{format_labels({'path': path, 'le': repr(bound)})} {n}")
+            n_all = self.latency_n[path]
+            out.append(f"kb_http_request_duration_seconds_bucket{format_labels({'path': path, 'le': '+Inf'})}"
+                       f" {n_all}")
+            out.append(f"kb_http_request_duration_seconds_sum{format_labels({'path': path})} "
+                       f"{self.latency_sum[path]:.6f}")
+            out.append(f"kb_http_request_duration_seconds_count{format_labels({'path': path})} {n_all}")
+        _family(out, "kb_answers_total", "counter", "answers by route and verification status",
+                {format_labels({"route": r, "verification": v}): n for (r, v), n in self.answers.items()})
+        _family(out, "kb_verification_total", "counter", "number verification outcomes of answers",
+                {format_labels({"status": s}): n for s, n in self.verification.items()})
+        _family(out, "kb_jobs_total", "counter", "finished admin jobs by kind and final state",
+                {format_labels({"kind": k, "state": s}): n for (k, s), n in self.jobs.items()})
+        return out
 
 
 def _family(out: list[str], name: str, kind: str, help_text: str, samples: dict[str, int]) -> None:

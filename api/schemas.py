@@ -85,7 +85,11 @@ class HealthOut(BaseModel):
     glossary_terms: int
     embedder: str
     generator: str
-    router: str
+    router: str = Field(description="the router that is really deciding (the rule fallback when an adapter failed)")
+    router_configured: str = ""
+    router_reason: str = Field("", description="why the configured router is not the one deciding")
+    worker: int = Field(0, description="process id of the API worker that answered")
+    detail: str = ""
 
 
 # --- OpenAI-compatible chat ---------------------------------------------------------------

@@ -57,6 +57,8 @@ class RetrievalSettings(BaseModel):
     milvus_uri: str = ""                    # "" = Milvus Lite file <home>/milvus.db; or http://host:19530
     milvus_collection_prefix: str = Field("kb", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     milvus_full_text: Literal["auto", "milvus", "local"] = "auto"
+    keep_versions: int = Field(5, ge=2, description="index versions kept on disk; the published one "
+                               "and the one before it (for rollback) are never deleted")
 
 
 class RouterSettings(BaseModel):
@@ -75,7 +77,14 @@ class LLMSettings(BaseModel):
     backend: str = "llama_cpp"
     model_path: str = ""
     n_ctx: int = 4096
-    n_threads: int = 0
+    n_threads: int = Field(0, ge=0, description="decode threads; 0 = every core of the process")
+    n_threads_batch: int = Field(0, ge=0, description="prompt-reading threads; 0 = n_threads")
+    parallel: int = Field(4, ge=1, le=64, description="sequences llama.cpp decodes together")
+    max_queue: int = Field(16, ge=0, description="generations that may wait for a free sequence")
+    max_queue_wait_s: float = Field(60, gt=0, description="refuse (429) when the estimated wait is longer")
+    max_queue_wait_factor: float = Field(1.5, gt=0, description="... or longer than this many generations")
+    max_latency_factor: float = Field(3.0, gt=0, description="... or when the answer would take longer than "
+                                      "this many lone generations (measured)")
     max_tokens: int = 256
     rag_context: Literal["units", "chunks"] = "units"   # what the generator reads: selected sentences, or whole chunks
     temperature: float = 0.1
@@ -88,6 +97,13 @@ class APISettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
     max_question_chars: int = 4000
+    workers: int = Field(1, ge=1, le=64)
+    cors_origins: list[str] = []          # empty = no CORS headers at all
+    max_auth_failures: int = Field(10, ge=1, description="failed key attempts per client and window")
+    auth_window_s: float = Field(300, gt=0)
+    allow_insecure_bind: bool = False     # serve on a non-loopback address without an admin key
+    follow_interval_s: float = Field(1.0, gt=0, description="how often a worker checks the current pointers")
+    job_lease_s: float = Field(15, gt=1, description="a running job's lease; renewed while it runs")
 
 
 class FinetuneSettings(BaseModel):

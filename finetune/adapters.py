@@ -136,6 +136,9 @@ class AdapterStore:
                 if item.name in _SKIP or item.name.startswith("."):
                     continue
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+            from knowledge.failpoints import hit
+
+            hit("adapter.copied")  # the candidate is half in place: only the temp folder exists
             manifest = {
                 "version": None,
                 "base_model": train.get("base_model", ""),
@@ -198,6 +201,9 @@ class AdapterStore:
         history = self._history()
         history["stack"].append(version)
         history["events"].append({"action": "publish", "version": version, "at": _now()})
+        from knowledge.failpoints import hit
+
+        hit("adapter.publish")  # manifest says published, the pointer does not yet
         self._switch(version, history)
 
     def rollback(self, to: str | None = None) -> str:

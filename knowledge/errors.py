@@ -57,3 +57,11 @@ class ValidationError(KBError):
 
 class ConflictError(KBError):
     """A change was based on a state that has changed since (someone else saved first)."""
+
+
+class OverloadedError(KBError):
+    """A bounded queue is full: the work was refused, try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float):
+        self.retry_after = max(1.0, float(retry_after))
+        super().__init__(message)

@@ -296,16 +296,46 @@ class IndexStore:
         check_embedder(manifest, embedder)
         return KnowledgeIndex(path, embedder, self.settings)
 
-    def prune(self, keep: int = 5) -> list[str]:
-        """Delete all but the newest ``keep`` versions; the published one is never deleted.
-        A deleted version's external storage (its Milvus collections) is dropped with it."""
+    def previous_version(self) -> str | None:
+        """The version published before the current one (what a rollback returns to)."""
+        current = self.current_version()
+        if current is None:
+            return None
+        try:
+            return self.rollback_target()
+        except (OSError, ValueError, KBError):
+            pass
+        names = self.versions()
+        older = names[: names.index(current)] if current in names else [v for v in names if v != current]
+        return older[-1] if older else None
+
+    def prune(self, keep: int = 5, stale_s: float = 600.0) -> list[str]:
+        """Delete all but the newest ``keep`` versions and leftovers of crashed work.
+
+        The published version and the one before it (for rollback) are never deleted.
+        Leftovers: ``.building-*`` folders of builds that died (we hold the build lock, so
+        none is running), and temp files of pointer switches and copies older than
+        ``stale_s`` seconds (a copy may be in flight; it is never older than that).
+        """
+        keep = max(0, int(keep))
         with self._lock():
             current = self.current_version()
-            old = self.versions()[: -keep] if keep > 0 else self.versions()
-            removed = [v for v in old if v != current and self._remove_version_dir(self.indexes_dir / v)]
-            # Leftovers of builds that crashed (we hold the lock, so none is running now).
+            protected = {current, self.previous_version()} - {None}
+            names = self.versions()
+            old = names[: len(names) - keep] if len(names) > keep else []
+            # A deleted version's external storage (its Milvus collections) is dropped with it.
+            removed = [v for v in old if v not in protected and self._remove_version_dir(self.indexes_dir / v)]
             for tmp in self.indexes_dir.glob(".building-*"):
                 self._remove_version_dir(tmp)
+            cutoff = time.time() - stale_s
+            for folder, pattern in ((self.indexes_dir, ".current-*"), (self.documents_dir, "**/.copy-*"),
+                                    (self.glossary_dir, "**/.copy-*"), (self.home / ".uploads", "*")):
+                if not folder.is_dir():
+                    continue
+                for path in folder.glob(pattern):
+                    with contextlib.suppress(OSError):
+                        if path.lstat().st_mtime < cutoff:
+                            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
             return removed
 
     def rollback(self) -> str:
@@ -425,21 +455,28 @@ class _Build:
         self.prev = self._previous(previous)
 
     def run(self) -> BuildReport:
+        from knowledge.failpoints import hit
+
         start = time.perf_counter()
         parts = self._collect_parts()
+        hit("index.loaded")
         self._timed("embed", lambda: self._embed(parts))
+        hit("index.embedded")
         glossary, glossary_files = self._timed("glossary", self._glossary)
         tmp = self.store.indexes_dir / f".building-{self.version}"
         try:
             self._timed("index", lambda: self._write(tmp, parts, glossary, glossary_files, start))
             self._timed("validate", lambda: self._validate(tmp))
+            hit("index.validated")
             if self.finalize is not None:
                 self._timed("finalize", lambda: self._merge_manifest(tmp, self.finalize(tmp)))
             os.replace(tmp, self.store.indexes_dir / self.version)
         except BaseException:
             self.store._remove_version_dir(tmp)  # drops Milvus collections the build created
             raise
+        hit("index.before_publish")
         self.store._publish(self.version)
+        hit("index.published")
         self.report.timings = {**self.timings, "total": time.perf_counter() - start}
         return self.report
 
@@ -541,6 +578,7 @@ class _Build:
         from knowledge.chunking import chunk_document
         from knowledge.facts import extract_facts
 
+        doc = _without_instructions(doc)
         chunks = chunk_document(doc, self.settings.ingest.chunk_size, self.settings.ingest.chunk_overlap)
         facts = _unique_facts(extract_facts(chunks))
         for warning in doc.warnings:
@@ -636,6 +674,9 @@ class _Build:
         _write_jsonl(tmp / files.CHUNKS, (c.to_dict() for c in chunks))
         _write_jsonl(tmp / files.FACTS, (f.to_dict() for f in facts))
         np.save(tmp / files.CHUNK_VECTORS, cvecs)
+        from knowledge.failpoints import hit
+
+        hit("index.write")  # half of the version's files are on disk here
         np.save(tmp / files.FACT_VECTORS, fvecs)
         glossary.to_json(tmp / files.GLOSSARY)
         tokens = [t for p in parts for t in (p.tokens or [tokenize(c.text) for c in p.chunks])]
@@ -829,10 +870,15 @@ def _walk(folder: Path) -> list[Path]:
 def _copy_atomic(src: Path, dest: Path) -> Path:
     """Copy so that a concurrent build sees the old file or the new one, never a partial one."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    from knowledge.failpoints import hit
+
     fd, tmp = tempfile.mkstemp(prefix=".copy-", dir=dest.parent)
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
+        hit("ingest.copy")  # the new file is written, not yet in place
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -845,6 +891,27 @@ def _merge(base: "Glossary", other: "Glossary") -> "Glossary":
     # Glossary.merge may merge in place or return the merged glossary; accept both.
     result = base.merge(other)
     return result if result is not None else base
+
+
+def _without_instructions(doc: "LoadedDocument") -> "LoadedDocument":
+    """The document without sentences addressed to the model (:mod:`knowledge.injection`):
+    they are neither passages nor facts, whatever they say."""
+    from dataclasses import replace
+
+    from knowledge.injection import strip_instructions
+
+    blocks, removed = [], 0
+    for block in doc.blocks:
+        text, n = strip_instructions(block.text)
+        removed += n
+        if text:
+            blocks.append(replace(block, text=text) if n else block)
+    if not removed:
+        return doc
+    if all(b.kind == "heading" for b in blocks):
+        blocks = []  # headings over removed instructions are no knowledge either
+    warning = f"{removed} sentence(s) addressed to the model (instructions, not knowledge) were not indexed"
+    return replace(doc, blocks=blocks, warnings=[*doc.warnings, warning])
 
 
 def _unique_facts(facts: list[Fact]) -> list[Fact]:

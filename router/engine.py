@@ -586,32 +586,5 @@ class _SentenceGate:
             yield sentence if self.check(sentence) else None
 
 
-# --- process-wide default engine -------------------------------------------------------
-_DEFAULT: Engine | None = None
-_DEFAULT_LOCK = threading.Lock()
-
-
-def get_engine(settings: Any = None) -> Engine:
-    """The process-wide engine over the current published index (built once)."""
-    global _DEFAULT
-    with _DEFAULT_LOCK:
-        if _DEFAULT is None:
-            from config import get_settings
-            from retrieval.store import IndexStore
-
-            settings = settings or get_settings()
-            index = IndexStore(settings.home).load()
-            _DEFAULT = Engine(settings, index)
-        return _DEFAULT
-
-
-def set_engine(engine: Engine | None) -> None:
-    """Replace the process-wide engine (hot swap after a reindex; tests)."""
-    global _DEFAULT
-    with _DEFAULT_LOCK:
-        _DEFAULT = engine
-
-
-def answer(question: str, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    """Answer a question with the default engine; returns the DESIGN.md answer object."""
-    return get_engine().answer(question, history).to_dict()
+# The process-wide engine holder lives in api/state.py (get_engine, set_engine, answer): the
+# serving side owns which engine is current; this module only defines how one answers.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -282,7 +283,14 @@ def adapter_gguf_for(folder: Path, base_gguf: Path) -> Path:
 
     path = folder / "adapter.gguf"
     if not path.is_file():
-        write_gguf_adapter(folder, path, base_gguf)
+        # Written beside it and moved into place: a process killed mid-write leaves a temp
+        # file, never a truncated adapter.gguf that the next start would load.
+        tmp = folder / f".adapter.gguf.{os.getpid()}.tmp"
+        try:
+            write_gguf_adapter(folder, tmp, base_gguf)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return path
 
 

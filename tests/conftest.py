@@ -75,7 +75,7 @@ def copy_home(demo_home: Path, tmp_path: Path) -> Path:
 def kb_env(copy_home: Path, monkeypatch):
     """KB_HOME pointing at a private copy of the demo, extractive generator, fresh settings."""
     from config import reset_settings
-    from router.engine import set_engine
+    from api.state import set_engine
 
     monkeypatch.setenv("KB_HOME", str(copy_home))
     monkeypatch.setenv("KB_LLM__BACKEND", "extractive")

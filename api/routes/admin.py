@@ -234,45 +234,21 @@ def _job_response(job: dict[str, Any]) -> JobStatus:
 
 
 @router.post("/reindex", response_model=JobStatus, status_code=status.HTTP_202_ACCEPTED)
-def reindex(request: Request, jobs: JobsDep, req: ReindexRequest | None = None) -> Any:
-    """Start an index build (or return the one already running); the server swaps to it when done."""
-    from api.jobs import run_reindex
-    from api.main import engine_for_index, swap_engine
-
-    app, settings = request.app, request.app.state.settings
+def reindex(jobs: JobsDep, req: ReindexRequest | None = None) -> Any:
+    """Start an index build in a worker process (or return the one already running); every
+    worker serves the new index once it is published."""
     full = bool(req and req.full)
-    current = app.state.engine
-    embedder = current.index.embedder if current is not None else None
-
-    def body(ctx: Any) -> dict[str, Any]:
-        return run_reindex(ctx, settings, full, embedder,
-                           publish=lambda index: swap_engine(app, engine_for_index(app, index)))
-
-    job, _ = jobs.submit("reindex", {"full": full}, body)
+    job, _ = jobs.start("reindex", {"full": full})
     return _job_response(job)
 
 
-def serve_current_adapter(app: Any) -> None:
-    """Serve a newly published adapter: a new engine over the same index whose LoRA router
-    loads the current adapter (the generator and verifier are reused). Only when the LoRA
-    router is the configured backend; the signals router has no adapter to swap."""
-    from api.main import swap_engine
-    from router.engine import Engine
-
-    old = getattr(app.state, "engine", None)
-    if old is None or app.state.settings.router.backend != "lora":
-        return
-    swap_engine(app, Engine(app.state.settings, old.index, generator=old.generator, verifier=old.verifier))
-
-
 @router.post("/retrain", response_model=JobStatus, status_code=status.HTTP_202_ACCEPTED)
-def retrain(request: Request, jobs: JobsDep) -> Any:
-    """Start distill + train (+ gate/publish of the adapter) as a job."""
-    from api.jobs import run_retrain
+def retrain(jobs: JobsDep) -> Any:
+    """Start distill + train (+ gate/publish of the adapter) as a job in a worker process."""
+    from api.jobs import retrain_commands
 
-    app = request.app
-    settings = app.state.settings
-    job, _ = jobs.submit("retrain", {}, lambda ctx: run_retrain(ctx, settings, publish_adapter=lambda v: serve_current_adapter(app)))
+    retrain_commands()  # KBError (400) now, not a failed job later, when the CLI lacks a step
+    job, _ = jobs.start("retrain", {})
     return _job_response(job)
 
 

@@ -7,10 +7,10 @@ import time
 import uuid
 from typing import Any, Iterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from api.deps import ChatAuth, EngineDep
+from api.deps import ChatAuth, EngineDep, version_headers
 from api.schemas import ChatRequest, ChatResponse, ModelCard, ModelList
 from knowledge.errors import ValidationError
 
@@ -37,15 +37,20 @@ def list_models() -> ModelList:
 
 
 @router.post("/chat/completions", response_model=ChatResponse)
-def chat_completions(req: ChatRequest, engine: EngineDep) -> Any:
+def chat_completions(req: ChatRequest, engine: EngineDep, request: Request) -> Any:
     question, history = split_messages(req)
     question = engine.validate(question)
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
     if req.stream:
-        return StreamingResponse(_sse(engine, question, history, cid, created, req.model),
-                                 media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        # Start the answer before the status line goes out: a refusal to queue (429), bad input
+        # or an unavailable model is then a real HTTP error, not an event inside a 200 stream.
+        events = engine.answer_stream(question, history, stream=True)
+        first = next(events)
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        version_headers(headers, engine, request.app.state.holder)
+        return StreamingResponse(_sse(_chain(first, events), question, history, cid, created, req.model),
+                                 media_type="text/event-stream", headers=headers)
     ans = engine.answer(question, history).to_dict()
     return {
         "id": cid, "object": "chat.completion", "created": created, "model": req.model or MODEL_ID,
@@ -62,7 +67,17 @@ def _usage(question: str, answer: str) -> dict[str, int]:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-def _sse(engine: Any, question: str, history: list[dict[str, str]], cid: str, created: int,
+def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    yield first
+    try:
+        yield from rest
+    finally:
+        close = getattr(rest, "close", None)
+        if close is not None:
+            close()  # a client that went away frees its generation slot
+
+
+def _sse(events: Iterator[dict[str, Any]], question: str, history: list[dict[str, str]], cid: str, created: int,
          model: str) -> Iterator[str]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model or MODEL_ID,
@@ -71,7 +86,7 @@ def _sse(engine: Any, question: str, history: list[dict[str, str]], cid: str, cr
 
     yield chunk({"role": "assistant", "content": ""})
     try:
-        for event in engine.answer_stream(question, history, stream=True):
+        for event in events:
             if event["type"] == "delta" and event["text"]:
                 yield chunk({"content": event["text"]})
             elif event["type"] == "final":

@@ -54,15 +54,16 @@ def list_indexes(settings: SettingsDep) -> Any:
 def _serve_index(request: Request, version: str) -> dict[str, Any]:
     """Load ``version`` (refusing one built with another embedder), point ``current`` at it,
     then swap the serving engine; the load comes first so a bad version is never published."""
-    from api.main import engine_for_index, swap_engine
-
     store = _store(request.app.state.settings, request)
     if version not in store.versions():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no index version {version!r}")
-    index = store.load(version, embedder=store.embedder)
+    store.load(version, embedder=store.embedder)   # refuses a version this server cannot serve
     previous = store.publish(version)
-    swap_engine(request.app, engine_for_index(request.app, index))
-    return {"artifact": "index", "version": version, "previous": previous, "serving": index.version}
+    holder = request.app.state.holder
+    holder.refresh()                               # the one engine holder follows the pointer
+    engine = holder.engine
+    return {"artifact": "index", "version": version, "previous": previous,
+            "serving": getattr(getattr(engine, "index", None), "version", None)}
 
 
 @router.post("/indexes/rollback", response_model=PublishResult)
@@ -92,16 +93,14 @@ def list_adapters(request: Request, settings: SettingsDep) -> Any:
     versions = list(reversed(store.versions()))
     for v in versions:
         v.pop("report", None)  # the full gate report is large; metrics carry the comparison
-    engine = getattr(request.app.state, "engine", None)
+    engine = request.app.state.holder.engine
     router_name = getattr(getattr(engine, "router", None), "name", "") if engine is not None else ""
     return {"current": store.current(), "serving_router": router_name or settings.router.backend,
             "versions": versions}
 
 
 def _served_adapter(request: Request, version: str, previous: str | None) -> dict[str, Any]:
-    from api.routes.admin import serve_current_adapter
-
-    serve_current_adapter(request.app)  # only the lora router holds an adapter to swap
+    request.app.state.holder.refresh()  # the holder rebuilds the LoRA router over the new adapter
     return {"artifact": "adapter", "version": version, "previous": previous,
             "serving": version if request.app.state.settings.router.backend == "lora" else None}
 

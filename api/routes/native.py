@@ -66,16 +66,26 @@ def current_adapter_version(home: Any) -> str | None:
 
 @router.get("/healthz", response_model=HealthOut)
 def healthz(request: Request) -> Any:
-    engine = getattr(request.app.state, "engine", None)
+    import os
+
+    from api.state import effective_router
+
+    holder = request.app.state.holder
+    engine = holder.engine
     if engine is None:
         return {"status": "degraded", "index_version": None, "documents": 0, "chunks": 0, "facts": 0,
-                "glossary_terms": 0, "embedder": "", "generator": "", "router": ""}
+                "glossary_terms": 0, "embedder": "", "generator": "", "router": "", "worker": os.getpid(),
+                "detail": holder.last_error}
     idx = engine.index
+    routing = effective_router(engine)
+    degraded = bool(routing["reason"]) or bool(holder.last_error)
     return {
-        "status": "ok", "index_version": idx.version,
-        "adapter_version": current_adapter_version(request.app.state.settings.home),
+        "status": "degraded" if degraded else "ok", "index_version": idx.version,
+        "adapter_version": holder.serving.adapter if holder.serving.index == idx.version
+        else current_adapter_version(request.app.state.settings.home),
         "documents": len(idx.manifest.get("documents", {})), "chunks": len(idx.chunks), "facts": len(idx.facts),
         "glossary_terms": len(idx.glossary), "embedder": idx.embedder.name,
         "generator": getattr(engine.generator, "name", type(engine.generator).__name__),
-        "router": getattr(engine.router, "name", type(engine.router).__name__),
+        "router": routing["router"], "router_configured": routing["configured"], "router_reason": routing["reason"],
+        "worker": os.getpid(), "detail": holder.last_error,
     }

@@ -155,10 +155,40 @@ def check_content(path: Path, head: bytes, cls: type[Loader]) -> None:
         _check_zip_member(path, ext, cls.zip_member)
 
 
+# Office files are zip archives: refuse ones no Office program writes before any library
+# inflates them (a zip bomb expands a few MB into many GB; member names with ``..``, absolute
+# paths or symlink modes are an archive attack, never an Office document).
+MAX_ZIP_MEMBERS = 10_000
+MAX_UNZIPPED_BYTES = 512 * 1024 * 1024
+MAX_ZIP_RATIO = 200  # inflated / compressed, for members above 1 MB inflated
+
+
+def check_zip_safety(path: Path, zf: zipfile.ZipFile) -> None:
+    """Raise :class:`IngestError` for zip bombs and unsafe member names (nothing is extracted)."""
+    infos = zf.infolist()
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise IngestError(path, f"archive has {len(infos)} members (limit {MAX_ZIP_MEMBERS}); refused")
+    total = 0
+    for info in infos:
+        name = info.filename
+        mode = (info.external_attr >> 16) & 0o170000
+        if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/") or ":" in name.split("/")[0]:
+            raise IngestError(path, f"archive member {name!r} has an unsafe path; refused")
+        if mode == 0o120000:
+            raise IngestError(path, f"archive member {name!r} is a symbolic link; refused")
+        total += info.file_size
+        if info.file_size > (1 << 20) and info.file_size > MAX_ZIP_RATIO * max(1, info.compress_size):
+            raise IngestError(path, f"archive member {name!r} inflates {info.file_size // max(1, info.compress_size)}"
+                                    f"x (a zip bomb?); refused")
+    if total > MAX_UNZIPPED_BYTES:
+        raise IngestError(path, f"archive inflates to {total >> 20} MB (limit {MAX_UNZIPPED_BYTES >> 20} MB); refused")
+
+
 def _check_zip_member(path: Path, ext: str, member: str) -> None:
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
+            check_zip_safety(path, zf)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise IngestError(path, f"corrupt {ext} file (not a readable zip archive: {exc})") from exc
     if member not in names:

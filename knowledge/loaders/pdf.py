@@ -43,6 +43,10 @@ _SHORT_LINE_EMS = 3.0      # a Chinese line ending this many characters short of
 BBox = tuple[float, float, float, float]   # x0, y0, x1, y1
 
 
+# Pages read from one PDF; a larger one is refused, so one upload cannot hold a build for hours.
+MAX_PAGES = 2000
+
+
 @dataclass
 class _RawBlock:
     lines: list[str]
@@ -94,6 +98,9 @@ class PdfLoader(Loader):
                 raise IngestError(path, "encrypted PDF (a password is required to read it)")
             if doc.page_count == 0:
                 raise IngestError(path, "PDF has no pages (corrupt?)")
+            if doc.page_count > MAX_PAGES:
+                raise IngestError(path, f"PDF has {doc.page_count} pages; the limit is {MAX_PAGES} "
+                                        "(split it into smaller documents)")
             self.doc_title = (doc.metadata or {}).get("title") or ""
             ocr = _PageOcr(path, self._ingest_options(), self.progress)
             raw, empty_pages = _read_pages(doc, pymupdf, ocr)

@@ -1,0 +1,67 @@
+"""Load under change, in CI: 16 clients for a bounded period against the real packaged model
+(continuous batching in llama.cpp) while an upload, a reindex and an adapter publish happen.
+
+The long variant is ``python benchmarks/load.py`` (120 s by default)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from fakes.servers import AppServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import load  # noqa: E402
+
+KEY = "admin-load-key-0123456789"
+CLIENTS, SECONDS = 16, 45
+
+
+@pytest.mark.load
+def test_sixteen_clients_through_upload_reindex_and_adapter_publish(copy_home, monkeypatch, capsys):
+    from api.main import create_app
+    from config.settings import LLMSettings, Settings
+
+    # The latency bound is a claim about this service, not about other people's work on the
+    # machine: it is asserted when the machine was otherwise idle when the test began.
+    busy_before = os.getloadavg()[0] / max(1, len(os.sched_getaffinity(0)))
+    monkeypatch.setenv("KB_ADMIN_API_KEY", KEY)
+    # One decode thread: on a shared 2-core machine the second core is the API's (README, Threads).
+    settings = Settings(home=copy_home, llm=LLMSettings(backend="llama_cpp", n_ctx=2048, parallel=4, n_threads=1,
+                                                        max_tokens=64))
+    app = create_app(settings)
+    with AppServer(app) as url:
+        report = load.run_scenario(url, clients=CLIENTS, seconds=SECONDS, single_n=2,
+                                   admin={"Authorization": f"Bearer {KEY}"},
+                                   publish_adapter=load.zero_adapter_publisher(copy_home), max_requests=400,
+                                   scale=(4.0, 240.0))
+        gen = app.state.holder.engine.generator.stats()
+    summary = report.summary()
+    summary["generation"] = gen
+    with capsys.disabled():
+        print("\nload test:", json.dumps({k: v for k, v in summary.items() if k != "failure_examples"},
+                                        ensure_ascii=False))
+    ev = summary["events"]
+    assert summary["failures"] == 0, summary["failure_examples"]
+    assert summary["requests"] >= CLIENTS and ev["upload_status"] == 201
+    assert ev["reindex_state"] == "succeeded", ev
+    assert ev["index_switched"] and ev["index_stale_after_switch"] == 0, ev
+    assert ev["adapter_switched"] and ev["adapter_stale_after_switch"] == 0, ev
+    assert "150" in ev["parking_answer"] and "停车管理规定.md" in ev["parking_sources"], ev
+    # 429s stay rare on an idle machine; on a starved one most generations are refused rather
+    # than left to wait (the latency bound), and the test only checks they are not all refused.
+    rare = 0.15 if busy_before < 1.0 else 0.6
+    assert summary["rejected_429"] <= max(2, rare * summary["requests"]), summary
+    assert gen["completed"] > 0 and gen["failed"] == 0
+    single = summary["single_client_chat_s"]
+    fast = summary["by_kind"]["glossary"]["p95_s"], summary["by_kind"]["ask_fast"]["p95_s"]
+    assert max(fast) <= single, summary  # fast routes never wait behind generation
+    if busy_before < 1.0:
+        assert summary["p95_s"] <= 4 * single, summary
+    else:
+        warnings.warn(f"p95 {summary['p95_s']} s = {summary['p95_over_single']}x the single-client chat time; "
+                      f"not asserted: the machine was busy ({busy_before:.1f} runnable per core) before the test")
