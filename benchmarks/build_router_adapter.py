@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     from router.llm.assets import packaged_gguf_path
 
     settings = Settings()
-    overrides = {"max_steps": args.steps, "learning_rate": 5e-4, "batch_size": 8, "max_seq_len": 320,
-                 "eval_ratio": 0.0, "eval_every": 50, "checkpoint_every": 25, "cpu_threads": 2,
-                 **parse_overrides(args.set)}
+    overrides = {"max_steps": args.steps, "learning_rate": 1e-3, "batch_size": 8, "max_seq_len": 288,
+                 "lora_top_layers": 6, "eval_ratio": 0.0, "eval_every": 0, "checkpoint_every": 20,
+                 "cpu_threads": 2, **parse_overrides(args.set)}
     config = TrainConfig.load(overrides=overrides, settings=settings)
     run = args.cache / "router-train"
     result = train(config, dataset, run, cache_dir=settings.cache_dir)
