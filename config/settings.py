@@ -46,7 +46,10 @@ class RetrievalSettings(BaseModel):
     exact_max: int = Field(50000, ge=1)
     ann: Literal["hnsw", "ivf"] = "hnsw"
     hnsw_m: int = Field(32, ge=4)
+    hnsw_ef_construction: int = Field(40, ge=8)
+    hnsw_ef_search: int = Field(128, ge=1)
     ivf_nlist: int = Field(1024, ge=1)
+    ivf_nprobe: int = Field(0, ge=0)
 
 
 class RouterSettings(BaseModel):

@@ -132,8 +132,8 @@ class KnowledgeIndex:
         self.glossary = _load_glossary(self.path / GLOSSARY)
         self.chunk_vectors = np.load(self.path / CHUNK_VECTORS)
         self.fact_vectors = np.load(self.path / FACT_VECTORS)
-        self.chunk_index = FaissIndex.load(self.path / CHUNK_FAISS)
-        self.fact_index = FaissIndex.load(self.path / FACT_FAISS)
+        self.chunk_index = FaissIndex.load(self.path / CHUNK_FAISS, self._cfg)
+        self.fact_index = FaissIndex.load(self.path / FACT_FAISS, self._cfg)
         self.bm25 = BM25Index.load(self.path / BM25_DIR)
         self._by_id = {c.chunk_id: c for c in self.chunks}
         self._facts_by_id = {f.fact_id: f for f in self.facts}
