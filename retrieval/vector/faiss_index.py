@@ -231,7 +231,8 @@ class FaissIndex(VectorIndex):
         if self.kind == "hnsw":
             inner.hnsw.efSearch = self.ef_search
         elif self.kind == "ivf":
-            # Default probes: an eighth of the cells, at least 32: little extra time for much recall.
+            # ivf_nprobe 0 = automatic: an eighth of the cells, at least 32 (slow past ~100k vectors;
+            # the shipped 16 is measured in benchmarks/scale.py).
             inner.nprobe = min(inner.nlist, self.nprobe or max(32, inner.nlist // 8))
 
     def _stored_ids(self) -> np.ndarray:
