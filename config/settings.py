@@ -50,9 +50,12 @@ class RetrievalSettings(BaseModel):
     candidates: int = Field(30, ge=1)
     rrf_k: int = Field(60, ge=1)
     exact_max: int = Field(50000, ge=1)
-    ann: Literal["hnsw", "ivf"] = "hnsw"
-    hnsw_m: int = Field(32, ge=4)
+    ann: Literal["hnsw", "ivf"] = "ivf"
     ivf_nlist: int = Field(1024, ge=1)
+    ivf_nprobe: int = Field(16, ge=0)  # 0 = automatic: max(32, nlist / 8)
+    hnsw_m: int = Field(32, ge=4)
+    hnsw_ef_construction: int = Field(40, ge=8)
+    hnsw_ef_search: int = Field(128, ge=1)
     vector_backend: str = "faiss"           # a registered VectorIndex: faiss | milvus
     milvus_uri: str = ""                    # "" = Milvus Lite file <home>/milvus.db; or http://host:19530
     milvus_collection_prefix: str = Field("kb", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")

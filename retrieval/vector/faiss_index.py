@@ -59,6 +59,16 @@ def ivf_lists(n: int, wanted: int) -> int:
     return max(1, min(wanted, n // 39))
 
 
+def ann_params(settings: "RetrievalSettings") -> dict[str, Any]:
+    """The FaissIndex keyword arguments that ``retrieval.*`` settings define
+    (``ivf_nprobe: 0`` means automatic)."""
+    return {
+        "hnsw_m": settings.hnsw_m, "ef_construction": settings.hnsw_ef_construction,
+        "ef_search": settings.hnsw_ef_search, "ivf_nlist": settings.ivf_nlist,
+        "nprobe": settings.ivf_nprobe or None,
+    }
+
+
 class FaissIndex(VectorIndex):
     """A FAISS index over unit vectors; ``kind`` is "flat", "hnsw" or "ivf"."""
 
@@ -100,7 +110,8 @@ class FaissIndex(VectorIndex):
         vectors = np.asarray(vectors, dtype=np.float32)
         dim = vectors.shape[1] if vectors.ndim == 2 else 0
         kind = kind or choose_kind(len(vectors), settings.exact_max, settings.ann)
-        index = cls(dim, kind, hnsw_m=settings.hnsw_m, ivf_nlist=settings.ivf_nlist, **kwargs)
+        params = {**ann_params(settings), **kwargs}
+        index = cls(dim, kind, **params)
         index.add(ids, vectors)
         return index
 
@@ -168,7 +179,14 @@ class FaissIndex(VectorIndex):
         (directory / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: Path) -> "FaissIndex":
+    def open(cls, directory: Path, settings: "Settings") -> "FaissIndex":
+        """Store entry point: the saved index with this configuration's search widths."""
+        return cls.load(directory, settings.retrieval)
+
+    @classmethod
+    def load(cls, directory: Path, settings: "RetrievalSettings | None" = None) -> "FaissIndex":
+        """Read an index written by :meth:`save`. With ``settings``, its search-time knobs
+        (``hnsw_ef_search``, ``ivf_nprobe``) replace the saved ones: they need no rebuild."""
         directory = Path(directory)
         meta_path = directory / META_FILE
         if not meta_path.is_file():
@@ -181,6 +199,8 @@ class FaissIndex(VectorIndex):
         if (directory / INDEX_FILE).is_file():
             index._index = _faiss().read_index(str(directory / INDEX_FILE))
         index._deleted = set(meta.get("deleted", []))
+        if settings is not None:
+            index.ef_search, index.nprobe = settings.hnsw_ef_search, settings.ivf_nprobe or None
         return index
 
     def __len__(self) -> int:
@@ -225,7 +245,8 @@ class FaissIndex(VectorIndex):
         if self.kind == "hnsw":
             inner.hnsw.efSearch = self.ef_search
         elif self.kind == "ivf":
-            # Default probes: an eighth of the cells, at least 32: little extra time for much recall.
+            # ivf_nprobe 0 = automatic: an eighth of the cells, at least 32 (slow past ~100k vectors;
+            # the shipped 16 is measured in benchmarks/scale.py).
             inner.nprobe = min(inner.nlist, self.nprobe or max(32, inner.nlist // 8))
 
     def _stored_ids(self) -> np.ndarray:

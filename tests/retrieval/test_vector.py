@@ -97,6 +97,32 @@ def test_save_load_roundtrip_and_delete(tmp_path, data, kind):
         assert len(loaded) == 3000 and loaded.search(vectors[:1], 1)[1][0, 0] == ids[0]
 
 
+def test_ann_settings_reach_faiss(tmp_path, data):
+    import faiss
+
+    vectors, queries, ids = data
+    cfg = RetrievalSettings(exact_max=100, hnsw_m=16, hnsw_ef_construction=24, hnsw_ef_search=48,
+                            ivf_nlist=16, ivf_nprobe=5)
+    hnsw = FaissIndex.build(ids, vectors, cfg, kind="hnsw")
+    hnsw.search(queries[:1], 10)
+    graph = faiss.downcast_index(hnsw._index.index)
+    assert (graph.hnsw.efConstruction, graph.hnsw.efSearch) == (24, 48)
+    ivf = FaissIndex.build(ids, vectors, cfg, kind="ivf")
+    ivf.search(queries[:1], 10)
+    assert (ivf._index.nlist, ivf._index.nprobe) == (16, 5)
+    # Search-time knobs follow the settings of the loading process, without a rebuild.
+    hnsw.save(tmp_path / "h")
+    ivf.save(tmp_path / "i")
+    later = RetrievalSettings(hnsw_ef_search=200, ivf_nprobe=0)
+    h2 = FaissIndex.load(tmp_path / "h", later)
+    h2.search(queries[:1], 10)
+    assert faiss.downcast_index(h2._index.index).hnsw.efSearch == 200
+    i2 = FaissIndex.load(tmp_path / "i", later)
+    i2.search(queries[:1], 10)
+    assert i2._index.nprobe == 16  # 0 = automatic: max(32, nlist/8), capped at nlist
+    assert FaissIndex.load(tmp_path / "h").ef_search == 48  # no settings: as saved
+
+
 def test_small_index_pads_with_minus_one():
     index = FaissIndex(4, "flat")
     index.add(np.array([7, 9]), np.eye(4, dtype=np.float32)[:2])
