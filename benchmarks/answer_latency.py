@@ -1,12 +1,20 @@
-"""Answer latency per route on the demo knowledge base, and of the route decision alone.
+"""Answer latency and quality of the rag path sized to the budget, against the old path, in one run.
 
-Builds the demo knowledge base into a temporary KB_HOME (or uses --home), then times
-``Engine.answer`` for questions of every route from the demo evaluation set, once per local
-generator backend (llama_cpp = the packaged 0.5B model, extractive = no LLM), and
-``Engine.decide`` (terminology layer + retrieval + route decision) alone. Reports p50/p95
-per route and the share of the total spent in each stage.
+The same questions are answered twice by the same engine code over the same index and the same
+packaged model (llama_cpp, 0.5B):
 
-    python benchmarks/answer_latency.py [--per-route 8] [--backends llama_cpp,extractive]
+* **old** — what the rag path did before: the generator reads the whole top-k chunks
+  (``llm.rag_context: chunks``) and may write up to ``llm.max_tokens`` (no cap by question kind);
+* **new** — the default: it reads only the evidence sentences and table rows that bear on the
+  question (``llm.rag_context: units``) and its answer length is capped by the question's kind.
+
+Reported per route taken: p50/p95 of the whole answer, time to the first streamed text (TTFT),
+prompt tokens of the generation, answer correctness on the questions' expected groups, and numbers
+found nowhere in the knowledge base (must be 0). Glossary, fact and refusal answers do not generate
+and are timed too (with retrieval). Ratios are new/old on the same questions.
+
+    python benchmarks/answer_latency.py                       # demo, 8 questions per expected route
+    python benchmarks/answer_latency.py --kbs demo hospital --per-route 6
 """
 
 from __future__ import annotations
@@ -14,113 +22,135 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def pct(xs: list[float], q: float) -> float:
-    """Nearest-rank percentile. ``pct([1, 2, 3, 4], 0.5) == 2``."""
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    return s[max(0, min(len(s) - 1, int(round(q * len(s) + 0.5)) - 1))]
+def pct(xs: list[float], q: float) -> float | None:
+    """Linear-interpolated percentile (``q`` in 0..100); None when empty."""
+    from finetune.evaluation import percentile
+
+    return percentile(xs, q)
 
 
-def build_home(home: Path) -> None:
-    from knowledge.demo import DOCS_DIR, GLOSSARY_DIR
-    from retrieval.store import IndexStore
+def one(engine: Any, q: dict[str, Any]) -> dict[str, Any]:
+    """Answer ``q`` streaming: total time, time to the first text, the final answer object."""
+    t0 = time.perf_counter()
+    first = None
+    final = None
+    for event in engine.answer_stream(q["question"], q.get("history") or None, stream=True):
+        if event["type"] == "delta" and event["text"] and first is None:
+            first = time.perf_counter() - t0
+        elif event["type"] == "final":
+            final = event["answer"]
+    total = time.perf_counter() - t0
+    return {"total_ms": total * 1000, "ttft_ms": (first if first is not None else total) * 1000,
+            "answer": final.to_dict()}
 
-    store = IndexStore(home)
-    store.add_documents(sorted(p for p in DOCS_DIR.iterdir() if p.is_file()))
-    for g in sorted(GLOSSARY_DIR.iterdir()):
-        if g.is_file():
-            store.add_glossary(g)
-    store.build()
+
+def prompt_tokens(engine: Any, q: dict[str, Any]) -> int:
+    """Tokens of the generator's prompt for this question (0 when it does not generate)."""
+    from router.compose import select_units
+    from router.llm.prompts import build_rag_messages
+
+    choice, signals = engine.decide(q["question"], q.get("history") or None)
+    if choice.route != "rag" or signals.evidence is None:
+        return 0
+    if engine.settings.llm.rag_context == "units":
+        passages, _, _ = engine._passages_of(select_units(signals.evidence))
+    else:
+        passages = [h.chunk.text for h in signals.hits]
+    messages = build_rag_messages(signals.rewritten_query, passages, signals.lang)
+    tokens = getattr(engine.generator, "tokens", None)
+    return len(tokens(messages)[0]) if tokens else sum(len(m["content"]) for m in messages) // 2
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--home", help="an indexed KB_HOME (default: build the demo into a temp folder)")
-    ap.add_argument("--per-route", type=int, default=8, help="questions per expected route")
-    ap.add_argument("--backends", default="llama_cpp,extractive")
-    args = ap.parse_args()
+    ap.add_argument("--kbs", nargs="*", default=["demo"])
+    ap.add_argument("--per-route", type=int, default=8, help="questions per expected route and knowledge base")
+    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("KB_SUITE_CACHE", "/tmp/kb-suite")))
+    ap.add_argument("--json", type=Path, help="write the per-question rows here")
+    args = ap.parse_args(argv)
 
+    from benchmarks.kb_suite import build_home, kb_paths
     from config.settings import Settings
-    from knowledge.demo import EVAL_QUESTIONS
+    from finetune.evaluation import KBNumbers, load_questions, score_output
     from retrieval.store import IndexStore
-    from router.engine import Engine, Timer
+    from router.engine import Engine
     from router.llm import create_generator
 
-    tmp = None
-    if args.home:
-        home = Path(args.home)
-    else:
-        tmp = tempfile.TemporaryDirectory()
-        home = Path(tmp.name)
-        t = time.perf_counter()
-        build_home(home)
-        print(f"built demo index in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-
-    questions = [json.loads(line) for line in open(EVAL_QUESTIONS, encoding="utf-8") if line.strip()]
-    by_route: dict[str, list[str]] = defaultdict(list)
-    for q in questions:
-        if len(by_route[q["route"]]) < args.per_route:
-            by_route[q["route"]].append(q["question"])
-    sample = [q for qs in by_route.values() for q in qs]
-
-    base = Settings(home=home)
-    index = IndexStore(home).load()
-    results: dict[str, dict] = {}
-
-    # The route decision alone (terminology layer + retrieval + router), no generation.
-    engine = Engine(base, index, generator=create_generator(base.model_copy(
-        update={"llm": base.llm.model_copy(update={"backend": "extractive"})})))
-    engine.decide("预热：jieba 词典与第一次编码")  # warm-up: jieba dictionary, first embed (not timed)
-    decide_ms: list[float] = []
-    for q in sample:
-        t = time.perf_counter()
-        engine.decide(q, timer=Timer())
-        decide_ms.append((time.perf_counter() - t) * 1000)
-    results["decision"] = {"n": len(decide_ms), "p50_ms": pct(decide_ms, 0.5), "p95_ms": pct(decide_ms, 0.95)}
-
-    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
-        settings = base.model_copy(update={"llm": base.llm.model_copy(update={"backend": backend})})
-        # A freshly loaded index: no query embeddings cached from the previous phase.
-        engine = Engine(settings, IndexStore(home).load(), generator=create_generator(settings))
-        engine.answer("预热：这是一个与知识库无关的问题吗？")  # warm-up: model load, not a timed question
-        per_route: dict[str, list[float]] = defaultdict(list)
-        stages: dict[str, float] = defaultdict(float)
-        for q in sample:
-            a = engine.answer(q)
-            per_route[a.route].append(a.timings_ms["total"])
-            for k, v in a.timings_ms.items():
-                stages[k] += v
-        total = stages.pop("total", 0.0) or 1.0
-        results[backend] = {
-            "routes": {r: {"n": len(v), "p50_ms": pct(v, 0.5), "p95_ms": pct(v, 0.95)} for r, v in per_route.items()},
-            "stage_share": {k: round(v / total, 3) for k, v in stages.items()},
+    base = Settings()
+    llm_settings = base.llm.model_copy(update={"backend": "llama_cpp"})
+    generator = create_generator(base.model_copy(update={"llm": llm_settings}))
+    rows: list[dict[str, Any]] = []
+    for name in args.kbs:
+        home = build_home(name, args.cache, base)
+        s = base.model_copy(update={"home": home, "llm": llm_settings})
+        index = IndexStore(home, s).load()
+        kb = KBNumbers.from_index(index)
+        questions = load_questions(kb_paths(name)[2])
+        by_route: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for q in questions:
+            if q["route"] and len(by_route[q["route"]]) < args.per_route and not q["history"]:
+                by_route[q["route"]].append(q)
+        sample = [q for qs in by_route.values() for q in qs]
+        paths = {
+            "old": s.model_copy(update={"llm": llm_settings.model_copy(update={"rag_context": "chunks",
+                                                                                "cap_by_kind": False})}),
+            "new": s,
         }
-
-    print(f"{'backend':<12}{'route':<10}{'n':>4}{'p50 ms':>10}{'p95 ms':>10}")
-    d = results["decision"]
-    print(f"{'(decision)':<12}{'-':<10}{d['n']:>4}{d['p50_ms']:>10.1f}{d['p95_ms']:>10.1f}")
-    for backend, r in results.items():
-        if backend == "decision":
-            continue
-        for route, v in sorted(r["routes"].items()):
-            print(f"{backend:<12}{route:<10}{v['n']:>4}{v['p50_ms']:>10.1f}{v['p95_ms']:>10.1f}")
-        share = ", ".join(f"{k} {v:.0%}" for k, v in r["stage_share"].items())
-        print(f"{'':<12}stage share: {share}")
-    print(json.dumps({"answer_latency": results, "cpus": os.cpu_count()}, ensure_ascii=False))
-    if tmp:
-        tmp.cleanup()
+        engines = {k: Engine(v, index, generator=generator) for k, v in paths.items()}
+        engines["new"].answer("预热")  # load the model once, outside the timings
+        for q in sample:
+            row: dict[str, Any] = {"kb": name, "id": q["id"], "expected_route": q["route"]}
+            for path, engine in engines.items():
+                r = one(engine, q)
+                scored = score_output(q, r["answer"], index, kb, engine.verifier)
+                row[path] = {"route": r["answer"]["route"], "total_ms": round(r["total_ms"]),
+                             "ttft_ms": round(r["ttft_ms"]), "prompt_tokens": prompt_tokens(engine, q),
+                             "correct": scored["correct"],
+                             "unsupported": sum(not n["supported"] for n in scored["numbers"])}
+            rows.append(row)
+            print(json.dumps(row, ensure_ascii=False), file=sys.stderr)
+    report(rows)
+    if args.json:
+        args.json.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     return 0
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    def f(v: Any, d: int = 0) -> str:
+        return "-" if v is None else f"{v:.{d}f}"
+
+    print(f"\n{'route (new)':<10}{'n':>4}{'old p50':>9}{'old p95':>9}{'new p50':>9}{'new p95':>9}{'ratio':>7}"
+          f"{'TTFT old':>10}{'TTFT new':>10}{'tok old':>9}{'tok new':>9}")
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r["new"]["route"]].append(r)
+    for route, rs in sorted(groups.items()):
+        old = [r["old"]["total_ms"] for r in rs]
+        new = [r["new"]["total_ms"] for r in rs]
+        ratio = (statistics.median(new) / statistics.median(old)) if old and statistics.median(old) else None
+        tok_old = [r["old"]["prompt_tokens"] for r in rs if r["old"]["prompt_tokens"]]
+        tok_new = [r["new"]["prompt_tokens"] for r in rs if r["new"]["prompt_tokens"]]
+        print(f"{route:<10}{len(rs):>4}{f(pct(old, 50)):>9}{f(pct(old, 95)):>9}{f(pct(new, 50)):>9}{f(pct(new, 95)):>9}"
+              f"{f(ratio, 2):>7}{f(pct([r['old']['ttft_ms'] for r in rs], 50)):>10}"
+              f"{f(pct([r['new']['ttft_ms'] for r in rs], 50)):>10}"
+              f"{f(statistics.mean(tok_old) if tok_old else None):>9}{f(statistics.mean(tok_new) if tok_new else None):>9}")
+    for path in ("old", "new"):
+        flags = [r[path]["correct"] for r in rows if r[path]["correct"] is not None]
+        unsupported = sum(r[path]["unsupported"] for r in rows)
+        print(f"{path}: answer correctness {sum(flags)}/{len(flags)} = {sum(flags) / max(1, len(flags)):.2f}, "
+              f"numbers found nowhere in the knowledge base: {unsupported}")
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ class LLMSettings(BaseModel):
                                       "this many lone generations (measured)")
     max_tokens: int = 256
     rag_context: Literal["units", "chunks"] = "units"   # what the generator reads: selected sentences, or whole chunks
+    cap_by_kind: bool = True   # answer length by question kind (a figure: 96 tokens, a procedure: 192), at most max_tokens
     temperature: float = 0.1
     base_url: str = ""
     model: str = ""

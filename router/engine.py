@@ -174,7 +174,10 @@ class Engine:
             matches = find_terms(search, glossary)
             context = _context(standalone, history)
             margin = self.settings.router.ambiguity_margin
-            resolutions = [self.disambiguator.resolve(context, m, margin) for m in matches]
+            # One disambiguation per distinct term: a question repeating a term is not slower for it.
+            by_term: dict[str, Any] = {}
+            resolutions = [by_term[m.term] if m.term in by_term else by_term.setdefault(
+                m.term, self.disambiguator.resolve(context, m, margin)) for m in matches]
             rewritten = rewrite_query(search, matches, resolutions) if matches else search
         hits, fact_hits = self._retrieve(rewritten, timer)
         with timer.stage("route"):
@@ -279,7 +282,8 @@ class Engine:
         failed = False
         with timer.stage("generate"):
             pieces = self.generator.stream(build_rag_messages(prompt_q, passages, signals.lang),
-                                           max_tokens=answer_budget(signals, llm.max_tokens),
+                                           max_tokens=answer_budget(signals, llm.max_tokens) if llm.cap_by_kind
+                                           else llm.max_tokens,
                                            temperature=llm.temperature)
             for piece in itertools.chain(pieces, [None]):
                 outs = gate.feed(piece) if piece is not None else gate.flush()
