@@ -280,7 +280,7 @@ class IndexStore:
             raise IndexNotFoundError(f"no published index under {self.indexes_dir}")
         previous = (self.manifest(current).get("build") or {}).get("previous")
         if not previous or previous not in self.versions():
-            raise IndexNotFoundError(f"index {current} has no earlier version to roll back to "
+            raise KBError(f"index {current} has no earlier version to roll back to "
                           f"(built from {previous or 'nothing'})")
         return previous
 

@@ -101,6 +101,11 @@ def _row_text(u: Unit, ev: Evidence, keep: list[str] | None = None) -> str:
     return "；".join(parts) if parts else u.text
 
 
+def _named_columns(u: Unit, ev: Evidence) -> list[str]:
+    """Columns whose header holds a question term."""
+    return [k for k, _ in u.fields if any(t in _norm(k) for t in ev.terms)]
+
+
 def _asked_columns(u: Unit, ev: Evidence) -> list[str]:
     """The columns the question asks for: those whose header names the most question terms, or
     (failing that) whose value has an asked unit."""
@@ -130,41 +135,19 @@ def _unit_hint(key: str) -> str:
     return m.group(1).split("/")[0] if m else ""
 
 
-_LEADING_CONDITION = re.compile(r"^(?:第[一二三四五六七八九十百零\d]+条\s*)?(?P<cond>[^，,。；;：:]{2,30}?)的[，,]")
-
-
-def restricted_to_other(u: Unit, ev: Evidence) -> bool:
-    """The unit opens with a condition ("…的，") naming someone or something the question does not.
-
-    >>> from router.evidence import Unit, Evidence
-    >>> ev = Evidence(["出差", "住宿"], {}, [], {}, [], set())
-    >>> restricted_to_other(Unit("第十六条　客户经理（AM）因拜访客户出差的，住宿费按C类标准执行。", "c", "a", None, "sentence", 0), ev)
-    True
-    >>> restricted_to_other(Unit("出差人员的住宿费每晚不超过480元。", "c", "a", None, "sentence", 0), ev)
-    False
-    """
-    if u.kind == "record":
-        return False
-    m = _LEADING_CONDITION.match(u.text.strip())
-    if not m:
-        return False
-    from router.evidence import content_terms
-
-    def related(t: str) -> bool:  # 结婚 / 婚假 share a character: the condition restates the question
-        return any(t in q or q in t or set(t) & set(q) for q in ev.terms)
-
-    return any(not related(t) for t in content_terms(m.group("cond")))
-
-
 def fact_answer(ev: Evidence, min_coverage: float = 0.3) -> Composed | None:
     """The asked figure from the best quantity unit, or the whole table when the question is generic."""
     candidates = [u for u in ev.quantity_units(min_coverage)]
     if not candidates:
         return None
-    # A rule restricted to a group the question does not name (「客户经理因拜访客户出差的，…」) answers
-    # that group, not a general question: prefer the general rule or table when there is one.
-    candidates.sort(key=lambda u: -(u.score - (0.3 if restricted_to_other(u, ev) else 0.0)))
     best = candidates[0]
+    # A table with a column the question names (住宿标准 → "住宿标准(元/晚)") answers a question that
+    # does not pick one of its rows better than any single sentence does: 「出差住宿标准是多少？」 gets the
+    # table by grade and city class, not the one rule for account managers that also says 住宿标准.
+    table = next((u for u in candidates if u.kind == "record" and _named_columns(u, ev)
+                  and u.coverage >= 0.5 * best.coverage), None)
+    if table is not None and best.kind != "record" and _is_generic(table, _distinct_members(table, ev), ev):
+        best = table
     members = _distinct_members(best, ev)
     if _is_generic(best, members, ev):
         rows = members[:MAX_ROWS]

@@ -176,7 +176,8 @@ def test_distill_writes_versioned_dataset_and_cache_makes_rerun_free(tmp_path, m
         roles = [m["role"] for m in row["messages"]]
         assert roles == ["system", "user", "assistant"]
         answer = json.loads(row["messages"][-1]["content"])
-        assert list(answer) == ["route", "terms", "query"] and answer["route"] == row["meta"]["route"]
+        # the route first (scored in one pass), then the terms; the rewrite is the terminology layer's
+        assert list(answer) == ["route", "terms"] and answer["route"] == row["meta"]["route"]
     rag = [r for r in rows if r["meta"]["kind"] == "teacher_rag"]
     assert [r["meta"]["question"] for r in rag] == ["年假需要提前多久申请，由谁审批？"]
 
@@ -268,8 +269,8 @@ def test_rows_carry_the_serving_evidence_and_routes_are_capped(tmp_path, demo_se
     for r in rows[:6]:
         q = r["meta"]["question"]
         choice, signals = engine.decide(q)
-        want = router_user(q, **evidence_from_signals(signals, demo_settings.router.peak_threshold,
-                                                      routes["fact"].threshold, choice))
+        want = router_user(signals.question, **evidence_from_signals(signals))
         assert r["messages"][1]["content"] == want
-        assert "资料相关度：" in want and "规则路由：" in want
+        # the evidence the model reads, never the rule router's verdict
+        assert "覆盖：" in want and "相关度：" in want and "规则" not in want
     assert all(r["meta"]["kind"] != "absent_topic" or r["meta"]["route"] == "refuse" for r in rows)

@@ -168,13 +168,16 @@ def test_store_on_milvus_incremental_reindex_delete_rollback_prune(mstore, count
     assert old.search("密码更换", k=1)[0].chunk.source == "security.md"
     mstore.publish(second.version)
 
-    # Prune drops the pruned version's collections, never the published one's.
+    # Prune drops the pruned version's collections, never the published one's nor the one before
+    # it (kept for rollback): with a third version, the first is the one to go.
+    third = mstore.build()
     assert mstore.prune(keep=1) == [first.version]
     live = _collections(mstore)
     assert not set(names.values()) & live
     assert set(mstore.manifest()["index"]["collections"].values()) <= live
-    with pytest.raises(IndexNotFoundError):
-        mstore.rollback()
+    assert mstore.rollback() == second.version      # its collections were kept
+    assert mstore.load().version == second.version
+    mstore.publish(third.version)
 
 
 def test_failed_milvus_build_keeps_the_published_version_and_leaves_no_collection(mstore, monkeypatch):
