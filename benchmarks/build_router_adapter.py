@@ -80,14 +80,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-per-route", type=int, default=80, help="templated rows per route and knowledge base")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training setting override")
     parser.add_argument("--distil-only", action="store_true")
+    parser.add_argument("--reuse-dataset", action="store_true",
+                        help="train on the merged dataset already in the cache (resumes an interrupted run)")
     parser.add_argument("--out", type=Path, default=SHIPPED, help="where the adapter is written")
     args = parser.parse_args(argv)
 
     splits = json.loads((REPO / "benchmarks" / "kbs" / "splits.json").read_text(encoding="utf-8"))
     dataset = args.cache / "router-dataset"
     t0 = time.perf_counter()
-    counts = distil_all(splits["dev"], args.cache, dataset, args.max_per_route)
-    print(f"distilled {sum(counts.values())} rows in {time.perf_counter() - t0:.0f} s -> {dataset}", file=sys.stderr)
+    if args.reuse_dataset and (dataset / "manifest.json").is_file():
+        counts = json.loads((dataset / "manifest.json").read_text(encoding="utf-8")).get("knowledge_bases", {})
+        print(f"reusing {dataset}", file=sys.stderr)
+    else:
+        counts = distil_all(splits["dev"], args.cache, dataset, args.max_per_route)
+        print(f"distilled {sum(counts.values())} rows in {time.perf_counter() - t0:.0f} s -> {dataset}",
+              file=sys.stderr)
     if args.distil_only:
         return 0
 

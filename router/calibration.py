@@ -16,8 +16,8 @@ development knowledge bases (``benchmarks/calibrate.py``), never on the ones rep
 
 from __future__ import annotations
 
+import hashlib
 import math
-import random
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
@@ -141,7 +141,6 @@ def probe_questions(index: Any, n: int = 40, seed: int = 0) -> tuple[list[str], 
     from router.evidence import content_terms, kb_terms
     from router.llm.prompts import detect_language
 
-    rng = random.Random(seed)
     stats = kb_terms(index)
     texts = [c.text for c in getattr(index, "chunks", [])]
     zh = sum(detect_language(t) == "zh" for t in texts[:200]) >= 0.5 * max(1, min(200, len(texts)))
@@ -156,13 +155,16 @@ def probe_questions(index: Any, n: int = 40, seed: int = 0) -> tuple[list[str], 
             h = re.sub(r"^(第[一二三四五六七八九十百\d]+[章节条]|[\d.]+)\s*", "", h).strip()
             if 2 <= len(h) <= 16:
                 subjects.append(h)
-    subjects = sorted(set(subjects))
-    rng.shuffle(subjects)
-    answerable = [rng.choice(frames).format(s=s) for s in subjects[:n]]
+    # Subjects are drawn by a hash of their text, not by shuffling the list: a document added to
+    # the collection then displaces at most its own subjects from the sample, so one new file does
+    # not re-draw every probe (and move every borderline decision with the calibration).
+    def draw(items: Iterable[str]) -> list[str]:
+        keyed = sorted((hashlib.sha256(f"{seed}:{x}".encode("utf-8")).hexdigest(), x) for x in set(items))
+        return [frames[int(k[:8], 16) % len(frames)].format(s=x) for k, x in keyed[:n]]
+
     topics = ABSENT_TOPICS_ZH if zh else ABSENT_TOPICS_EN
     absent_topics = [t for t in topics if not any(stats.present(w) for w in content_terms(t))]
-    absent = [rng.choice(frames).format(s=t) for t in absent_topics[:n]]
-    return answerable, absent
+    return draw(subjects), draw(absent_topics)
 
 
 def _margins(engine: Any, questions: Iterable[str]) -> list[float]:

@@ -30,6 +30,21 @@ _CITE = re.compile(r"\[(\d{1,2})\]")
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|(?<=[.])(?=\s)|\n")
 
 
+def _sentences(text: str) -> list[str]:
+    """``text`` cut after each sentence end; the pieces join back to ``text``.
+
+    >>> _sentences("第一条。第二条；三")
+    ['第一条。', '第二条；', '三']
+    """
+    pieces, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        if m.end() > start and m.end() < len(text):
+            pieces.append(text[start:m.end()])
+            start = m.end()
+    pieces.append(text[start:])
+    return [p for p in pieces if p] or [text]
+
+
 @dataclass
 class Answer:
     """The answer object of DESIGN.md's data contract."""
@@ -404,7 +419,10 @@ class Engine:
                 citations: list[dict[str, Any]], verification: dict[str, Any] | None,
                 stream: bool = True) -> Iterator[dict[str, Any]]:
         ans = self._answer(text, choice, signals, timer, citations, verification)
-        yield {"type": "delta", "text": ans.answer}
+        # A composed answer (quoted passages, a table, a definition) is already whole; it is still
+        # sent sentence by sentence, as generated answers are, so a client shows it the same way.
+        for sentence in _sentences(ans.answer):
+            yield {"type": "delta", "text": sentence}
         yield {"type": "final", "answer": ans}
 
     def _answer(self, text: str, choice: RouteChoice, signals: RouteSignals, timer: Timer,

@@ -220,6 +220,7 @@ def test_a_document_with_instructions_changes_no_answers_figures(copy_home):
     answer gains the injected figure, and the figures of every answer stay the same."""
     from config.settings import Settings
     from retrieval.store import IndexStore
+    from router.calibration import build_index
     from router.engine import Engine
     from router.llm.extractive import ExtractiveGenerator
 
@@ -234,7 +235,7 @@ def test_a_document_with_instructions_changes_no_answers_figures(copy_home):
 
     clean = answers()
     (copy_home / "documents" / "通知.md").write_bytes(INJECTION)
-    IndexStore(copy_home, settings).build()
+    build_index(IndexStore(copy_home, settings))  # as a reindex does: calibrated on its own probes
     hostile = answers()
     assert not [a for a in hostile if "999" in a]
     warnings = IndexStore(copy_home, settings).load().manifest["documents"]["通知.md"].get("warnings", [])
