@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from knowledge.errors import KBError
+    from core.errors import KBError
 
     args = build_parser().parse_args(argv)
     try:

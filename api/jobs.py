@@ -39,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from knowledge.errors import KBError
+from core.errors import KBError
 
 log = logging.getLogger("kb.api.jobs")
 

@@ -6,6 +6,11 @@ Precedence (highest first): keyword arguments, environment variables (``KB_`` pr
 
 Secrets are never read from YAML: API keys come only from the environment
 (``KB_LLM_API_KEY`` / ``DASHSCOPE_API_KEY`` / ``KB_ADMIN_API_KEY`` / ``KB_CHAT_API_KEY``).
+
+``config`` imports no other project package (it is a leaf, see ``ARCHITECTURE.md``), so a
+settings file it cannot use raises :class:`SettingsError`, a ``ValueError`` like pydantic's
+own validation errors; the ``kb`` CLI reports it as it reports :class:`core.errors.KBError`.
+Code below ``api/`` never calls :func:`get_settings`: it receives the settings object.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_YAML = Path(__file__).with_name("default.yaml")
+
+
+class SettingsError(ValueError):
+    """A settings file cannot be used (the message names the file and the problem)."""
 
 
 class IngestSettings(BaseModel):
@@ -136,9 +145,7 @@ class _YamlSource(PydanticBaseSettingsSource):
         if extra:
             path = Path(extra)
             if not path.is_file():
-                from knowledge.errors import ConfigError
-
-                raise ConfigError(f"KB_CONFIG points at {path}, which is not a file")
+                raise SettingsError(f"KB_CONFIG points at {path}, which is not a file")
             data = _deep_merge(data, _read_yaml(path))
         return data
 
@@ -147,9 +154,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
-        from knowledge.errors import ConfigError
-
-        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+        raise SettingsError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
 
 

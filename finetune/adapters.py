@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from knowledge.errors import KBError
+from core.errors import KBError
 
 DEFAULT_KEY_METRICS = ("route_accuracy", "expansion_accuracy", "answer_accuracy")
 MANIFEST = "manifest.json"

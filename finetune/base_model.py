@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from knowledge.errors import ConfigError
+from core.errors import ConfigError
 
 PACKAGED_HF_NAME = "qwen2.5-coder-0.5b-instruct-hf"
 PACKAGED_TOKENIZER_NAME = "qwen2.5-coder-0.5b-instruct-tokenizer"

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from knowledge.errors import ConfigError
+from core.errors import ConfigError
 
 
 def register(subparsers: Any) -> None:

@@ -33,8 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from knowledge.errors import KBError
-from knowledge.types import Meaning
+from core.errors import KBError
+from core.types import Meaning
 from router.lora_format import ROUTER_SYSTEM, route_answer, router_messages
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def neighbours(entry: Any, meaning: Meaning, glossary: Any, limit: int = 2) -> l
 def own_words(entry: Any, meaning: Meaning) -> list[str]:
     """Leading bigram(s) of the meaning that its sibling meanings do not share.
 
-    >>> from knowledge.types import GlossaryEntry
+    >>> from core.types import GlossaryEntry
     >>> e = GlossaryEntry("PM", [Meaning("Product Manager", "产品经理"), Meaning("Project Manager", "项目经理")])
     >>> own_words(e, e.meanings[1])
     ['项目']
@@ -348,7 +348,7 @@ def parse_json_object(text: str) -> dict[str, Any] | None:
 def chunk_questions(chunks: list[Any], teacher: Any, max_chunks: int | None = None,
                     progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Teacher-written ``rag`` and ``refuse`` pairs (unfiltered) and failure counts."""
-    from knowledge.errors import GenerationError
+    from core.errors import GenerationError
 
     picked = [c for c in chunks if len(c.text.strip()) >= 40]
     if max_chunks is not None:

@@ -39,7 +39,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from knowledge.errors import KBError, ValidationError
+from core.errors import KBError, ValidationError
 
 ROUTES = ("glossary", "fact", "rag", "refuse")
 SYSTEMS = ("ours", "baseline")
@@ -375,7 +375,7 @@ def check_numbers(answer: str, question: str, passages: list[tuple[str, str]], k
 
 
 def _quantity(value: float, unit: str) -> Any:
-    from knowledge.types import Quantity
+    from core.types import Quantity
 
     return Quantity(text="", value=value, unit=unit)
 

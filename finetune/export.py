@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from knowledge.errors import ConfigError, ValidationError
+from core.errors import ConfigError, ValidationError
 
 # Architectures whose converter permutes q/k rows (llama.cpp's LlamaModel.permute).
 PERMUTE_QK_ARCHS = {"llama"}

@@ -42,7 +42,7 @@ from finetune.data import (
     pack_examples,
     tokenize_all,
 )
-from knowledge.errors import ConfigError, KBError
+from core.errors import ConfigError, KBError
 
 MANIFEST_NAME = "train_manifest.json"
 CHECKPOINTS = "checkpoints"

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from knowledge.errors import GlossaryError, IngestError
+from core.errors import GlossaryError, IngestError
 from knowledge.text_utils import is_cjk, normalize_width
-from knowledge.types import GlossaryEntry, Meaning, SkippedRow
+from core.types import GlossaryEntry, Meaning, SkippedRow
 
 __all__ = ["Glossary", "GlossaryImport", "import_glossary", "normalize_width", "normalize_term",
            "split_meanings", "detect_header", "looks_like_glossary"]

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from knowledge.errors import ConflictError, GlossaryError, ValidationError
+from core.errors import ConflictError, GlossaryError, ValidationError
 
 from .store import _walk, sha256_file
 
@@ -255,7 +255,7 @@ def write_glossary(store: "IndexStore", entries: Iterable[dict[str, Any]],
 
 def _checked_entries(entries: Iterable[dict[str, Any]]) -> list[Any]:
     from knowledge.glossary import normalize_term
-    from knowledge.types import GlossaryEntry, Meaning
+    from core.types import GlossaryEntry, Meaning
 
     out = []
     for n, item in enumerate(entries, start=1):

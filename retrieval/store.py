@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from knowledge.errors import IndexMismatchError, IndexNotFoundError, IngestError, KBError
-from knowledge.types import Chunk, Fact
+from core.errors import IndexMismatchError, IndexNotFoundError, IngestError, KBError
+from core.types import Chunk, Fact
 
 from . import index as files
 from .index import KnowledgeIndex, chunk_embedding_text, fact_embedding_text
@@ -53,7 +53,7 @@ from .index import KnowledgeIndex, chunk_embedding_text, fact_embedding_text
 if TYPE_CHECKING:  # pragma: no cover
     from config.settings import Settings
     from knowledge.glossary import Glossary
-    from knowledge.types import LoadedDocument
+    from core.types import LoadedDocument
 
     from .bm25 import BM25Index
     from .embedders import Embedder

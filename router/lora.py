@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from knowledge.errors import ConfigError, KBError
+from core.errors import ConfigError, KBError
 from router.lora_format import (ANSWER_OPEN, ROUTER_SYSTEM, all_meanings_label, evidence_from_signals, meaning_label,
                                  router_user, terms_prefix)
 from router.routes import ROUTE_NAMES, Router, RouteChoice, RouteSignals, SignalRouter, register_router

@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from knowledge.errors import KBError, UnknownComponentError
+from core.errors import KBError, UnknownComponentError
 
 if TYPE_CHECKING:  # pragma: no cover
     from retrieval.index import FactHit, Hit

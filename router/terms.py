@@ -21,10 +21,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from knowledge.errors import ValidationError
+from core.errors import ValidationError
 from knowledge.glossary import Glossary
 from knowledge.text_utils import is_cjk, normalize_width
-from knowledge.types import GlossaryEntry, Meaning
+from core.types import GlossaryEntry, Meaning
 from router.disambiguation import (
     Disambiguator,
     EmbeddingDisambiguator,
@@ -360,7 +360,7 @@ def find_terms(text: str, glossary: Glossary) -> list[TermMatch]:
     in ``AMOUNT``, ``am`` or the time ``8 AM``); full-width forms match (``ＡＭ``); meanings
     written out in full find their abbreviation (``via="meaning"``).
 
-    >>> from knowledge.types import GlossaryEntry, Meaning
+    >>> from core.types import GlossaryEntry, Meaning
     >>> g = Glossary([GlossaryEntry("AM", [Meaning("Account Manager", "客户经理")]),
     ...               GlossaryEntry("AAP", [Meaning("Actual Achieved Price", "实际成交价")])])
     >>> [(m.term, m.surface, m.via) for m in find_terms("ＡＭ负责, AMOUNT at 8 AM", g)]
@@ -409,7 +409,7 @@ def rewrite_query(text: str, matches: list[TermMatch], resolutions: list[TermRes
     full gets its abbreviation: ``实际成交价（AAP）``. Nothing is added that the text already
     says (a long form already present, an abbreviation already in brackets after it).
 
-    >>> from knowledge.types import GlossaryEntry, Meaning
+    >>> from core.types import GlossaryEntry, Meaning
     >>> e = GlossaryEntry("AM", [Meaning("Account Manager", "客户经理")])
     >>> m = TermMatch("AM", "AM", 0, 2, e)
     >>> r = TermResolution("AM", "Account Manager", "客户经理", 1.0, [], True)

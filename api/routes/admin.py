@@ -24,7 +24,7 @@ from starlette.datastructures import UploadFile
 
 from api.deps import AdminAuth, JobsDep, SettingsDep
 from api.schemas import DeleteResult, JobList, JobStatus, ReindexRequest, UploadResult
-from knowledge.errors import GlossaryError, IngestError, ValidationError
+from core.errors import GlossaryError, IngestError, ValidationError
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth])
 
@@ -46,7 +46,7 @@ def safe_filename(raw: str) -> str:
     ('evil.md', '差旅.pdf', 'ab.txt')
     >>> safe_filename("..")
     Traceback (most recent call last):
-    knowledge.errors.ValidationError: unusable file name '..'
+    core.errors.ValidationError: unusable file name '..'
     """
     name = unicodedata.normalize("NFC", raw or "").replace("\\", "/").rsplit("/", 1)[-1]
     # Category C covers control, format (bidi overrides, zero-width), private and unassigned.

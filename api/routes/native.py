@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 
 from api.deps import ChatAuth, EngineDep
 from api.schemas import AnswerOut, AskRequest, GlossaryEntryOut, HealthOut, PassageOut
-from knowledge.errors import KBError
+from core.errors import KBError
 
 router = APIRouter(tags=["native"])
 

@@ -7,7 +7,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from knowledge.errors import KBError, UnknownComponentError
+from core.errors import KBError, UnknownComponentError
 
 
 @dataclass

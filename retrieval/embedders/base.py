@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from knowledge.errors import KBError, UnknownComponentError, ValidationError
+from core.errors import KBError, UnknownComponentError, ValidationError
 
 if TYPE_CHECKING:  # pragma: no cover
     from config.settings import Settings

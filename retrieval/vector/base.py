@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from knowledge.errors import IndexNotFoundError, KBError, UnknownComponentError
+from core.errors import IndexNotFoundError, KBError, UnknownComponentError
 
 if TYPE_CHECKING:  # pragma: no cover
     from config.settings import Settings

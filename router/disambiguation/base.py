@@ -13,8 +13,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from knowledge.errors import KBError, UnknownComponentError
-from knowledge.types import Meaning
+from core.errors import KBError, UnknownComponentError
+from core.types import Meaning
 
 if TYPE_CHECKING:  # pragma: no cover
     from router.terms import TermMatch
@@ -178,7 +178,7 @@ def surface_meaning(match: "TermMatch") -> int:
     """Index of the meaning whose text contains what the question wrote (a bracketed meaning
     like 全印展（中国国际全印展） contains 全印展); 0 when none does.
 
-    >>> from knowledge.types import GlossaryEntry
+    >>> from core.types import GlossaryEntry
     >>> from router.terms import TermMatch
     >>> e = GlossaryEntry("AIP", [Meaning("All in Print China", "全印展（中国国际全印展）")])
     >>> surface_meaning(TermMatch("AIP", "全印展", 0, 3, e, "meaning"))
@@ -195,7 +195,7 @@ def written_meaning(match: "TermMatch") -> int | None:
     """Index of the meaning a ``via="meaning"`` match wrote out (``Purchase Order`` -> the
     Purchase Order meaning of PO, whatever else PO can mean); None for abbreviations.
 
-    >>> from knowledge.types import GlossaryEntry
+    >>> from core.types import GlossaryEntry
     >>> from router.terms import TermMatch
     >>> e = GlossaryEntry("PO", [Meaning("Purchase Order", "采购订单"), Meaning("Product Owner", "产品负责人")])
     >>> written_meaning(TermMatch("PO", "product owner", 0, 13, e, "meaning"))

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from knowledge.types import GlossaryEntry, Meaning
+from core.types import GlossaryEntry, Meaning
 
 from .base import Disambiguator, meaning_text
 from .features import context_views, lexical_units, overlap, position_prior, weighted_overlap
@@ -44,7 +44,7 @@ def anchor(context: str, match: "TermMatch") -> tuple[int, int]:
     its surface occurs (a context may be earlier turns + the question the match came from),
     else the whole context.
 
-    >>> from knowledge.types import GlossaryEntry
+    >>> from core.types import GlossaryEntry
     >>> from router.terms import TermMatch
     >>> m = TermMatch("PM", "PM", 0, 2, GlossaryEntry("PM", []))
     >>> anchor("PM负责", m), anchor("上一轮\\nPM负责", m), anchor("无关", m)

@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from knowledge.errors import KBError
+from core.errors import KBError
 
 GGUF_NAME = "qwen2.5-coder-0.5b-instruct.gguf"
 # sha256 of the joined file for version 0.9.0 of the part packages.

@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from knowledge.errors import KBError, UnknownComponentError
+from core.errors import KBError, UnknownComponentError
 
 if TYPE_CHECKING:
     from config.settings import Settings
