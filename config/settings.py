@@ -73,6 +73,19 @@ class RetrievalSettings(BaseModel):
                                "and the one before it (for rollback) are never deleted")
 
 
+class DisambiguationSettings(BaseModel):
+    """Weights of the embedding disambiguator (``router.disambiguation``; cosine scale)."""
+
+    window: int = Field(120, ge=8)               # characters of context either side of the term
+    neighbours: int = Field(8, ge=0)             # glossary neighbours that lend a meaning their words
+    neighbour_weight: float = 0.3
+    lexical_weight: float = 0.1                  # the meaning's own words in the context
+    domain_weight: float = 0.02                  # its neighbours' words in the context
+    cooccurrence_weight: float = 1.0             # other glossary terms of the same context
+    prior_weight: float = 0.02                   # the glossary's first meaning is the usual one
+    temperature: float = Field(0.02, gt=0)       # score gap that makes odds of e to 1
+
+
 class RouterSettings(BaseModel):
     backend: str = "signals"
     glossary_threshold: float = 0.55
@@ -83,6 +96,7 @@ class RouterSettings(BaseModel):
     fact_coverage: float = 0.25
     trust_generator_below: float = 0.7
     answerability: dict[str, float] = {}
+    disambiguation: DisambiguationSettings = DisambiguationSettings()
 
 
 class LLMSettings(BaseModel):

@@ -67,6 +67,12 @@ class Registry(Generic[T]):
         except KeyError:
             raise UnknownComponentError(self.kind, name, list(self._items)) from None
 
+    def copy(self) -> "Registry[T]":
+        """An independent registry with the same entries (tests register into a copy)."""
+        other: Registry[T] = Registry(self.kind, self._check)
+        other._items = dict(self._items)
+        return other
+
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._items)

@@ -16,11 +16,12 @@ development knowledge bases (``benchmarks/calibrate.py``), never on the ones rep
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
+
+from core.numeric import sigmoid as _sigmoid
 
 __all__ = ["Calibration", "answerability", "calibrate_index", "probe_questions"]
 
@@ -55,10 +56,6 @@ class Calibration:
                               f"not {embedder.get('name')!r})")
         keys = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in keys})
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, x))))
 
 
 def features_for(signals: Any) -> dict[str, float]:

@@ -104,7 +104,7 @@ class Engine:
                                               peak_threshold=settings.router.peak_threshold, settings=settings)
         self.generator = generator if generator is not None else create_generator(settings)
         self.extractive = ExtractiveGenerator()
-        self.disambiguator = disambiguator or EmbeddingDisambiguator(index.embedder, index.glossary)
+        self.disambiguator = disambiguator or EmbeddingDisambiguator.from_settings(index.embedder, index.glossary, settings)
         self.verifier = verifier or Verifier()
         describe = getattr(index.embedder, "describe", None)
         self.calibration = Calibration.from_manifest(getattr(index, "manifest", {}) or {},
