@@ -236,7 +236,16 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         """Where assembled model files live (``KB_CACHE_DIR``, default ``~/.cache/kb-assistant``)."""
-        return Path(os.environ.get("KB_CACHE_DIR") or Path.home() / ".cache" / "kb-assistant")
+        return default_cache_dir()
+
+
+def default_cache_dir() -> Path:
+    """The model cache folder: ``KB_CACHE_DIR``, default ``~/.cache/kb-assistant``.
+
+    A function of the environment alone (not of a settings file), so code below ``api/`` that
+    was not handed a cache folder asks this, never the process-wide settings object.
+    """
+    return Path(os.environ.get("KB_CACHE_DIR") or Path.home() / ".cache" / "kb-assistant")
 
 
 def _secret(name: str) -> SecretStr | None:

@@ -34,6 +34,11 @@ from typing import IO, Any
 
 from core.errors import KBError
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 POINTER = "current"
 MANIFEST = "manifest.json"
 _BLOCK = 1 << 20
@@ -43,15 +48,17 @@ _VERSION_RE = re.compile(r"^v(\d{4,})$")
 # --- atomic writes ----------------------------------------------------------------------------
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "w", *, encoding: str | None = "utf-8", fsync: bool = True,
-                file_mode: int | None = None) -> Iterator[IO[Any]]:
+                file_mode: int | None = None, prefix: str | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path``.
 
     ``fsync=False`` skips the flush to disk (for files rewritten every few seconds whose loss
-    in a power cut costs nothing, like per-worker metrics); ``file_mode`` sets permissions.
+    in a power cut costs nothing, like per-worker metrics); ``file_mode`` sets permissions;
+    ``prefix`` names the temporary file (default ``.<name>.``, always hidden, ending ``.tmp``)
+    so clean-up code can recognise what a killed process left behind.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix or f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh
@@ -66,9 +73,11 @@ def atomic_file(path: str | Path, mode: str = "w", *, encoding: str | None = "ut
         raise
 
 
-def atomic_write(path: str | Path, data: str | bytes, *, fsync: bool = True, file_mode: int | None = None) -> Path:
+def atomic_write(path: str | Path, data: str | bytes, *, fsync: bool = True, file_mode: int | None = None,
+                 prefix: str | None = None) -> Path:
     """Write ``data`` (text as UTF-8, or bytes) to ``path`` atomically; returns the path."""
-    with atomic_file(path, "wb" if isinstance(data, bytes) else "w", fsync=fsync, file_mode=file_mode) as fh:
+    with atomic_file(path, "wb" if isinstance(data, bytes) else "w", fsync=fsync, file_mode=file_mode,
+                     prefix=prefix) as fh:
         fh.write(data)
     return Path(path)
 
@@ -79,8 +88,11 @@ def atomic_write_json(path: str | Path, data: Any, *, indent: int | None = 1, fs
 
 
 def atomic_copy(src: str | Path, dest: str | Path, before_replace: Callable[[], None] | None = None) -> Path:
-    """Copy ``src`` to ``dest`` atomically (``before_replace`` runs once the copy is on disk)."""
-    with atomic_file(dest, "wb") as out, open(src, "rb") as fh:
+    """Copy ``src`` to ``dest`` atomically (``before_replace`` runs once the copy is written).
+
+    The temporary file is ``.copy-*.tmp`` beside ``dest``.
+    """
+    with atomic_file(dest, "wb", prefix=".copy-") as out, open(src, "rb") as fh:
         shutil.copyfileobj(fh, out, _BLOCK)
         if before_replace is not None:
             before_replace()
@@ -104,6 +116,23 @@ def atomic_dir(final: str | Path, *, replace: bool = True) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` across processes (POSIX ``flock``; a no-op where
+    ``fcntl`` is missing, as on Windows)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        if fcntl is None:  # pragma: no cover - Windows: no cross-process lock
+            yield
+            return
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 # --- hashing ----------------------------------------------------------------------------------
@@ -171,8 +200,11 @@ def read_pointer(root: str | Path, name: str = POINTER) -> str | None:
 
 
 def write_pointer(root: str | Path, version: str, name: str = POINTER) -> None:
-    """Point ``root/name`` at ``version`` atomically (readers see the old or the new name)."""
-    atomic_write(Path(root) / name, version + "\n")
+    """Point ``root/name`` at ``version`` atomically (readers see the old or the new name).
+
+    The temporary file is ``.<name>-*.tmp`` (``.current-*.tmp``).
+    """
+    atomic_write(Path(root) / name, version + "\n", prefix=f".{name}-")
 
 
 def numbered_versions(root: str | Path, require: str | None = MANIFEST) -> list[str]:

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from core.errors import ConflictError, GlossaryError, ValidationError
+from core.files import atomic_write_json, numbered_versions, sha256_file
 
-from .store import _walk, sha256_file
+from .store import _walk
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import IndexStore
@@ -249,7 +250,7 @@ def write_glossary(store: "IndexStore", entries: Iterable[dict[str, Any]],
             "replaced": [p.relative_to(store.glossary_dir).as_posix() for p in old],
             "base_revision": _revision(hashes), "revision": glossary_revision(store), "comment": comment[:500],
         }
-        (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        atomic_write_json(folder / "manifest.json", manifest)
     return manifest
 
 
@@ -300,8 +301,7 @@ def _next_version(root: Path) -> str:
     >>> import tempfile; _next_version(Path(tempfile.mkdtemp()))
     'v0001'
     """
-    numbers = [int(p.name[1:]) for p in root.glob("v*") if p.name[1:].isdigit()] if root.is_dir() else []
-    if not root.is_dir():
-        root.mkdir(parents=True, exist_ok=True)
-    return f"v{max(numbers, default=0) + 1:04d}"
+    names = numbered_versions(root, require=None)
+    root.mkdir(parents=True, exist_ok=True)
+    return f"v{int(names[-1][1:]) + 1 if names else 1:04d}"
 

@@ -11,7 +11,6 @@ caller cannot make the server read a large body first.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import unicodedata
@@ -136,12 +135,13 @@ async def _save_limited(upload: UploadFile, dest: Path, limit: int) -> None:
 
 
 def _commit(settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> list[dict[str, Any]]:
-    from retrieval.store import IndexStore, sha256_file
+    from core.files import sha256_file
+    from retrieval.store import IndexStore
 
     store = IndexStore(settings.home, settings)
     out = []
     for path, family in staged:
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        sha = sha256_file(path)
         existing = (store.glossary_dir if glossary else store.documents_dir) / path.name
         item: dict[str, Any] = {"name": path.name, "bytes": path.stat().st_size, "kind": family, "sha256": sha,
                                 "status": "stored", "warnings": []}
