@@ -14,8 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from config import SettingsError, get_settings  # noqa: E402
-from core.errors import KBError  # noqa: E402
-from core.files import atomic_file, read_jsonl, write_jsonl  # noqa: E402
+from knowledge.core.errors import KBError  # noqa: E402
+from knowledge.core.files import atomic_file, read_jsonl, write_jsonl  # noqa: E402
 from finetune import cli as finetune_cli  # noqa: E402
 from retrieval.store import IndexStore  # noqa: E402
 
@@ -283,7 +283,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # --- eval -----------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
     """Answer a questions file with the assistant (and the naive baseline); write the report."""
-    from evaluation.assistant import evaluate_file, summary_table
+    from api.evaluation.assistant import evaluate_file, summary_table
 
     result = evaluate_file(Path(args.file), Path(args.report), settings=_settings(), generator=args.generator,
                            baseline=args.baseline, limit=args.limit)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.files import atomic_write_json
+from knowledge.core.files import atomic_write_json
 
 POINTER = "eval_latest.json"
 

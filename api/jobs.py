@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from api.processes import owner_alive, owner_id
-from core.errors import KBError
-from core.registry import Registry
+from knowledge.core.errors import KBError
+from knowledge.core.registry import Registry
 from router.adapters import AdapterStore
 
 log = logging.getLogger("kb.api.jobs")

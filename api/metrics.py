@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from api.processes import owner_alive, owner_id
-from core.files import atomic_write_json
+from knowledge.core.files import atomic_write_json
 
 access_log = logging.getLogger("kb.api.access")
 

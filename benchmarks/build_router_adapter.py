@@ -43,7 +43,7 @@ def distil_all(names: list[str], cache: Path, out: Path, max_per_route: int) -> 
     from benchmarks.kb_suite import build_home, kb_paths
     from config.settings import Settings
     from finetune.distill import distill
-    from evaluation.assistant import load_questions
+    from api.evaluation.assistant import load_questions
     from retrieval.store import IndexStore
 
     settings = Settings()

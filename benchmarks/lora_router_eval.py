@@ -42,7 +42,7 @@ def build_index(home: Path) -> Any:
 
 
 def pct(values: list[float], q: float) -> float | None:
-    from core.numeric import percentile
+    from knowledge.core.numeric import percentile
 
     return round(percentile(values, q), 1) if values else None
 
@@ -110,7 +110,7 @@ def _agreement_at(rows: list[dict[str, Any]], threshold: float) -> float | None:
 
 
 def _confusion(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, int]]:
-    from evaluation.metrics import confusion_matrix
+    from api.evaluation.metrics import confusion_matrix
 
     return confusion_matrix([(r["gold"], r[key]) for r in rows])
 

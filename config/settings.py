@@ -9,7 +9,7 @@ Secrets are never read from YAML: API keys come only from the environment
 
 ``config`` imports no other project package (it is a leaf, see ``ARCHITECTURE.md``), so a
 settings file it cannot use raises :class:`SettingsError`, a ``ValueError`` like pydantic's
-own validation errors; the ``kb`` CLI reports it as it reports :class:`core.errors.KBError`.
+own validation errors; the ``kb`` CLI reports it as it reports :class:`knowledge.core.errors.KBError`.
 Code below ``api/`` never calls :func:`get_settings`: it receives the settings object.
 """
 

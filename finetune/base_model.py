@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import default_cache_dir
-from core.errors import ConfigError
-from core.files import atomic_dir
-from core.files import file_lock as _file_lock
+from knowledge.core.errors import ConfigError
+from knowledge.core.files import atomic_dir
+from knowledge.core.files import file_lock as _file_lock
 
 PACKAGED_HF_NAME = "qwen2.5-coder-0.5b-instruct-hf"
 PACKAGED_TOKENIZER_NAME = "qwen2.5-coder-0.5b-instruct-tokenizer"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import get_settings
-from core.errors import ConfigError
+from knowledge.core.errors import ConfigError
 from finetune import export
 from finetune.data import data_hash, dataset_files
 from finetune.datasets import current_dataset

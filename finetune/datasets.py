@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
-from core.files import MANIFEST, atomic_write_json, claim_version, read_pointer, sha256_file, write_jsonl, write_pointer
+from knowledge.core.errors import ConfigError
+from knowledge.core.files import MANIFEST, atomic_write_json, claim_version, read_pointer, sha256_file, write_jsonl, write_pointer
 
 DATASETS = "datasets"
 FILES = ("train.jsonl", "eval.jsonl")

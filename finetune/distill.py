@@ -34,9 +34,9 @@ from typing import Any, Iterable
 from tqdm import tqdm
 
 from config.topics import topics
-from core.errors import GenerationError, KBError
-from core.files import sha256_text
-from core.types import Meaning
+from knowledge.core.errors import GenerationError, KBError
+from knowledge.core.files import sha256_text
+from knowledge.core.types import Meaning
 from finetune.datasets import datasets_dir, publish_dataset
 from finetune.quality import apply_filters
 from finetune.teacher import CACHE_NAME, CachedTeacher, TeacherCache, build_teacher
@@ -154,7 +154,7 @@ def neighbours(entry: Any, meaning: Meaning, glossary: Any, limit: int = 2) -> l
 def own_words(entry: Any, meaning: Meaning) -> list[str]:
     """Leading bigram(s) of the meaning that its sibling meanings do not share.
 
-    >>> from core.types import GlossaryEntry
+    >>> from knowledge.core.types import GlossaryEntry
     >>> e = GlossaryEntry("PM", [Meaning("Product Manager", "产品经理"), Meaning("Project Manager", "项目经理")])
     >>> own_words(e, e.meanings[1])
     ['项目']

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ConfigError, ValidationError
-from core.files import atomic_dir, atomic_file
+from knowledge.core.errors import ConfigError, ValidationError
+from knowledge.core.files import atomic_dir, atomic_file
 from router.adapters.gguf import base_gguf_for, gguf_arch_info, lora_pairs
 
 

@@ -1,6 +1,6 @@
 """The adapter gate of ``kb train``: task metrics of a trained router adapter.
 
-(Evaluating the whole assistant, ``kb eval``, is :mod:`evaluation.assistant`, not this.)
+(Evaluating the whole assistant, ``kb eval``, is :mod:`api.evaluation.assistant`, not this.)
 
 ``evaluate_adapter(adapter_dir, settings)`` exports the adapter to a llama.cpp GGUF, serves
 it with :class:`router.lora.LoRARouter` and scores it on the eval split of the current

@@ -42,8 +42,8 @@ from finetune.data import (
     pack_examples,
     tokenize_all,
 )
-from core.errors import ConfigError, KBError
-from core.files import atomic_write_json
+from knowledge.core.errors import ConfigError, KBError
+from knowledge.core.files import atomic_write_json
 
 MANIFEST_NAME = "train_manifest.json"
 CHECKPOINTS = "checkpoints"

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import GlossaryError, IngestError
-from core.files import atomic_write_json
+from knowledge.core.errors import GlossaryError, IngestError
+from knowledge.core.files import atomic_write_json
 from knowledge.text_utils import is_cjk, normalize_width
-from core.types import GlossaryEntry, Meaning, SkippedRow
+from knowledge.core.types import GlossaryEntry, Meaning, SkippedRow
 
 __all__ = ["Glossary", "GlossaryImport", "import_glossary", "normalize_width", "normalize_term",
            "split_meanings", "detect_header", "looks_like_glossary"]

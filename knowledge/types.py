@@ -1,10 +1,10 @@
-"""The shared data records under their original import path (they live in :mod:`core.types`).
+"""The shared data records under their original import path (they live in :mod:`knowledge.core.types`).
 
 Kept for code outside this repository that imports ``knowledge.types``; the project imports
-``core.types``.
+``knowledge.core.types``.
 """
 
-from core.types import (  # noqa: F401
+from knowledge.core.types import (  # noqa: F401
     Block,
     Chunk,
     Fact,

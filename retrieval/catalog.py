@@ -25,8 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from core.errors import ConflictError, GlossaryError, ValidationError
-from core.files import atomic_write_json, numbered_versions, sha256_file
+from knowledge.core.errors import ConflictError, GlossaryError, ValidationError
+from knowledge.core.files import atomic_write_json, numbered_versions, sha256_file
 
 from .store import _walk
 
@@ -256,7 +256,7 @@ def write_glossary(store: "IndexStore", entries: Iterable[dict[str, Any]],
 
 def _checked_entries(entries: Iterable[dict[str, Any]]) -> list[Any]:
     from knowledge.glossary import normalize_term
-    from core.types import GlossaryEntry, Meaning
+    from knowledge.core.types import GlossaryEntry, Meaning
 
     out = []
     for n, item in enumerate(entries, start=1):

@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import numpy as np
 
 from config.settings import Settings
-from core.errors import IndexMismatchError, IndexNotFoundError, IngestError, KBError
-from core.files import atomic_copy, file_lock, read_pointer, sha256_file, write_pointer
-from core.types import Chunk, Fact
+from knowledge.core.errors import IndexMismatchError, IndexNotFoundError, IngestError, KBError
+from knowledge.core.files import atomic_copy, file_lock, read_pointer, sha256_file, write_pointer
+from knowledge.core.types import Chunk, Fact
 from knowledge.failpoints import hit
 
 from . import index as files
@@ -53,7 +53,7 @@ from .index import KnowledgeIndex, chunk_embedding_text, fact_embedding_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from knowledge.glossary import Glossary
-    from core.types import LoadedDocument
+    from knowledge.core.types import LoadedDocument
 
     from .bm25 import BM25Index
     from .embedders import Embedder

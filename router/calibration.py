@@ -21,7 +21,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-from core.numeric import sigmoid as _sigmoid
+from knowledge.core.numeric import sigmoid as _sigmoid
 
 __all__ = ["Calibration", "answerability", "calibrate_index", "probe_questions"]
 

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
-from core.errors import ValidationError
+from knowledge.core.errors import ValidationError
 from router.llm.prompts import build_rag_messages, is_refusal
 from router.question import asked_units
 from router.routes import RouteChoice, RouteSignals, create_router, default_routes, question_intent
@@ -394,7 +394,7 @@ class Engine:
             try:
                 chunk = self.index.chunk(cid)
             except Exception:  # noqa: BLE001
-                from core.types import Chunk
+                from knowledge.core.types import Chunk
 
                 chunk = Chunk(cid, us[0].source, body, us[0].page)
             hits.append(Hit(chunk, 0.0, 0.0, None))

@@ -24,8 +24,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, KBError
-from core.numeric import softmax
+from knowledge.core.errors import ConfigError, KBError
+from knowledge.core.numeric import softmax
 from router.lora_format import (ANSWER_OPEN, ROUTER_SYSTEM, all_meanings_label, evidence_from_signals, meaning_label,
                                  router_user, terms_prefix)
 from router.routes import ROUTE_NAMES, Router, RouteChoice, RouteSignals, SignalRouter, register_router

@@ -13,7 +13,7 @@ import re
 import weakref
 from collections.abc import Iterator
 
-from core.types import GlossaryEntry, Meaning, TermMatch
+from knowledge.core.types import GlossaryEntry, Meaning, TermMatch
 from knowledge.glossary import Glossary
 from knowledge.text_utils import is_cjk, normalize_width
 
@@ -311,7 +311,7 @@ def find_terms(text: str, glossary: Glossary) -> list[TermMatch]:
     in ``AMOUNT``, ``am`` or the time ``8 AM``); full-width forms match (``ＡＭ``); meanings
     written out in full find their abbreviation (``via="meaning"``).
 
-    >>> from core.types import GlossaryEntry, Meaning
+    >>> from knowledge.core.types import GlossaryEntry, Meaning
     >>> g = Glossary([GlossaryEntry("AM", [Meaning("Account Manager", "客户经理")]),
     ...               GlossaryEntry("AAP", [Meaning("Actual Achieved Price", "实际成交价")])])
     >>> [(m.term, m.surface, m.via) for m in find_terms("ＡＭ负责, AMOUNT at 8 AM", g)]

@@ -17,9 +17,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from core.errors import KBError
-from core.numeric import sigmoid as _sigmoid
-from core.registry import Registry
+from knowledge.core.errors import KBError
+from knowledge.core.numeric import sigmoid as _sigmoid
+from knowledge.core.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from retrieval.index import FactHit, Hit

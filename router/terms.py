@@ -20,8 +20,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from core.errors import ValidationError
-from core.types import Meaning, TermMatch, TermResolution
+from knowledge.core.errors import ValidationError
+from knowledge.core.types import Meaning, TermMatch, TermResolution
 from knowledge.glossary import Glossary
 from knowledge.text_utils import normalize_width
 from router.disambiguation import (
@@ -85,7 +85,7 @@ def rewrite_query(text: str, matches: list[TermMatch], resolutions: list[TermRes
     full gets its abbreviation: ``实际成交价（AAP）``. Nothing is added that the text already
     says (a long form already present, an abbreviation already in brackets after it).
 
-    >>> from core.types import GlossaryEntry, Meaning
+    >>> from knowledge.core.types import GlossaryEntry, Meaning
     >>> e = GlossaryEntry("AM", [Meaning("Account Manager", "客户经理")])
     >>> m = TermMatch("AM", "AM", 0, 2, e)
     >>> r = TermResolution("AM", "Account Manager", "客户经理", 1.0, [], True)

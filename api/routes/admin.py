@@ -23,7 +23,7 @@ from starlette.datastructures import UploadFile
 
 from api.deps import AdminAuth, JobsDep, SettingsDep
 from api.schemas import DeleteResult, JobList, JobStatus, ReindexRequest, UploadResult
-from core.errors import GlossaryError, IngestError, ValidationError
+from knowledge.core.errors import GlossaryError, IngestError, ValidationError
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth])
 
@@ -45,7 +45,7 @@ def safe_filename(raw: str) -> str:
     ('evil.md', '差旅.pdf', 'ab.txt')
     >>> safe_filename("..")
     Traceback (most recent call last):
-    core.errors.ValidationError: unusable file name '..'
+    knowledge.core.errors.ValidationError: unusable file name '..'
     """
     name = unicodedata.normalize("NFC", raw or "").replace("\\", "/").rsplit("/", 1)[-1]
     # Category C covers control, format (bidi overrides, zero-width), private and unassigned.
@@ -135,7 +135,7 @@ async def _save_limited(upload: UploadFile, dest: Path, limit: int) -> None:
 
 
 def _commit(settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> list[dict[str, Any]]:
-    from core.files import sha256_file
+    from knowledge.core.files import sha256_file
     from retrieval.store import IndexStore
 
     store = IndexStore(settings.home, settings)

@@ -153,7 +153,7 @@ def _latest_eval(settings: Any) -> dict[str, Any]:
 @router.get("/eval", response_model=EvalReportOut)
 def latest_eval(settings: SettingsDep) -> Any:
     """The latest ``kb eval`` report: configuration, headline metrics per system, all metrics."""
-    from evaluation.assistant import SUMMARY_ROWS
+    from api.evaluation.assistant import SUMMARY_ROWS
 
     report = _latest_eval(settings)
     metrics = report["metrics"]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 
 from api.deps import ChatAuth, EngineDep
 from api.schemas import AnswerOut, AskRequest, GlossaryEntryOut, HealthOut, PassageOut
-from core.errors import KBError
+from knowledge.core.errors import KBError
 from router.adapters import AdapterStore
 
 router = APIRouter(tags=["native"])

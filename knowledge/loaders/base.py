@@ -1,6 +1,6 @@
 """The loader interface, its registry, content sniffing and text decoding.
 
-A loader turns one file into ordered :class:`~core.types.Block` records. It has one
+A loader turns one file into ordered :class:`~knowledge.core.types.Block` records. It has one
 required method, :meth:`Loader.load`; problems worth telling the user (a page without text,
 a formula without a cached value) go to :meth:`Loader.warn` and end up on the document.
 """
@@ -14,9 +14,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
-from core.errors import IngestError, KBError
-from core.registry import Registry
-from core.types import Block
+from knowledge.core.errors import IngestError, KBError
+from knowledge.core.registry import Registry
+from knowledge.core.types import Block
 
 log = logging.getLogger(__name__)
 

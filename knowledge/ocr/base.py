@@ -7,7 +7,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from core.registry import Registry
+from knowledge.core.registry import Registry
 
 
 @dataclass

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.errors import KBError, ValidationError
-from core.registry import Registry
+from knowledge.core.errors import KBError, ValidationError
+from knowledge.core.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from config.settings import Settings

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from core.errors import IndexNotFoundError, KBError
-from core.registry import Registry
+from knowledge.core.errors import IndexNotFoundError, KBError
+from knowledge.core.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from config.settings import Settings

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file
 
-from core.errors import ConfigError, ValidationError
-from core.files import atomic_file
+from knowledge.core.errors import ConfigError, ValidationError
+from knowledge.core.files import atomic_file
 from router.adapters.gguf_header import read_gguf_header
 
 # Architectures whose converter permutes q/k rows (llama.cpp's LlamaModel.permute).

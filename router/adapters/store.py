@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from core.errors import KBError
-from core.files import (MANIFEST, atomic_write_json, claim_version, is_version_name, numbered_versions,
+from knowledge.core.errors import KBError
+from knowledge.core.files import (MANIFEST, atomic_write_json, claim_version, is_version_name, numbered_versions,
                         read_pointer, write_pointer)
 from knowledge.failpoints import hit
 

@@ -11,10 +11,10 @@ import re
 from abc import ABC, abstractmethod
 from typing import Any
 
-from core.errors import KBError
-from core.numeric import softmax
-from core.registry import Registry
-from core.types import Meaning, TermMatch, TermResolution
+from knowledge.core.errors import KBError
+from knowledge.core.numeric import softmax
+from knowledge.core.registry import Registry
+from knowledge.core.types import Meaning, TermMatch, TermResolution
 from knowledge.text_utils import normalize_width
 
 # Words that only ask what a term means. A context made of nothing but the term and these
@@ -132,7 +132,7 @@ def surface_meaning(match: TermMatch) -> int:
     """Index of the meaning whose text contains what the question wrote (a bracketed meaning
     like 全印展（中国国际全印展） contains 全印展); 0 when none does.
 
-    >>> from core.types import GlossaryEntry
+    >>> from knowledge.core.types import GlossaryEntry
     >>> e = GlossaryEntry("AIP", [Meaning("All in Print China", "全印展（中国国际全印展）")])
     >>> surface_meaning(TermMatch("AIP", "全印展", 0, 3, e, "meaning"))
     0
@@ -148,7 +148,7 @@ def written_meaning(match: TermMatch) -> int | None:
     """Index of the meaning a ``via="meaning"`` match wrote out (``Purchase Order`` -> the
     Purchase Order meaning of PO, whatever else PO can mean); None for abbreviations.
 
-    >>> from core.types import GlossaryEntry
+    >>> from knowledge.core.types import GlossaryEntry
     >>> e = GlossaryEntry("PO", [Meaning("Purchase Order", "采购订单"), Meaning("Product Owner", "产品负责人")])
     >>> written_meaning(TermMatch("PO", "product owner", 0, 13, e, "meaning"))
     1

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.types import GlossaryEntry, Meaning, TermMatch
+from knowledge.core.types import GlossaryEntry, Meaning, TermMatch
 from router.matching import find_terms, locate_term
 
 from .base import Disambiguator, meaning_text

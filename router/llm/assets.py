@@ -13,8 +13,8 @@ import importlib.util
 from pathlib import Path
 
 from config.settings import default_cache_dir
-from core.errors import KBError
-from core.files import atomic_file, atomic_write, sha256_file
+from knowledge.core.errors import KBError
+from knowledge.core.files import atomic_file, atomic_write, sha256_file
 
 GGUF_NAME = "qwen2.5-coder-0.5b-instruct.gguf"
 # sha256 of the joined file for version 0.9.0 of the part packages.

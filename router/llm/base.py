@@ -20,8 +20,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from core.errors import KBError
-from core.registry import Registry
+from knowledge.core.errors import KBError
+from knowledge.core.registry import Registry
 
 if TYPE_CHECKING:
     from config.settings import Settings

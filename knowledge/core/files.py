@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from core.errors import KBError
+from knowledge.core.errors import KBError
 
 try:
     import fcntl

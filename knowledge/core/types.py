@@ -1,7 +1,7 @@
 """Data records shared by the layers: ingestion, indexing, terminology and answering.
 
 Plain dataclasses with no behaviour beyond (de)serialising themselves, so every layer can
-import them (``core`` imports nothing of the project). Offsets (``start``/``end``) of document
+import them (``knowledge.core`` imports nothing of the project). Offsets (``start``/``end``) of document
 records are character offsets into :attr:`LoadedDocument.text`, the document's full text as the
 loader produced it, so a citation can always be re-quoted; offsets of a :class:`TermMatch` are
 offsets into the text that was searched.

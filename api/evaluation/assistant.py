@@ -22,8 +22,8 @@ assistant's own rewrite). Metrics (each a pure function over records below):
 * citation correctness: a cited passage contains an alternative of some expected group;
 * latency p50/p95 per route.
 
-The metric functions live in :mod:`evaluation.metrics`, the HTML report in
-:mod:`evaluation.report`, the baseline in :mod:`evaluation.baseline`.
+The metric functions live in :mod:`api.evaluation.metrics`, the HTML report in
+:mod:`api.evaluation.report`, the baseline in :mod:`api.evaluation.baseline`.
 
 :func:`run_eval` answers every question with the engine (and the baseline, in the same
 process with the same models) and returns the metrics plus per-question records;
@@ -42,13 +42,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from core.errors import KBError, ValidationError
-from core.files import atomic_write_json, write_jsonl
-from evaluation.baseline import NaiveRAG
-from evaluation.metrics import (ROUTES, SYSTEMS, KBNumbers, _ratio, answer_correct, check_numbers, confusion_matrix,
+from knowledge.core.errors import KBError, ValidationError
+from knowledge.core.files import atomic_write_json, write_jsonl
+from api.evaluation.baseline import NaiveRAG
+from api.evaluation.metrics import (ROUTES, SYSTEMS, KBNumbers, _ratio, answer_correct, check_numbers, confusion_matrix,
                                 contains_alternative, latency_by, looks_like_refusal, refusal_scores, route_accuracy,
                                 share)
-from evaluation.report import write_report
+from api.evaluation.report import write_report
 from retrieval.store import IndexStore
 from router.engine import Engine
 from router.verifier import Verifier

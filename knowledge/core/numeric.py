@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from core.errors import ValidationError
+from knowledge.core.errors import ValidationError
 
 
 def softmax(values: Sequence[float], temperature: float = 1.0) -> list[float]:

@@ -2,7 +2,7 @@
 
 Text matching (numbers compared as quantities, so ``3000元`` matches ``3,000元`` and ``三千元``,
 never ``13000元``), refusals, route accuracy and the confusion matrix, latency summaries, and the
-numbers of the knowledge base an answer may state. :mod:`evaluation.assistant` runs the
+numbers of the knowledge base an answer may state. :mod:`api.evaluation.assistant` runs the
 questions and applies these.
 """
 
@@ -13,8 +13,8 @@ import unicodedata
 from collections import Counter, defaultdict
 from typing import Any, Iterable, Sequence
 
-from core.numeric import percentile
-from core.types import Quantity
+from knowledge.core.numeric import percentile
+from knowledge.core.types import Quantity
 from knowledge.numbers import extract_quantities, same_quantity
 from router.llm.prompts import is_refusal, mentions_refusal
 

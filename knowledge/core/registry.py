@@ -4,7 +4,7 @@ generators, routers, disambiguators, admin jobs).
 Modelled on peft's explicit ``register_...`` calls: a backend is added by one call in the
 package that owns it, a second registration of a name is an error (replacing a backend must be
 deliberate, never the side effect of an import order), and looking up an unknown name raises
-:class:`~core.errors.UnknownComponentError` listing what is known.
+:class:`~knowledge.core.errors.UnknownComponentError` listing what is known.
 
 >>> shapes = Registry("shape")
 >>> shapes.register("square", 4)
@@ -13,10 +13,10 @@ deliberate, never the side effect of an import order), and looking up an unknown
 (4, ['square'], True)
 >>> shapes.register("square", 5)
 Traceback (most recent call last):
-core.errors.KBError: shape 'square' is already registered (4)
+knowledge.core.errors.KBError: shape 'square' is already registered (4)
 >>> shapes.get("circle")
 Traceback (most recent call last):
-core.errors.UnknownComponentError: unknown shape 'circle'; known: square
+knowledge.core.errors.UnknownComponentError: unknown shape 'circle'; known: square
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from core.errors import KBError, UnknownComponentError
+from knowledge.core.errors import KBError, UnknownComponentError
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """The project's error hierarchy, in one module. HTTP status codes live only in ``api/``.
 
-Every layer raises these (``core`` imports nothing of the project, so everyone may import it).
+Every layer raises these (``knowledge.core`` imports nothing of the project, so everyone may import it).
 ``config`` alone raises its own :class:`config.settings.SettingsError` (a ``ValueError``),
 because ``config`` imports no project package either; the CLI reports both the same way.
 """

@@ -1,7 +1,0 @@
-"""``kb eval``: the whole assistant evaluated the way users judge it, against a plain RAG baseline.
-
-Not fine-tuning (the adapter gate of ``kb train`` is :mod:`finetune.gate`). Modules:
-:mod:`evaluation.assistant` (questions file → answers → scored records and metrics → report
-folder), :mod:`evaluation.metrics` (the pure metric functions), :mod:`evaluation.report` (the
-offline HTML report), :mod:`evaluation.baseline` (naive retrieve-then-generate).
-"""
