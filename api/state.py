@@ -241,5 +241,5 @@ def set_engine(engine: Any) -> None:
 
 
 def answer(question: str, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    """Answer with the process-wide engine; returns the DESIGN.md answer object."""
+    """Answer with the process-wide engine; returns the answer object (ARCHITECTURE.md, Data contracts)."""
     return get_engine().answer(question, history).to_dict()

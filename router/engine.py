@@ -32,7 +32,7 @@ _SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|(?<=[.])(?=\s)|\n")
 
 @dataclass
 class Answer:
-    """The answer object of DESIGN.md's data contract."""
+    """The answer object (ARCHITECTURE.md, Data contracts)."""
 
     answer: str
     route: str
