@@ -26,7 +26,7 @@ import json
 import os
 from typing import Any
 
-from knowledge.errors import ConfigError, KBError, MissingExtraError, ValidationError
+from knowledge.core.errors import ConfigError, KBError, MissingExtraError, ValidationError
 
 TOOL_NAME = "kb_answer"
 TOOL_DESCRIPTION = (

@@ -13,17 +13,20 @@ from typing import Any, Callable, Iterable, Iterator
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from config import SettingsError, get_settings  # noqa: E402
+from knowledge.core.errors import KBError  # noqa: E402
+from knowledge.core.files import atomic_file, read_jsonl, write_jsonl  # noqa: E402
+from finetune import cli as finetune_cli  # noqa: E402
+from retrieval.store import IndexStore  # noqa: E402
+
 
 def _settings() -> Any:
-    from config import get_settings
-
     return get_settings()
 
 
 def _store() -> Any:
-    from retrieval.store import IndexStore
-
-    return IndexStore(_settings().home)
+    settings = _settings()
+    return IndexStore(settings.home, settings)
 
 
 def _err(msg: str) -> None:
@@ -60,7 +63,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from router.calibration import build_index
+    from router.indexing import build_index
 
     store = _store()
     if getattr(args, "rollback", False) or getattr(args, "publish", None):
@@ -116,20 +119,11 @@ def cmd_glossary(args: argparse.Namespace) -> int:
 
 # --- ask / serve / demo ---------------------------------------------------------------
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
-    """Yield (line number, object or None, error) for every non-blank line."""
-    with open(path, encoding="utf-8-sig") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield n, None, f"line {n}: invalid JSON ({exc.msg})"
-                continue
-            if not isinstance(obj, dict):
-                yield n, None, f"line {n}: expected a JSON object"
-                continue
-            yield n, obj, ""
+    """Yield (line number, object or None, error) for every non-blank line (objects only)."""
+    for n, obj, error in read_jsonl(path):
+        if not error and not isinstance(obj, dict):
+            obj, error = None, f"line {n}: expected a JSON object"
+        yield n, obj, error
 
 
 def _run_batch(inp: Path, out: Path, fn: Callable[[dict[str, Any]], dict[str, Any]],
@@ -142,9 +136,7 @@ def _run_batch(inp: Path, out: Path, fn: Callable[[dict[str, Any]], dict[str, An
         return 2
     lines = list(_read_jsonl(inp))
     failures = 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".part")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_file(out) as fh:
         for n, obj, error in tqdm(lines, desc=desc, unit="line", disable=None, file=sys.stderr):
             if obj is not None:
                 lacking = [k for k in required if k not in obj]
@@ -161,7 +153,6 @@ def _run_batch(inp: Path, out: Path, fn: Callable[[dict[str, Any]], dict[str, An
                 failures += 1
                 _err(rec["error"])
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
     print(f"wrote {len(lines)} line(s) to {out} ({failures} error(s))", file=sys.stderr)
     return 1 if failures else 0
 
@@ -254,7 +245,8 @@ def cmd_expand(args: argparse.Namespace) -> int:
     for row in imported.skipped:
         _err(f"glossary row {row.row} skipped: {row.reason}")
     glossary = Glossary(imported.entries)
-    disamb = EmbeddingDisambiguator(get_embedder(_settings()), glossary)
+    settings = _settings()
+    disamb = EmbeddingDisambiguator.from_settings(get_embedder(settings), glossary, settings)
     inp, out = Path(args.batch), Path(args.out)
     if not inp.is_file():
         _err(f"{inp}: no such file")
@@ -266,12 +258,7 @@ def cmd_expand(args: argparse.Namespace) -> int:
         (bad if error else items).append(error or obj)
     for e in bad:
         _err(e)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".part")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for rec in expand_batch(glossary, items, disamb):
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
+    write_jsonl(out, expand_batch(glossary, items, disamb))
     print(f"wrote {len(items)} line(s) to {out} ({len(bad)} bad line(s))", file=sys.stderr)
     return 1 if bad else 0
 
@@ -296,9 +283,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # --- eval -----------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
     """Answer a questions file with the assistant (and the naive baseline); write the report."""
-    from finetune.evaluation import evaluate_file, summary_table
+    from api.evaluation.assistant import evaluate_file, summary_table
 
-    result = evaluate_file(Path(args.file), Path(args.report), generator=args.generator,
+    result = evaluate_file(Path(args.file), Path(args.report), settings=_settings(), generator=args.generator,
                            baseline=args.baseline, limit=args.limit)
     from api.evalreports import record
 
@@ -380,21 +367,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="only the first N questions")
     s.set_defaults(fn=cmd_eval)
 
-    # Offline fine-tuning commands live with their package (heavy imports inside the commands).
-    from finetune import cli as finetune_cli, distill_cli
-
-    distill_cli.register(sub)
+    # The offline commands (distill, train, adapters) register themselves here: the one place
+    # api imports finetune (see ARCHITECTURE.md); the server runs them only as `kb` subprocesses.
     finetune_cli.register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from knowledge.errors import KBError
-
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except KBError as exc:
+    except (KBError, SettingsError) as exc:  # config raises its own SettingsError (config imports nothing)
         _err(str(exc))
         return 1
     except KeyboardInterrupt:

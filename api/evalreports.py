@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from knowledge.core.files import atomic_write_json
+
 POINTER = "eval_latest.json"
 
 
@@ -17,9 +19,7 @@ def record(home: Path | str, report_dir: Path | str) -> None:
     home.mkdir(parents=True, exist_ok=True)
     body = {"report_dir": str(Path(report_dir).resolve()),
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    tmp = home / f".{POINTER}.tmp"
-    tmp.write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(home / POINTER)
+    atomic_write_json(home / POINTER, body, indent=None)
 
 
 def latest(home: Path | str) -> dict[str, Any] | None:

@@ -24,11 +24,11 @@ has started (an index build) runs to its end.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -39,7 +39,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from knowledge.errors import KBError
+from api.processes import owner_alive, owner_id
+from knowledge.core.errors import KBError
+from knowledge.core.registry import Registry
+from router.adapters import AdapterStore
 
 log = logging.getLogger("kb.api.jobs")
 
@@ -70,27 +73,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 _JSON_COLUMNS = ("params", "result", "log")
 _ADDED_COLUMNS = {"owner": "TEXT", "lease_until": "REAL"}
-
-
-def owner_id() -> str:
-    """``host:pid`` of this process (who holds a lease)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_alive(owner: str | None) -> bool | None:
-    """Whether the lease owner's process exists: True/False on this host, None elsewhere."""
-    if not owner or ":" not in owner:
-        return None
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return None
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class JobCancelled(KBError):
@@ -218,7 +200,7 @@ class JobStore:
         with self._connect() as db:
             rows = db.execute("SELECT id, owner, lease_until FROM jobs WHERE state IN ('queued', 'running')").fetchall()
         dead = [r["id"] for r in rows
-                if r["lease_until"] is None or r["lease_until"] < now or _owner_alive(r["owner"]) is False]
+                if r["lease_until"] is None or r["lease_until"] < now or owner_alive(r["owner"]) is False]
         n = 0
         for job_id in dead:
             if self.finish(job_id, "failed", error=INTERRUPTED):
@@ -302,8 +284,7 @@ class JobRunner:
     # -- starting -----------------------------------------------------------------------------
     def start(self, kind: str, params: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Start a registered job kind in a worker process; while one runs, it comes back instead."""
-        if kind not in JOB_KINDS:
-            raise KBError(f"unknown job kind {kind!r}; known: {sorted(JOB_KINDS)}")
+        JOB_KINDS.get(kind)  # UnknownComponentError (a KBError) names the known kinds
         job, created = self.store.claim(kind, params, self.owner)
         if created:
             ctx = JobContext(self.store, job["id"])
@@ -421,17 +402,12 @@ class JobRunner:
 
 
 SETTINGS_ENV = "KB_JOB_SETTINGS_JSON"
-JOB_KINDS: dict[str, Callable[[JobContext, Any, dict[str, Any]], dict[str, Any]]] = {}
+JOB_KINDS: Registry[Callable[[JobContext, Any, dict[str, Any]], dict[str, Any]]] = Registry("job kind")
 
 
 def register_job(kind: str) -> Callable[[Any], Any]:
     """Register a job body ``fn(ctx, settings, params) -> result`` under ``kind`` (no duplicates)."""
-    def deco(fn: Any) -> Any:
-        if kind in JOB_KINDS:
-            raise KBError(f"job kind {kind!r} is already registered")
-        JOB_KINDS[kind] = fn
-        return fn
-    return deco
+    return JOB_KINDS.decorator(kind)
 
 
 def run_job_process(job_id: str, db: Path) -> int:
@@ -465,7 +441,7 @@ def run_job_process(job_id: str, db: Path) -> int:
 
         hit("job.start")
         ctx.check_cancelled()
-        result = JOB_KINDS[job["kind"]](ctx, settings, job["params"] or {})
+        result = JOB_KINDS.get(job["kind"])(ctx, settings, job["params"] or {})
     except JobCancelled as exc:
         store.update(job_id, error=str(exc))
         return EXIT_CANCELLED
@@ -493,7 +469,7 @@ def reindex_job(ctx: JobContext, settings: Any, params: dict[str, Any]) -> dict[
     store = IndexStore(settings.home, settings)
     previous = store.current_version()
     ctx.progress(5, f"building a {'full' if full else 'incremental'} index (serving {previous})")
-    from router.calibration import build_index
+    from router.indexing import build_index
 
     ctx.check_cancelled()
     report = build_index(store, full=full)
@@ -514,22 +490,19 @@ def retrain_job(ctx: JobContext, settings: Any, params: dict[str, Any]) -> dict[
 
 
 RETRAIN_STEPS = ("distill", "train")
+FINETUNE_COMMANDS = "finetune.cli"  # the registration point of `kb distill` / `kb train`
 
 
 def retrain_commands() -> list[list[str]]:
-    """The ``kb`` commands a retrain runs, in order; KBError when the CLI lacks one of them.
+    """The ``kb`` commands a retrain runs, in order; KBError when finetune is not installed.
 
     Retraining is delegated to the CLI so it runs in its own process (a crash or the memory
-    of training never touches the server) and so there is one code path for it.
+    of training never touches the server) and so there is one code path for it. The server
+    never imports ``finetune``: it only checks that the CLI's offline commands can be found.
     """
-    from api.cli import build_parser
-
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    missing = [s for s in RETRAIN_STEPS if s not in sub.choices]
-    if missing:
-        raise KBError(f"retrain is not available: finetune has no runnable {' / '.join(missing)} entry point "
-                      f"yet (`kb {missing[0]}` is not a command); nothing was started")
+    if importlib.util.find_spec(FINETUNE_COMMANDS) is None:
+        raise KBError(f"retrain is not available: {FINETUNE_COMMANDS} (which registers `kb "
+                      f"{' / '.join(RETRAIN_STEPS)}`) is not installed; nothing was started")
     return [[sys.executable, "-m", "api.cli", step] for step in RETRAIN_STEPS]
 
 
@@ -557,10 +530,6 @@ def run_retrain(ctx: JobContext, settings: Any,
 
 
 def _current_adapter(home: Any) -> str | None:
-    try:
-        from finetune.adapters import AdapterStore
-    except ImportError:
-        return None
     return AdapterStore(home).current()
 
 

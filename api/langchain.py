@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from knowledge.errors import MissingExtraError
+from knowledge.core.errors import MissingExtraError
 
 try:
     from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
@@ -103,7 +103,7 @@ def _question_and_history(messages: list[BaseMessage]) -> tuple[str, list[dict[s
     """The last human message as the question; earlier human/AI turns as history."""
     last = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=None)
     if last is None:
-        from knowledge.errors import ValidationError
+        from knowledge.core.errors import ValidationError
 
         raise ValidationError(f"KBChatModel needs a human message; got {[m.type for m in messages]}")
     history = [{"role": "user" if m.type == "human" else "assistant", "content": m.text}

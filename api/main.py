@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request, status  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
 
-from knowledge.errors import (  # noqa: E402
+from knowledge.core.errors import (  # noqa: E402
     ConfigError, ConflictError, GenerationError, IndexMismatchError, IndexNotFoundError, KBError, OverloadedError,
     ValidationError,
 )
@@ -116,7 +116,7 @@ def check_bind(host: str, settings: Any) -> None:
     >>> check_bind("127.0.0.1", Settings())
     >>> check_bind("0.0.0.0", Settings())
     Traceback (most recent call last):
-    knowledge.errors.ConfigError: refusing to serve on 0.0.0.0 without KB_ADMIN_API_KEY; set the key, bind 127.0.0.1, or pass --allow-insecure (KB_API__ALLOW_INSECURE_BIND=true)
+    knowledge.core.errors.ConfigError: refusing to serve on 0.0.0.0 without KB_ADMIN_API_KEY; set the key, bind 127.0.0.1, or pass --allow-insecure (KB_API__ALLOW_INSECURE_BIND=true)
     """
     import ipaddress
 

@@ -1,4 +1,4 @@
-"""Request logging and Prometheus metrics, without a metrics dependency.
+"""Request logging and Prometheus metrics (rendered by ``prometheus_client``).
 
 With several workers on one home (``kb serve --workers N``) each worker writes its counters
 to ``KB_HOME/.run/metrics/<host:pid>.json`` every couple of seconds, and ``GET /metrics`` on
@@ -8,7 +8,8 @@ Prometheus reads as a counter reset).
 
 :class:`RequestMetricsMiddleware` is a plain ASGI middleware: it times every HTTP request,
 writes one JSON log line per request (logger ``kb.api.access``) and counts it in
-:class:`Metrics`, which ``GET /metrics`` renders in the Prometheus text format (0.0.4).
+:class:`Metrics`, which ``GET /metrics`` renders in the Prometheus text format (0.0.4) through
+``prometheus_client``'s metric families and exposition, from the counters summed over workers.
 
 For the answer endpoints the middleware also reads the answer route and verification status
 out of the response body as it streams past (a copy; nothing is delayed), so the route
@@ -19,39 +20,24 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from api.processes import owner_alive, owner_id
+from knowledge.core.files import atomic_write_json
 
 access_log = logging.getLogger("kb.api.access")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 ANSWER_PATHS = ("/api/ask", "/v1/chat/completions")
 _MAX_CAPTURE = 1 << 20  # answer bodies are small; never buffer more than 1 MiB of one
-
-
-def escape_label(value: str) -> str:
-    """Escape a label value for the Prometheus text format.
-
-    >>> escape_label('a"b\\\\c\\nd')
-    'a\\\\"b\\\\\\\\c\\\\nd'
-    """
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def format_labels(labels: dict[str, str]) -> str:
-    """``{k="v",...}`` in key order, or ``""`` for no labels.
-
-    >>> format_labels({"status": "200", "path": "/healthz"})
-    '{path="/healthz",status="200"}'
-    """
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{escape_label(str(v))}"' for k, v in sorted(labels.items())) + "}"
 
 
 SHARE_INTERVAL_S = 2.0
@@ -119,20 +105,15 @@ class Metrics:
     def _own_file(self) -> Path | None:
         if self.share_dir is None:
             return None
-        import socket
-
-        return self.share_dir / f"{socket.gethostname()}:{os.getpid()}.json"
+        return self.share_dir / f"{owner_id()}.json"
 
     def share(self) -> None:
         """Write this process's counters for the other workers (atomic replace)."""
         path = self._own_file()
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".m-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(self.snapshot(), fh)
-        os.replace(tmp, path)
+        # Rewritten every few seconds and worthless after a power cut: no fsync.
+        atomic_write_json(path, self.snapshot(), indent=None, fsync=False)
 
     def start_sharing(self) -> None:
         if self.share_dir is None or self._sharer is not None:
@@ -164,11 +145,9 @@ class Metrics:
         own = self._own_file()
         if own is None or not self.share_dir.is_dir():
             return []
-        from api.jobs import _owner_alive
-
         out = []
         for path in self.share_dir.glob("*.json"):
-            if path == own or _owner_alive(path.stem) is False:
+            if path == own or owner_alive(path.stem) is False:
                 continue
             try:
                 out.append(json.loads(path.read_text(encoding="utf-8")))
@@ -184,84 +163,79 @@ class Metrics:
 
 
 def _render(parts: list[dict[str, Any]]) -> str:
-    requests: dict[tuple[str, ...], int] = defaultdict(int)
-    answers: dict[tuple[str, ...], int] = defaultdict(int)
-    verification: dict[str, int] = defaultdict(int)
-    jobs: dict[tuple[str, ...], int] = defaultdict(int)
-    latency_counts: dict[str, list[int]] = {}
-    latency_sum: dict[str, float] = defaultdict(float)
-    latency_n: dict[str, int] = defaultdict(int)
-    generation: dict[str, float] = defaultdict(float)
+    """The text exposition of the counters of ``parts`` (one snapshot per worker), summed."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(_sum(parts), len(parts)))
+    return generate_latest(registry).decode("utf-8")
+
+
+def _sum(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The snapshots of several workers added up (gauges too: each worker has its own queue)."""
+    total: dict[str, Any] = {key: defaultdict(int) for key in ("requests", "answers", "verification", "jobs")}
+    total.update(latency_counts={}, latency_sum=defaultdict(float), latency_n=defaultdict(int),
+                 generation=defaultdict(float))
     for part in parts:
-        for *k, n in part["requests"]:
-            requests[tuple(k)] += n
-        for *k, n in part["answers"]:
-            answers[tuple(k)] += n
+        for key in ("requests", "answers", "jobs"):
+            for *k, n in part[key]:
+                total[key][tuple(k)] += n
         for k, n in part["verification"].items():
-            verification[k] += n
-        for *k, n in part["jobs"]:
-            jobs[tuple(k)] += n
+            total["verification"][k] += n
         for path, counts in part["latency_counts"].items():
-            acc = latency_counts.setdefault(path, [0] * len(LATENCY_BUCKETS))
+            acc = total["latency_counts"].setdefault(path, [0] * len(LATENCY_BUCKETS))
             for i, c in enumerate(counts[: len(acc)]):
                 acc[i] += c
-        for path, v in part["latency_sum"].items():
-            latency_sum[path] += v
-        for path, v in part["latency_n"].items():
-            latency_n[path] += v
+        for key in ("latency_sum", "latency_n"):
+            for path, v in part[key].items():
+                total[key][path] += v
         for k, v in (part.get("generation") or {}).items():
             if isinstance(v, (int, float)) and k not in ("service_s",):
-                generation[k] += v
-    out = _Agg(requests, answers, verification, jobs, latency_counts, latency_sum, latency_n).lines()
-    _family(out, "kb_workers", "gauge", "API worker processes counted in these metrics", {"": len(parts)})
-    names = {"rejected": ("kb_generation_rejected_total", "counter", "generations refused with 429 (queue full)"),
-             "completed": ("kb_generation_completed_total", "counter", "generations finished"),
-             "waiting": ("kb_generation_queue_waiting", "gauge", "generations waiting for a sequence"),
-             "active": ("kb_generation_active", "gauge", "sequences being decoded now"),
-             "cached_tokens": ("kb_generation_cached_prompt_tokens_total", "counter",
-                               "prompt tokens reused from the KV cache"),
-             "prompt_tokens": ("kb_generation_prompt_tokens_total", "counter", "prompt tokens submitted")}
-    for key, (name, kind, help_text) in names.items():
-        if key in generation:
-            _family(out, name, kind, help_text, {"": int(generation[key])})
-    return "\n".join(out) + "\n"
+                total["generation"][k] += v
+    return total
 
 
-class _Agg:
-    def __init__(self, requests: Any, answers: Any, verification: Any, jobs: Any, latency_counts: Any,
-                 latency_sum: Any, latency_n: Any) -> None:
-        self.requests, self.answers, self.verification, self.jobs = requests, answers, verification, jobs
-        self.latency_counts, self.latency_sum, self.latency_n = latency_counts, latency_sum, latency_n
-
-    def lines(self) -> list[str]:
-        out: list[str] = []
-        _family(out, "kb_http_requests_total", "counter", "HTTP requests by method, path template and status",
-                {format_labels({"method": m, "path": p, "status": s}): n
-                 for (m, p, s), n in self.requests.items()})
-        out += ["# HELP kb_http_request_duration_seconds HTTP request latency by path template",
-                "# TYPE kb_http_request_duration_seconds histogram"]
-        for path, counts in sorted(self.latency_counts.items()):
-            for bound, n in zip(LATENCY_BUCKETS, counts):
-                out.append(f"kb_http_request_duration_seconds_bucket"
-                           f"{format_labels({'path': path, 'le': repr(bound)})} {n}")
-            n_all = self.latency_n[path]
-            out.append(f"kb_http_request_duration_seconds_bucket{format_labels({'path': path, 'le': '+Inf'})}"
-                       f" {n_all}")
-            out.append(f"kb_http_request_duration_seconds_sum{format_labels({'path': path})} "
-                       f"{self.latency_sum[path]:.6f}")
-            out.append(f"kb_http_request_duration_seconds_count{format_labels({'path': path})} {n_all}")
-        _family(out, "kb_answers_total", "counter", "answers by route and verification status",
-                {format_labels({"route": r, "verification": v}): n for (r, v), n in self.answers.items()})
-        _family(out, "kb_verification_total", "counter", "number verification outcomes of answers",
-                {format_labels({"status": s}): n for s, n in self.verification.items()})
-        _family(out, "kb_jobs_total", "counter", "finished admin jobs by kind and final state",
-                {format_labels({"kind": k, "state": s}): n for (k, s), n in self.jobs.items()})
-        return out
+# Generation statistics of the engine: snapshot key -> (family name, kind, help).
+_GENERATION = {"rejected": ("kb_generation_rejected", "counter", "generations refused with 429 (queue full)"),
+               "completed": ("kb_generation_completed", "counter", "generations finished"),
+               "waiting": ("kb_generation_queue_waiting", "gauge", "generations waiting for a sequence"),
+               "active": ("kb_generation_active", "gauge", "sequences being decoded now"),
+               "cached_tokens": ("kb_generation_cached_prompt_tokens", "counter",
+                                 "prompt tokens reused from the KV cache"),
+               "prompt_tokens": ("kb_generation_prompt_tokens", "counter", "prompt tokens submitted")}
 
 
-def _family(out: list[str], name: str, kind: str, help_text: str, samples: dict[str, int]) -> None:
-    out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    out += [f"{name}{labels} {value}" for labels, value in sorted(samples.items())]
+class _Collector:
+    """Metric families over one summed snapshot (``prometheus_client`` renders them)."""
+
+    def __init__(self, total: dict[str, Any], workers: int) -> None:
+        self.total, self.workers = total, workers
+
+    def collect(self) -> Iterator[Metric]:
+        t = self.total
+        yield _counter("kb_http_requests", "HTTP requests by method, path template and status",
+                       ["method", "path", "status"], t["requests"])
+        latency = HistogramMetricFamily("kb_http_request_duration_seconds", "HTTP request latency by path template",
+                                        labels=["path"])
+        for path, counts in sorted(t["latency_counts"].items()):
+            buckets = [(repr(bound), n) for bound, n in zip(LATENCY_BUCKETS, counts)]
+            latency.add_metric([path], buckets + [("+Inf", t["latency_n"][path])], t["latency_sum"][path])
+        yield latency
+        yield _counter("kb_answers", "answers by route and verification status", ["route", "verification"],
+                       t["answers"])
+        yield _counter("kb_verification", "number verification outcomes of answers", ["status"],
+                       {(k,): n for k, n in t["verification"].items()})
+        yield _counter("kb_jobs", "finished admin jobs by kind and final state", ["kind", "state"], t["jobs"])
+        yield GaugeMetricFamily("kb_workers", "API worker processes counted in these metrics", value=self.workers)
+        for key, (name, kind, help_text) in _GENERATION.items():
+            if key in t["generation"]:
+                family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+                yield family(name, help_text, value=int(t["generation"][key]))
+
+
+def _counter(name: str, help_text: str, labels: list[str], samples: dict[tuple[str, ...], int]) -> Metric:
+    family = CounterMetricFamily(name, help_text, labels=labels)
+    for values, n in sorted(samples.items()):
+        family.add_metric(list(values), n)
+    return family
 
 
 def answer_fields(body: bytes, content_type: str) -> tuple[str | None, str | None]:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-# --- answer object (DESIGN.md) -------------------------------------------------------
+# --- answer object (ARCHITECTURE.md, Data contracts) -------------------------------------------------------
 class Citation(BaseModel):
     source: str
     page: int | None = None

@@ -134,7 +134,7 @@ class EngineHolder:
         Failures (a version that cannot be loaded) are logged and leave the served engine
         in place; the next refresh tries again.
         """
-        from knowledge.errors import KBError
+        from knowledge.core.errors import KBError
         from retrieval.store import IndexStore
 
         with self._lock:
@@ -217,7 +217,7 @@ def default_holder(settings: Any = None) -> EngineHolder:
 def get_engine(settings: Any = None) -> Any:
     """The process-wide engine over the current published index (built once, then followed
     on each call: a newly published index is picked up)."""
-    from knowledge.errors import IndexNotFoundError
+    from knowledge.core.errors import IndexNotFoundError
 
     holder = default_holder(settings)
     holder.refresh()
@@ -241,5 +241,5 @@ def set_engine(engine: Any) -> None:
 
 
 def answer(question: str, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    """Answer with the process-wide engine; returns the DESIGN.md answer object."""
+    """Answer with the process-wide engine; returns the answer object (ARCHITECTURE.md, Data contracts)."""
     return get_engine().answer(question, history).to_dict()

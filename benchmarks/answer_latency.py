@@ -36,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def pct(xs: list[float], q: float) -> float | None:
     """Linear-interpolated percentile (``q`` in 0..100); None when empty."""
-    from finetune.evaluation import percentile
+    from knowledge.core.numeric import percentile
 
     return percentile(xs, q)
 
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.kb_suite import build_home, kb_paths
     from config.settings import Settings
-    from finetune.evaluation import KBNumbers, load_questions, score_output
+    from api.evaluation.assistant import load_questions, score_output
+    from api.evaluation.metrics import KBNumbers
     from retrieval.store import IndexStore
     from router.engine import Engine
     from router.llm import create_generator

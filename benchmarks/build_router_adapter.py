@@ -43,7 +43,7 @@ def distil_all(names: list[str], cache: Path, out: Path, max_per_route: int) -> 
     from benchmarks.kb_suite import build_home, kb_paths
     from config.settings import Settings
     from finetune.distill import distill
-    from finetune.evaluation import load_questions
+    from api.evaluation.assistant import load_questions
     from retrieval.store import IndexStore
 
     settings = Settings()
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from config.settings import Settings
-    from finetune.export import write_gguf_adapter
+    from router.adapters.gguf import write_gguf_adapter
     from finetune.train import TrainConfig, parse_overrides, train
     from router.llm.assets import packaged_gguf_path
 

@@ -34,7 +34,7 @@ def collect(names: list[str], cache: Path) -> dict[str, list[tuple[dict[str, flo
     """Per knowledge base: (features, answerable?, question id) for each question."""
     from benchmarks.kb_suite import build_home, kb_paths
     from config.settings import Settings
-    from finetune.evaluation import load_questions
+    from api.evaluation.assistant import load_questions
     from retrieval.store import IndexStore
     from router.calibration import calibrate_index, features_for
     from router.engine import Engine

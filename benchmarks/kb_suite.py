@@ -83,7 +83,7 @@ def build_home(name: str, cache: Path, settings: Any, rebuild: bool = False) -> 
         for g in sorted(glossary.iterdir()):
             if g.is_file():
                 store.add_glossary(g)
-    from router.calibration import build_index
+    from router.indexing import build_index
 
     build = build_index(store, full=True)
     print(f"[{name}] indexed {build.documents} documents, {build.chunks} chunks, {build.facts} facts, "
@@ -94,8 +94,8 @@ def build_home(name: str, cache: Path, settings: Any, rebuild: bool = False) -> 
 
 
 def run_kb(name: str, args: argparse.Namespace, settings: Any) -> dict[str, Any]:
-    from finetune.baseline import NaiveRAG
-    from finetune.evaluation import load_questions, run_eval
+    from api.evaluation.baseline import NaiveRAG
+    from api.evaluation.assistant import load_questions, run_eval
     from retrieval.store import IndexStore
     from router.engine import Engine
 
@@ -109,7 +109,7 @@ def run_kb(name: str, args: argparse.Namespace, settings: Any) -> dict[str, Any]
     naive = NaiveRAG(index, engine.generator, s) if args.baseline else None
     result = run_eval(engine, questions, naive, progress=not args.quiet)
     if args.out:
-        from finetune.evaluation import write_outputs
+        from api.evaluation.assistant import write_outputs
 
         write_outputs(result, args.out / name)
     return result

@@ -274,7 +274,7 @@ def zero_adapter_publisher(home: Path) -> Callable[[], str]:
 
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         zero = importlib.import_module("fakes.adapters").zero_lora_adapter
-        from finetune.adapters import AdapterStore
+        from router.adapters import AdapterStore
 
         store = AdapterStore(home)
         with tempfile.TemporaryDirectory() as tmp:

@@ -42,7 +42,7 @@ def build_index(home: Path) -> Any:
 
 
 def pct(values: list[float], q: float) -> float | None:
-    from finetune.evaluation import percentile
+    from knowledge.core.numeric import percentile
 
     return round(percentile(values, q), 1) if values else None
 
@@ -110,7 +110,7 @@ def _agreement_at(rows: list[dict[str, Any]], threshold: float) -> float | None:
 
 
 def _confusion(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, int]]:
-    from finetune.evaluation import confusion_matrix
+    from api.evaluation.metrics import confusion_matrix
 
     return confusion_matrix([(r["gold"], r[key]) for r in rows])
 
@@ -148,7 +148,7 @@ def main() -> int:
 
     from config.settings import Settings
     from finetune.distill import distill
-    from finetune.export import write_gguf_adapter
+    from router.adapters.gguf import write_gguf_adapter
     from finetune.train import TrainConfig, train
     from router.engine import Engine
     from router.llm.assets import packaged_gguf_path
@@ -219,7 +219,7 @@ def main() -> int:
         "args": vars(args),
     }
     # Store and (gate permitting) publish the adapter with the numbers the cascade reads.
-    from finetune.adapters import AdapterStore
+    from router.adapters import AdapterStore
 
     held_sum = out["held_out_split"]
     metrics = {"route_accuracy": held_sum["route_accuracy"]["lora"],

@@ -73,7 +73,7 @@ def passage_set(item: dict[str, Any], n: int, noise: float | None, rng: random.R
 
 
 def run_setting(engine: Any, items: list[dict[str, Any]], n: int, noise: float | None, seed: int) -> dict[str, Any]:
-    from finetune.evaluation import answer_correct, looks_like_refusal
+    from api.evaluation.metrics import answer_correct, looks_like_refusal
     from router.passages import answer_over_passages
 
     correct = refused = errors = 0

@@ -130,7 +130,7 @@ def run_llm(folder: Path, rows: list[dict[str, Any]], adapter: str | None, progr
     from llama_cpp import Llama
 
     from config.settings import Settings
-    from knowledge.errors import KBError
+    from knowledge.core.errors import KBError
     from knowledge.glossary import Glossary, import_glossary
     from router.llm.assets import packaged_gguf_path
     from router.llm.llama_cpp import resolve_threads

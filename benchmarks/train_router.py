@@ -316,7 +316,7 @@ def _zero_adapter_gguf(folder: Path, base: Path) -> Path:
     import numpy as np
     from safetensors.numpy import save_file
 
-    from finetune.export import write_gguf_adapter
+    from router.adapters.gguf import write_gguf_adapter
 
     rng = np.random.default_rng(0)
     tensors = {}

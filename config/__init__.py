@@ -1,5 +1,5 @@
 """Typed settings for the knowledge assistant (YAML defaults + environment overrides)."""
 
-from config.settings import Settings, get_settings, reset_settings
+from config.settings import Settings, SettingsError, get_settings, reset_settings
 
-__all__ = ["Settings", "get_settings", "reset_settings"]
+__all__ = ["Settings", "SettingsError", "get_settings", "reset_settings"]

@@ -6,6 +6,11 @@ Precedence (highest first): keyword arguments, environment variables (``KB_`` pr
 
 Secrets are never read from YAML: API keys come only from the environment
 (``KB_LLM_API_KEY`` / ``DASHSCOPE_API_KEY`` / ``KB_ADMIN_API_KEY`` / ``KB_CHAT_API_KEY``).
+
+``config`` imports no other project package (it is a leaf, see ``ARCHITECTURE.md``), so a
+settings file it cannot use raises :class:`SettingsError`, a ``ValueError`` like pydantic's
+own validation errors; the ``kb`` CLI reports it as it reports :class:`knowledge.core.errors.KBError`.
+Code below ``api/`` never calls :func:`get_settings`: it receives the settings object.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_YAML = Path(__file__).with_name("default.yaml")
+
+
+class SettingsError(ValueError):
+    """A settings file cannot be used (the message names the file and the problem)."""
 
 
 class IngestSettings(BaseModel):
@@ -64,6 +73,19 @@ class RetrievalSettings(BaseModel):
                                "and the one before it (for rollback) are never deleted")
 
 
+class DisambiguationSettings(BaseModel):
+    """Weights of the embedding disambiguator (``router.disambiguation``; cosine scale)."""
+
+    window: int = Field(120, ge=8)               # characters of context either side of the term
+    neighbours: int = Field(8, ge=0)             # glossary neighbours that lend a meaning their words
+    neighbour_weight: float = 0.3
+    lexical_weight: float = 0.1                  # the meaning's own words in the context
+    domain_weight: float = 0.02                  # its neighbours' words in the context
+    cooccurrence_weight: float = 1.0             # other glossary terms of the same context
+    prior_weight: float = 0.02                   # the glossary's first meaning is the usual one
+    temperature: float = Field(0.02, gt=0)       # score gap that makes odds of e to 1
+
+
 class RouterSettings(BaseModel):
     backend: str = "signals"
     glossary_threshold: float = 0.55
@@ -74,6 +96,7 @@ class RouterSettings(BaseModel):
     fact_coverage: float = 0.25
     trust_generator_below: float = 0.7
     answerability: dict[str, float] = {}
+    disambiguation: DisambiguationSettings = DisambiguationSettings()
 
 
 class LLMSettings(BaseModel):
@@ -136,9 +159,7 @@ class _YamlSource(PydanticBaseSettingsSource):
         if extra:
             path = Path(extra)
             if not path.is_file():
-                from knowledge.errors import ConfigError
-
-                raise ConfigError(f"KB_CONFIG points at {path}, which is not a file")
+                raise SettingsError(f"KB_CONFIG points at {path}, which is not a file")
             data = _deep_merge(data, _read_yaml(path))
         return data
 
@@ -147,9 +168,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
-        from knowledge.errors import ConfigError
-
-        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+        raise SettingsError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
 
 
@@ -217,7 +236,16 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         """Where assembled model files live (``KB_CACHE_DIR``, default ``~/.cache/kb-assistant``)."""
-        return Path(os.environ.get("KB_CACHE_DIR") or Path.home() / ".cache" / "kb-assistant")
+        return default_cache_dir()
+
+
+def default_cache_dir() -> Path:
+    """The model cache folder: ``KB_CACHE_DIR``, default ``~/.cache/kb-assistant``.
+
+    A function of the environment alone (not of a settings file), so code below ``api/`` that
+    was not handed a cache folder asks this, never the process-wide settings object.
+    """
+    return Path(os.environ.get("KB_CACHE_DIR") or Path.home() / ".cache" / "kb-assistant")
 
 
 def _secret(name: str) -> SecretStr | None:

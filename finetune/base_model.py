@@ -10,13 +10,13 @@ with ``os.replace`` under a file lock, so parallel processes never see half a mo
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from knowledge.errors import ConfigError
+from config.settings import default_cache_dir
+from knowledge.core.errors import ConfigError
+from knowledge.core.files import atomic_dir
+from knowledge.core.files import file_lock as _file_lock
 
 PACKAGED_HF_NAME = "qwen2.5-coder-0.5b-instruct-hf"
 PACKAGED_TOKENIZER_NAME = "qwen2.5-coder-0.5b-instruct-tokenizer"
@@ -73,15 +73,9 @@ def gguf_to_hf(gguf_path: Path, cache_dir: Path) -> Path:
     with _file_lock(cache_dir / f".{target.name}.lock"):
         if (target / DONE_MARKER).is_file():  # another process finished while we waited
             return target
-        tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".{target.name}.", suffix=".tmp"))
-        try:
+        with atomic_dir(target) as tmp:  # replaces a stale, incomplete copy from a killed run
             _convert(gguf_path, tmp)
             (tmp / DONE_MARKER).write_text(str(gguf_path), encoding="utf-8")
-            if target.exists():  # a stale, incomplete copy from a killed run
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -106,16 +100,10 @@ def packaged_tokenizer_dir(cache_dir: str | Path | None = None) -> Path:
             return target
         from transformers import AutoTokenizer
 
-        tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{target.name}.", suffix=".tmp"))
-        try:
+        with atomic_dir(target) as tmp:
             tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
             tok.save_pretrained(str(tmp))
             (tmp / DONE_MARKER).write_text(str(gguf_path), encoding="utf-8")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -153,28 +141,7 @@ def _drop_quantizer(model: Any) -> None:
 
 
 def _cache_dir(cache_dir: str | Path | None) -> Path:
-    if cache_dir is None:
-        from config.settings import get_settings
-
-        return get_settings().cache_dir
-    return Path(cache_dir)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (POSIX ``flock``; a no-op where fcntl is missing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            yield
-            return
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
 
 def base_gguf_path(path_or_empty: str | Path | None, cache_dir: str | Path | None = None) -> Path | None:

@@ -1,24 +1,51 @@
-"""``kb train`` and ``kb adapters ...``: thin wrappers over finetune.train / finetune.adapters.
+"""``kb distill``, ``kb train`` and ``kb adapters ...``: the offline commands of the ``kb`` CLI.
 
-``api/cli.py`` calls :func:`register` with its sub-parser collection; each command is a
-function ``(args) -> exit code``. Heavy imports (torch, transformers) happen inside them.
+This module is the one place the serving side reaches into ``finetune``: ``api/cli.py`` calls
+:func:`register` with its sub-parser collection (the import checker allows exactly that edge,
+see ``ARCHITECTURE.md``), and the admin API's retrain job runs these commands as ``kb``
+subprocesses, never in the server. Each command is a function ``(args) -> exit code`` and, as
+an entry point, reads the process settings itself. Heavy libraries (torch, transformers, peft)
+load only when training or merging starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from knowledge.errors import ConfigError
+from config.settings import get_settings
+from knowledge.core.errors import ConfigError
+from finetune import export
+from finetune.data import data_hash, dataset_files
+from finetune.datasets import current_dataset
+from finetune.distill import distill
+from finetune.gate import evaluate_adapter
+from finetune.train import TrainConfig, parse_overrides, train
+from retrieval.store import IndexStore
+from router.adapters import DEFAULT_KEY_METRICS, AdapterStore
+from router.adapters.gguf import write_gguf_adapter
+
+COMMANDS = ("distill", "train", "adapters")
 
 
 def register(subparsers: Any) -> None:
-    """Add ``train`` and ``adapters`` to an argparse sub-parser collection."""
+    """Add ``distill``, ``train`` and ``adapters`` to an argparse sub-parser collection."""
+    s = subparsers.add_parser("distill", help="distil router training data (glossary, facts, teacher LLM on chunks)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the deterministic train/eval split")
+    s.add_argument("--eval-ratio", type=float, default=0.15)
+    s.add_argument("--max-chunks", type=int, help="only ask the teacher about this many chunks (evenly spaced)")
+    s.add_argument("--max-per-route", type=int, default=240,
+                   help="keep at most this many questions per route (0 = all); balances the routes")
+    s.add_argument("--hard-repeat", type=int, default=1,
+                   help="repeat training rows where the rule router's hint is wrong this many times")
+    s.add_argument("--no-teacher", action="store_true", help="templated sources only (no LLM calls)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=cmd_distill)
+
     s = subparsers.add_parser("train", help="train a LoRA adapter on the distilled dataset, gate and publish it")
     s.add_argument("--config", help="YAML with training settings (top level or a finetune: section)")
     s.add_argument("--dataset", help="JSONL file or dataset folder (default: the current distilled dataset)")
@@ -52,12 +79,19 @@ def register(subparsers: Any) -> None:
     x.set_defaults(fn=cmd_adapters)
 
 
+# --- kb distill ---------------------------------------------------------------------------
+def cmd_distill(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    index = IndexStore(settings.home, settings).load()
+    report = distill(index, settings.home, seed=args.seed, progress=not args.quiet, eval_ratio=args.eval_ratio,
+                     max_chunks=args.max_chunks, use_teacher=not args.no_teacher, settings=settings,
+                     max_per_route=args.max_per_route or None, hard_repeat=args.hard_repeat)
+    print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+    return 0
+
+
 # --- kb train -----------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from config.settings import get_settings
-    from finetune.adapters import DEFAULT_KEY_METRICS, AdapterStore
-    from finetune.train import TrainConfig, parse_overrides, train
-
     settings = get_settings()
     overrides = parse_overrides(args.set)
     if args.max_steps is not None:
@@ -97,22 +131,8 @@ def rescore_current(store: Any, candidate: Path, metrics: dict[str, Any], settin
     return evaluate_hook(store.path(current), settings) or None
 
 
-def current_dataset(home: Path) -> Path:
-    """The published distilled dataset (``home/datasets/current`` names its version folder)."""
-    pointer = Path(home) / "datasets" / "current"
-    if not pointer.is_file():
-        raise ConfigError(f"no distilled dataset under {Path(home) / 'datasets'}: run `kb distill` "
-                          "first or pass --dataset FILE.jsonl")
-    folder = pointer.parent / pointer.read_text(encoding="utf-8").strip()
-    if not folder.is_dir():
-        raise ConfigError(f"{pointer} names {folder.name!r}, which does not exist")
-    return folder
-
-
 def default_run_dir(home: Path, dataset: Path, config: Any) -> Path:
     """Run folder keyed by data and config, so rerunning the same command resumes."""
-    from finetune.data import data_hash, dataset_files
-
     train_files, eval_files = dataset_files(dataset)
     key = json.dumps(config.resume_key(), sort_keys=True, default=str)
     cfg_hash = hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
@@ -120,21 +140,12 @@ def default_run_dir(home: Path, dataset: Path, config: Any) -> Path:
 
 
 def evaluate_hook(adapter_dir: Path, settings: Any) -> dict[str, float]:
-    """Task metrics for the gate from ``finetune.evaluate.evaluate_adapter(adapter_dir,
-    settings)`` when that module exists (the router evaluation); otherwise none."""
-    if importlib.util.find_spec("finetune.evaluate") is None:
-        return {}
-    from finetune import evaluate
-
-    fn = getattr(evaluate, "evaluate_adapter", None)
-    return dict(fn(adapter_dir, settings)) if fn else {}
+    """Task metrics for the gate (:func:`finetune.gate.evaluate_adapter`; tests replace this)."""
+    return dict(evaluate_adapter(adapter_dir, settings))
 
 
 # --- kb adapters ----------------------------------------------------------------------------
 def cmd_adapters(args: argparse.Namespace) -> int:
-    from config.settings import get_settings
-    from finetune.adapters import AdapterStore
-
     store = AdapterStore(get_settings().home)
     if args.acmd == "list":
         return _list(store, args.json)
@@ -167,8 +178,6 @@ def _list(store: Any, as_json: bool) -> int:
 
 
 def _export(store: Any, args: argparse.Namespace) -> int:
-    from finetune import export
-
     version = args.version or store.current()
     if not version:
         raise ConfigError("no adapter version given and none is published")
@@ -177,7 +186,7 @@ def _export(store: Any, args: argparse.Namespace) -> int:
         raise ConfigError("say what to export: --gguf PATH, --merged-gguf PATH and/or --merged-hf DIR")
     base = args.base_gguf or store.manifest(version).get("base_gguf")
     if args.gguf:
-        path = export.write_gguf_adapter(folder, args.gguf, base)
+        path = write_gguf_adapter(folder, args.gguf, base)
         print(f"wrote LoRA GGUF {path} (validated against {base})")
     if args.merged_gguf:
         path = export.merge_into_gguf(folder, args.merged_gguf, base)

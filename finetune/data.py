@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from knowledge.errors import ValidationError
+from knowledge.core.errors import ValidationError
 
 IGNORE_INDEX = -100
 Messages = list[dict[str, str]]

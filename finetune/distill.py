@@ -24,18 +24,29 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from knowledge.errors import KBError
-from knowledge.types import Meaning
-from router.lora_format import ROUTER_SYSTEM, route_answer, router_messages
+from tqdm import tqdm
+
+from config.topics import topics
+from knowledge.core.errors import GenerationError, KBError
+from knowledge.core.files import sha256_text
+from knowledge.core.types import Meaning
+from finetune.datasets import datasets_dir, publish_dataset
+from finetune.quality import apply_filters
+from finetune.teacher import CACHE_NAME, CachedTeacher, TeacherCache, build_teacher
+from router.disambiguation.base import single_meaning, surface_meaning, undecided
+from router.engine import Engine
+from router.llm.extractive import ExtractiveGenerator
+from router.lora_format import ROUTER_SYSTEM, evidence_from_signals, resolution_label, route_answer, router_messages
+from router.matching import find_terms
+from router.routes import SignalRouter, default_routes
+from router.terms import rewrite_query
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +111,13 @@ def split_key(seed: int, question: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2 ** 64
 
 
-def sha256_text(items: Iterable[str]) -> str:
-    h = hashlib.sha256()
-    for s in items:
-        h.update(s.encode("utf-8") + b"\0")
-    return h.hexdigest()
+def items_hash(items: Iterable[str]) -> str:
+    """sha256 over strings, each ended by a NUL (so ``["ab"]`` and ``["a", "b"]`` differ).
+
+    >>> items_hash(["ab"]) != items_hash(["a", "b"])
+    True
+    """
+    return sha256_text("".join(f"{item}\0" for item in items))
 
 
 # --- question templates ----------------------------------------------------------------
@@ -141,7 +154,7 @@ def neighbours(entry: Any, meaning: Meaning, glossary: Any, limit: int = 2) -> l
 def own_words(entry: Any, meaning: Meaning) -> list[str]:
     """Leading bigram(s) of the meaning that its sibling meanings do not share.
 
-    >>> from knowledge.types import GlossaryEntry
+    >>> from knowledge.core.types import GlossaryEntry
     >>> e = GlossaryEntry("PM", [Meaning("Product Manager", "产品经理"), Meaning("Project Manager", "项目经理")])
     >>> own_words(e, e.meanings[1])
     ['项目']
@@ -203,8 +216,6 @@ _UNIT_ASK_EN = {"元": "How much is {s}?", "%": "What percentage applies to {s}?
 def fact_questions(facts: list[Any], glossary: Any, limit: int = 400) -> list[dict[str, Any]]:
     """One or two questions per fact: subject + the asked unit, and the same with a glossary
     abbreviation written in place of its meaning (``客户经理`` -> ``AM``)."""
-    from router.terms import find_terms
-
     out: list[dict[str, Any]] = []
     for fact in facts:
         # Subjects may carry their heading ("差旅费 / 住宿标准"): the last part is the noun phrase.
@@ -265,46 +276,19 @@ def heading_questions(chunks: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-_OFF_TOPIC = [
-    "今天北京的天气怎么样？", "红烧肉怎么做？", "地球到月球有多远？", "给我讲个笑话吧。",
-    "比特币现在的价格是多少？", "What is the capital of Australia?", "How do I bake sourdough bread?",
-    "Who wrote Pride and Prejudice?", "推荐几部好看的科幻电影。", "火星离地球有多远？",
-    "What's the best way to learn Python?", "明天股市会涨吗？", "怎么修理漏水的水龙头？",
-    "Translate 'good morning' into French.", "附近有什么好吃的餐厅？", "How tall is Mount Everest?",
-]
-
-
-# Company questions a knowledge base of policies usually does not answer: the router must learn
-# that a workplace topic alone is not evidence (the retrieval evidence in the prompt says so).
-_UNANSWERED = [
-    "公司班车几点发车？", "员工宿舍怎么申请？", "今年年会什么时候举办？", "公司的注册资本是多少？",
-    "工会会费每个月交多少？", "部门团建每人预算多少钱？", "内部推荐成功有多少奖金？", "公司健身房几点开放？",
-    "办公室空调温度设定标准是多少？", "员工购房补贴有多少？", "公司周年庆有什么活动？", "外派员工的安家费是多少？",
-    "Is there a company shuttle bus?", "What is the dress code on Fridays?", "How do I book the company gym?",
-    "How much is the team-building budget per person?", "What is the referral bonus for a new hire?",
-    "When is the annual party this year?",
-]
-
-
-# Workplace topics a policy knowledge base usually lacks, asked the way fact questions are:
-# "asks for a number" alone must not mean the fact route. An index that does cover one of
-# them is caught by the retrieval evidence check in distill() (the row is dropped).
-_ABSENT_TOPICS_ZH = ["班车", "员工宿舍", "年会", "工会会费", "团建经费", "内推奖金", "健身房", "购房补贴", "安家费",
-                     "周年庆活动", "空调温度", "下午茶", "电影票福利", "幼儿园补贴", "图书借阅", "会议室预订",
-                     "工牌补办", "员工旅游", "高温补贴", "取暖费", "工服", "快递收发", "献血假", "运动会", "午休时间",
-                     "租房补贴"]
-_ABSENT_TOPICS_EN = ["shuttle bus", "staff dormitory", "annual party", "union dues", "team-building budget",
-                     "referral bonus", "housing subsidy", "relocation allowance", "summer heat allowance",
-                     "heating allowance", "uniform", "blood donation leave"]
+# The topics themselves are data (``config/topics.yaml``); these are only the ways of asking.
 _ABSENT_ZH = ["{t}的标准是多少？", "{t}有什么规定？"]
 _ABSENT_EN = ["How much is the {t}?", "What is the policy on the {t}?"]
 
 
 def off_topic_questions() -> list[dict[str, Any]]:
-    absent = ([tpl.format(t=t) for t in _ABSENT_TOPICS_ZH for tpl in _ABSENT_ZH]
-              + [tpl.format(t=t) for t in _ABSENT_TOPICS_EN for tpl in _ABSENT_EN])
-    return ([{"question": q, "route": "refuse", "kind": "off_topic"} for q in _OFF_TOPIC]
-            + [{"question": q, "route": "refuse", "kind": "unanswered"} for q in _UNANSWERED]
+    """``refuse`` questions from :func:`config.topics.topics`: off-topic, unanswered workplace
+    questions, and absent workplace topics asked the way fact questions are."""
+    t = topics()
+    absent = ([tpl.format(t=x) for x in t.absent_zh for tpl in _ABSENT_ZH]
+              + [tpl.format(t=x) for x in t.absent_en for tpl in _ABSENT_EN])
+    return ([{"question": q, "route": "refuse", "kind": "off_topic"} for q in t.off_topic]
+            + [{"question": q, "route": "refuse", "kind": "unanswered"} for q in t.unanswered]
             + [{"question": q, "route": "refuse", "kind": "absent_topic"} for q in absent])
 
 
@@ -348,18 +332,12 @@ def parse_json_object(text: str) -> dict[str, Any] | None:
 def chunk_questions(chunks: list[Any], teacher: Any, max_chunks: int | None = None,
                     progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Teacher-written ``rag`` and ``refuse`` pairs (unfiltered) and failure counts."""
-    from knowledge.errors import GenerationError
-
     picked = [c for c in chunks if len(c.text.strip()) >= 40]
     if max_chunks is not None:
         step = max(1, len(picked) // max(1, max_chunks))
         picked = picked[::step][:max_chunks]
     out, failures = [], Counter({"unparseable": 0, "teacher_error": 0})
-    items = picked
-    if progress:
-        from tqdm import tqdm
-
-        items = tqdm(picked, desc="teacher", unit="chunk")
+    items = tqdm(picked, desc="teacher", unit="chunk") if progress else picked
     for chunk in items:
         text = chunk.text.strip()[:1200]
         for route, prompt in (("rag", _RAG_PROMPT), ("refuse", _REFUSE_PROMPT)):
@@ -390,10 +368,6 @@ def target_for(question: str, glossary: Any, intended: dict[str, int | None] | N
     (``None`` = every meaning: the question does not say). Other ambiguous terms are
     decided by ``disambiguator`` when given, else left undecided.
     """
-    from router.disambiguation.base import single_meaning, surface_meaning, undecided
-    from router.lora_format import resolution_label
-    from router.terms import find_terms, rewrite_query
-
     matches = find_terms(question, glossary)
     resolutions, terms = [], {}
     for m in matches:
@@ -432,11 +406,6 @@ def evidence_builder(index: Any, settings: Any) -> Any:
     router sees at serving time. ``None`` for an index that cannot search."""
     if not all(hasattr(index, a) for a in ("search", "search_facts", "embedder")):
         return None
-    from router.engine import Engine
-    from router.llm.extractive import ExtractiveGenerator
-    from router.lora_format import evidence_from_signals
-    from router.routes import SignalRouter, default_routes
-
     routes = default_routes(settings.router)
     engine = Engine(settings, index, generator=ExtractiveGenerator(),
                     router=SignalRouter(routes, peak_threshold=settings.router.peak_threshold))
@@ -504,8 +473,8 @@ def cap_routes(items: list[dict[str, Any]], limit: int | None, seed: int) -> tup
 
 # --- the pipeline -------------------------------------------------------------------------
 def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0, progress: bool = True, *,
-            eval_ratio: float = 0.15, max_chunks: int | None = None, use_teacher: bool = True,
-            disambiguator: Any = None, settings: Any = None, max_per_route: int | None = 240,
+            settings: Any, eval_ratio: float = 0.15, max_chunks: int | None = None, use_teacher: bool = True,
+            disambiguator: Any = None, max_per_route: int | None = 240,
             hard_repeat: int = 1, labelled: list[dict[str, Any]] | None = None) -> DatasetReport:
     """Build a versioned dataset from ``index`` (a :class:`retrieval.index.KnowledgeIndex` or
     anything with ``chunks``, ``facts``, ``glossary``) under ``out_home/datasets``.
@@ -514,29 +483,17 @@ def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0
     ``router.llm.create_generator`` (the configured backend, key rotation on several keys).
     Teacher answers are cached in ``out_home/datasets/.teacher_cache.jsonl``. Every row's
     user turn carries the question's retrieval evidence (:func:`evidence_builder`).
+
+    The steps, each a function below: gather candidate questions (templated, labelled by
+    people, written by the teacher), filter and cap them, attach the retrieval evidence and
+    the router's target answer, split, then publish the version with its manifest.
     """
-    from finetune.quality import apply_filters
-    from finetune.teacher import CACHE_NAME, CachedTeacher, TeacherCache, build_teacher
-
     started = time.perf_counter()
-    root = Path(out_home) / "datasets"
+    root = datasets_dir(out_home)
     root.mkdir(parents=True, exist_ok=True)
-    glossary = index.glossary
     warnings: list[str] = []
-    if settings is None:
-        from config.settings import get_settings
-
-        settings = get_settings()
-
-    items = (glossary_questions(glossary) + fact_questions(list(index.facts), glossary)
-             + heading_questions(list(index.chunks)) + off_topic_questions())
-    # Questions written and labelled by people (an evaluation file of this knowledge base): the
-    # closest to how employees ask; follow-ups carry their conversation. They skip the filters
-    # and the route cap (they are few, and every one of them is wanted).
-    people = [{"question": q["question"], "route": q["route"], "kind": f"labelled_{q.get('kind') or 'plain'}",
-               "history": q.get("history") or None} for q in (labelled or []) if q.get("route")]
-    cached = None
-    failures: dict[str, int] = {}
+    items = templated_questions(index)
+    cached, failures = None, {}
     if use_teacher and index.chunks:
         if teacher is None:
             teacher = build_teacher(settings)
@@ -545,23 +502,52 @@ def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0
         items += generated
     elif use_teacher:
         warnings.append("the index has no chunks; no rag/refuse examples from a teacher")
-
     pairs = [{**it, "answer": it.get("answer", ""), "source": it.get("source", "")} for it in items]
     kept, removed = apply_filters(pairs)
     removed.update({f"teacher_{k}": v for k, v in failures.items()})
     kept, removed["route_cap"] = cap_routes(kept, max_per_route, seed)
-    kept += people
+    kept += labelled_questions(labelled)
+    records, removed["refuse_contradicted"] = with_evidence(kept, index, settings, disambiguator, progress, warnings)
+    train, evals = split_records(records, seed, eval_ratio)
+    if not train:
+        raise KBError(f"distillation produced no training example from index {getattr(index, 'version', '?')}")
+    train, hard = repeat_hard(train, hard_repeat)
+    manifest = dataset_manifest(index, train, evals, records, seed=seed, eval_ratio=eval_ratio, candidates=len(pairs),
+                                hard=hard, hard_repeat=hard_repeat, removed=removed, teacher=teacher, cached=cached,
+                                warnings=warnings)
+    version, folder = publish_dataset(root, train, evals, manifest)
+    counts = manifest["counts"]
+    return DatasetReport(version=version, path=folder, train=len(train), eval=len(evals), per_route=counts["per_route"],
+                         per_source=counts["per_source"], filters=removed, teacher_calls=cached.calls if cached else 0,
+                         teacher_cache_hits=cached.hits if cached else 0,
+                         teacher_failures=sum(failures.values()), seconds=round(time.perf_counter() - started, 2),
+                         warnings=warnings)
 
+
+def templated_questions(index: Any) -> list[dict[str, Any]]:
+    """Questions made without a teacher: glossary, facts, section headings and refusals."""
+    glossary = index.glossary
+    return (glossary_questions(glossary) + fact_questions(list(index.facts), glossary)
+            + heading_questions(list(index.chunks)) + off_topic_questions())
+
+
+def labelled_questions(labelled: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Questions written and labelled by people (an evaluation file of this knowledge base): the
+    closest to how employees ask; follow-ups carry their conversation. They skip the filters and
+    the route cap (they are few, and every one of them is wanted)."""
+    return [{"question": q["question"], "route": q["route"], "kind": f"labelled_{q.get('kind') or 'plain'}",
+             "history": q.get("history") or None} for q in (labelled or []) if q.get("route")]
+
+
+def with_evidence(items: list[dict[str, Any]], index: Any, settings: Any, disambiguator: Any, progress: bool,
+                  warnings: list[str]) -> tuple[list[dict[str, Any]], int]:
+    """Dataset records with each question's retrieval evidence; also how many "absent topic"
+    rows were dropped because this knowledge base does cover the topic."""
     evidence = evidence_builder(index, settings)
     if evidence is None:
         warnings.append("the index cannot search; rows carry no retrieval evidence")
-    rows = kept
-    if progress and evidence is not None:
-        from tqdm import tqdm
-
-        rows = tqdm(kept, desc="evidence", unit="q")
-    records = []
-    contradicted = 0
+    rows = tqdm(items, desc="evidence", unit="q") if progress and evidence is not None else items
+    records, contradicted = [], 0
     for it in rows:
         ev = evidence(it["question"], it.get("history")) if evidence else None
         if ev is not None:
@@ -569,74 +555,46 @@ def distill(index: Any, out_home: str | Path, teacher: Any = None, seed: int = 0
         if ev and it["kind"] in _ASSUMED_ABSENT and _supported(ev):
             contradicted += 1  # this knowledge base does cover the "absent" topic
             continue
-        records.append(to_record(it, glossary, disambiguator, ev))
-    removed["refuse_contradicted"] = contradicted
+        records.append(to_record(it, index.glossary, disambiguator, ev))
+    return records, contradicted
+
+
+def split_records(records: list[dict[str, Any]], seed: int, eval_ratio: float
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(train, eval)`` by :func:`split_key` of each question: the same split on every run."""
     train = [r for r in records if split_key(seed, r["meta"]["question"]) >= eval_ratio]
     evals = [r for r in records if split_key(seed, r["meta"]["question"]) < eval_ratio]
-    if not train:
-        raise KBError(f"distillation produced no training example from index {getattr(index, 'version', '?')}")
-    train, hard = repeat_hard(train, hard_repeat)
+    return train, evals
 
+
+def dataset_manifest(index: Any, train: list[dict[str, Any]], evals: list[dict[str, Any]],
+                     records: list[dict[str, Any]], *, seed: int, eval_ratio: float, candidates: int, hard: int,
+                     hard_repeat: int, removed: dict[str, int], teacher: Any, cached: Any,
+                     warnings: list[str]) -> dict[str, Any]:
+    """What the dataset was made from and of (the ``manifest.json`` beside its files)."""
+    glossary = index.glossary
     per_route = {"train": dict(Counter(r["meta"]["route"] for r in train)),
                  "eval": dict(Counter(r["meta"]["route"] for r in evals))}
-    per_source = dict(Counter(r["meta"]["kind"] for r in records))
-    manifest = {
+    return {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seed": seed, "eval_ratio": eval_ratio,
         "index_version": getattr(index, "version", None),
         "sources": {
-            "chunks_sha256": sha256_text(c.chunk_id + "\0" + c.text for c in index.chunks),
-            "facts_sha256": sha256_text(f.fact_id + "\0" + f.statement for f in index.facts),
-            "glossary_sha256": sha256_text(f"{e.term}\0{m.english}\0{m.chinese}" for e in glossary for m in e.meanings),
+            "chunks_sha256": items_hash(c.chunk_id + "\0" + c.text for c in index.chunks),
+            "facts_sha256": items_hash(f.fact_id + "\0" + f.statement for f in index.facts),
+            "glossary_sha256": items_hash(f"{e.term}\0{m.english}\0{m.chinese}" for e in glossary for m in e.meanings),
         },
-        "system_prompt_sha256": hashlib.sha256(ROUTER_SYSTEM.encode("utf-8")).hexdigest(),
-        "counts": {"train": len(train), "eval": len(evals), "per_route": per_route, "per_source": per_source,
-                   "candidates": len(pairs), "hard_rows": hard, "hard_repeat": hard_repeat},
+        "system_prompt_sha256": sha256_text(ROUTER_SYSTEM),
+        "counts": {"train": len(train), "eval": len(evals), "per_route": per_route,
+                   "per_source": dict(Counter(r["meta"]["kind"] for r in records)),
+                   "candidates": candidates, "hard_rows": hard, "hard_repeat": hard_repeat},
         "filters": removed,
         "teacher": {"calls": cached.calls if cached else 0, "cache_hits": cached.hits if cached else 0,
                     "model": _teacher_model(teacher) if teacher is not None else None},
         "warnings": warnings,
     }
-    version, folder = _publish(root, train, evals, manifest)
-    return DatasetReport(version=version, path=folder, train=len(train), eval=len(evals), per_route=per_route,
-                         per_source=per_source, filters=removed, teacher_calls=cached.calls if cached else 0,
-                         teacher_cache_hits=cached.hits if cached else 0,
-                         teacher_failures=sum(failures.values()), seconds=round(time.perf_counter() - started, 2),
-                         warnings=warnings)
 
 
 def _teacher_model(teacher: Any) -> str:
     inner = getattr(teacher, "generators", [teacher])[0]
     return f"{type(inner).__name__}:{getattr(inner, 'model', '') or getattr(inner, 'model_path', '')}"
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-
-def _publish(root: Path, train: list[dict[str, Any]], evals: list[dict[str, Any]], manifest: dict[str, Any]
-             ) -> tuple[str, Path]:
-    """Write into a temp folder, claim the next ``vNNNN`` with a rename, switch ``current``."""
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".incoming-"))
-    _write_jsonl(tmp / "train.jsonl", train)
-    _write_jsonl(tmp / "eval.jsonl", evals)
-    for _ in range(1000):
-        names = sorted(int(p.name[1:]) for p in root.iterdir() if re.fullmatch(r"v\d{4,}", p.name))
-        version = f"v{(names[-1] + 1 if names else 1):04d}"
-        manifest["version"] = version
-        manifest["files"] = {n: hashlib.sha256((tmp / n).read_bytes()).hexdigest() for n in ("train.jsonl", "eval.jsonl")}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
-        try:
-            os.rename(tmp, root / version)
-            break
-        except OSError:
-            continue
-    else:  # pragma: no cover
-        raise KBError(f"could not claim a dataset version folder in {root}")
-    fd, ptr = tempfile.mkstemp(dir=root, prefix=".current.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(version + "\n")
-    os.replace(ptr, root / "current")
-    return version, root / version

@@ -12,16 +12,11 @@ from collections import Counter
 from typing import Any, Iterable
 
 from knowledge.numbers import extract_quantities, same_quantity
+from router.llm.prompts import mentions_refusal
 
 _URL = re.compile(r"(https?://|www\.)[^\s，。）)\]]+", re.IGNORECASE)
 _TITLE = re.compile(r"《[^》]{1,40}》")
 _PAGE = re.compile(r"(第\s*[0-9一二三四五六七八九十百]+\s*页|\bpages?\s+\d+|\bp\.\s*\d+)", re.IGNORECASE)
-_REFUSAL = re.compile(
-    r"(没有提到|未提及|没有提及|无法回答|无法确定|无法得知|不清楚|没有相关信息|未找到|不包含|抱歉|"
-    r"not mentioned|does not (say|mention|contain|specify)|cannot answer|can't answer|no information|"
-    r"i don't know|sorry|unable to)",
-    re.IGNORECASE,
-)
 
 
 def numbers_grounded(answer: str, source: str) -> bool:
@@ -57,9 +52,7 @@ def not_refusal(answer: str) -> bool:
     >>> not_refusal("文中没有提到具体金额"), not_refusal("每晚480元")
     (False, True)
     """
-    from router.llm.prompts import is_refusal
-
-    return not (is_refusal(answer) or _REFUSAL.search(answer))
+    return not mentions_refusal(answer)
 
 
 def length_ok(question: str, answer: str, q_bounds: tuple[int, int] = (4, 160),

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from knowledge.errors import ConfigError, GenerationError
+from knowledge.core.errors import ConfigError, GenerationError
 
 log = logging.getLogger(__name__)
 CACHE_NAME = ".teacher_cache.jsonl"

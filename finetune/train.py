@@ -42,7 +42,8 @@ from finetune.data import (
     pack_examples,
     tokenize_all,
 )
-from knowledge.errors import ConfigError, KBError
+from knowledge.core.errors import ConfigError, KBError
+from knowledge.core.files import atomic_write_json
 
 MANIFEST_NAME = "train_manifest.json"
 CHECKPOINTS = "checkpoints"
@@ -447,9 +448,7 @@ def load_checkpoint(ckpt: Path, model: Any, optimizer: Any, scheduler: Any, meta
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, data)
 
 
 # --- the loop -----------------------------------------------------------------------------

@@ -33,10 +33,10 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
-from knowledge.errors import ValidationError
+from knowledge.core.errors import ValidationError
 from knowledge.loaders.tables import is_record_line
 from knowledge.text_utils import sentence_spans
-from knowledge.types import Block, Chunk, LoadedDocument
+from knowledge.core.types import Block, Chunk, LoadedDocument
 
 BLOCK_SEPARATOR = "\n\n"   # must match LoadedDocument.text
 _SOFT_BREAKS = "，,、：:）)》」 \t\n"

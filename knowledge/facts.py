@@ -21,7 +21,7 @@ from typing import Iterable
 
 from knowledge.loaders.tables import is_record_line
 from knowledge.numbers import extract_quantities, normalize_unit
-from knowledge.types import Chunk, Fact, Quantity
+from knowledge.core.types import Chunk, Fact, Quantity
 
 __all__ = ["extract_facts", "find_conditions", "leading_phrase", "split_clauses"]
 

@@ -9,7 +9,7 @@ one environment lookup.
 >>> os.environ["KB_FAILPOINTS"] = "index.write=error"
 >>> hit("index.write")
 Traceback (most recent call last):
-knowledge.errors.KBError: failpoint index.write
+knowledge.core.errors.KBError: failpoint index.write
 >>> del os.environ["KB_FAILPOINTS"]
 """
 
@@ -20,7 +20,7 @@ import os
 import signal
 import time
 
-from knowledge.errors import KBError
+from knowledge.core.errors import KBError
 
 ENV = "KB_FAILPOINTS"
 

@@ -11,17 +11,16 @@ meanings back to terms (:meth:`Glossary.search_meaning`).
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from knowledge.errors import GlossaryError, IngestError
+from knowledge.core.errors import GlossaryError, IngestError
+from knowledge.core.files import atomic_write_json
 from knowledge.text_utils import is_cjk, normalize_width
-from knowledge.types import GlossaryEntry, Meaning, SkippedRow
+from knowledge.core.types import GlossaryEntry, Meaning, SkippedRow
 
 __all__ = ["Glossary", "GlossaryImport", "import_glossary", "normalize_width", "normalize_term",
            "split_meanings", "detect_header", "looks_like_glossary"]
@@ -482,16 +481,7 @@ class Glossary:
 
     def to_json(self, path: Path) -> None:
         """Write the glossary as JSON (atomically: a temp file, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_dict(), fh, ensure_ascii=False, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_json(path, self.to_dict())
 
     @classmethod
     def from_json(cls, path: Path) -> "Glossary":

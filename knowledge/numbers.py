@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from knowledge.types import Quantity
+from knowledge.core.types import Quantity
 
 __all__ = [
     "extract_quantities",

@@ -25,7 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from knowledge.errors import IndexNotFoundError, KBError
+from knowledge.core.errors import IndexNotFoundError, KBError
 
 K1 = 1.5
 B = 0.75

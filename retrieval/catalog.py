@@ -25,9 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from knowledge.errors import ConflictError, GlossaryError, ValidationError
+from knowledge.core.errors import ConflictError, GlossaryError, ValidationError
+from knowledge.core.files import atomic_write_json, numbered_versions, sha256_file
 
-from .store import _walk, sha256_file
+from .store import _walk
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import IndexStore
@@ -249,13 +250,13 @@ def write_glossary(store: "IndexStore", entries: Iterable[dict[str, Any]],
             "replaced": [p.relative_to(store.glossary_dir).as_posix() for p in old],
             "base_revision": _revision(hashes), "revision": glossary_revision(store), "comment": comment[:500],
         }
-        (folder / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        atomic_write_json(folder / "manifest.json", manifest)
     return manifest
 
 
 def _checked_entries(entries: Iterable[dict[str, Any]]) -> list[Any]:
     from knowledge.glossary import normalize_term
-    from knowledge.types import GlossaryEntry, Meaning
+    from knowledge.core.types import GlossaryEntry, Meaning
 
     out = []
     for n, item in enumerate(entries, start=1):
@@ -300,8 +301,7 @@ def _next_version(root: Path) -> str:
     >>> import tempfile; _next_version(Path(tempfile.mkdtemp()))
     'v0001'
     """
-    numbers = [int(p.name[1:]) for p in root.glob("v*") if p.name[1:].isdigit()] if root.is_dir() else []
-    if not root.is_dir():
-        root.mkdir(parents=True, exist_ok=True)
-    return f"v{max(numbers, default=0) + 1:04d}"
+    names = numbered_versions(root, require=None)
+    root.mkdir(parents=True, exist_ok=True)
+    return f"v{int(names[-1][1:]) + 1 if names else 1:04d}"
 

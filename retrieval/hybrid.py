@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from knowledge.errors import ValidationError
+from knowledge.core.errors import ValidationError
 
 
 def rrf(rankings: Sequence[Sequence[int]], k: int = 60) -> list[tuple[int, float]]:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from knowledge.errors import IndexNotFoundError, KBError
-from knowledge.types import Chunk, Fact
+from knowledge.core.errors import IndexNotFoundError, KBError
+from knowledge.core.types import Chunk, Fact
 
 from .bm25 import BM25Index
 from .hybrid import rrf

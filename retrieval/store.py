@@ -28,32 +28,32 @@ old content (the error is recorded), so a bad upload never loses knowledge.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import secrets
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from knowledge.errors import IndexMismatchError, IndexNotFoundError, IngestError, KBError
-from knowledge.types import Chunk, Fact
+from config.settings import Settings
+from knowledge.core.errors import IndexMismatchError, IndexNotFoundError, IngestError, KBError
+from knowledge.core.files import atomic_copy, file_lock, read_pointer, sha256_file, write_pointer
+from knowledge.core.types import Chunk, Fact
+from knowledge.failpoints import hit
 
 from . import index as files
 from .index import KnowledgeIndex, chunk_embedding_text, fact_embedding_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from config.settings import Settings
     from knowledge.glossary import Glossary
-    from knowledge.types import LoadedDocument
+    from knowledge.core.types import LoadedDocument
 
     from .bm25 import BM25Index
     from .embedders import Embedder
@@ -166,10 +166,8 @@ class IndexStore:
 
     def __init__(self, home: Path | str | None = None, settings: "Settings | None" = None,
                  embedder: "Embedder | None" = None):
-        if settings is None:
-            from config.settings import get_settings
-
-            settings = get_settings()
+        if settings is None:  # the packaged defaults and the environment, for this home
+            settings = Settings(**({"home": Path(home)} if home is not None else {}))
         self.settings = settings
         self.home = Path(home if home is not None else settings.home)
         self.documents_dir = self.home / "documents"
@@ -237,11 +235,7 @@ class IndexStore:
 
     # -- versions ------------------------------------------------------------------------
     def current_version(self) -> str | None:
-        pointer = self.indexes_dir / POINTER
-        if not pointer.is_file():
-            return None
-        name = pointer.read_text(encoding="utf-8").strip()
-        return name or None
+        return read_pointer(self.indexes_dir, POINTER)
 
     def versions(self) -> list[str]:
         """Complete version folders, oldest first.
@@ -387,33 +381,11 @@ class IndexStore:
 
     def _publish(self, version: str) -> None:
         """Point ``current`` at ``version`` atomically: write a temp file, then os.replace."""
-        fd, tmp = tempfile.mkstemp(prefix=".current-", dir=self.indexes_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(version + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.indexes_dir / POINTER)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_pointer(self.indexes_dir, version, POINTER)
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
         """One build (or prune) at a time per home, across processes."""
-        self.indexes_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.indexes_dir / ".lock", "a+") as fh:
-            try:
-                import fcntl
-            except ImportError:  # pragma: no cover - Windows: no cross-process lock
-                yield
-                return
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return file_lock(self.indexes_dir / ".lock")
 
     def _source_files(self) -> dict[str, Path]:
         if not self.documents_dir.is_dir():
@@ -839,14 +811,6 @@ def _version_key(folder: Path) -> tuple[str, str]:
     return folder.name[:16], str(created)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -869,22 +833,8 @@ def _walk(folder: Path) -> list[Path]:
 
 def _copy_atomic(src: Path, dest: Path) -> Path:
     """Copy so that a concurrent build sees the old file or the new one, never a partial one."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    from knowledge.failpoints import hit
-
-    fd, tmp = tempfile.mkstemp(prefix=".copy-", dir=dest.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        hit("ingest.copy")  # the new file is written, not yet in place
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return dest
+    # The failpoint fires when the new file is written but not yet in place.
+    return atomic_copy(src, dest, before_replace=lambda: hit("ingest.copy"))
 
 
 def _merge(base: "Glossary", other: "Glossary") -> "Glossary":

@@ -17,10 +17,11 @@ development knowledge bases (``benchmarks/calibrate.py``), never on the ones rep
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
+
+from knowledge.core.numeric import sigmoid as _sigmoid
 
 __all__ = ["Calibration", "answerability", "calibrate_index", "probe_questions"]
 
@@ -55,10 +56,6 @@ class Calibration:
                               f"not {embedder.get('name')!r})")
         keys = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in keys})
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, x))))
 
 
 def features_for(signals: Any) -> dict[str, float]:
@@ -191,24 +188,3 @@ def calibrate_index(engine: Any) -> Calibration:
     return Calibration(peak_mid=round(mid, 4), peak_scale=round(spread, 4), embedder=describe, source="index",
                        probes={"answerable": len(a), "absent": len(b)},
                        margins={"answerable_median": [med_a], "absent_median": [med_b]})
-
-
-def calibrator(settings: Any, embedder: Any) -> Any:
-    """A ``finalize`` step for :meth:`retrieval.store.IndexStore.build`: calibrate the freshly built
-    version on its own probe questions and return ``{"calibration": ...}`` for its manifest."""
-
-    def finalize(path: Any) -> dict[str, Any]:
-        from retrieval.index import KnowledgeIndex
-        from router.engine import Engine
-        from router.llm.extractive import ExtractiveGenerator
-
-        index = KnowledgeIndex(path, embedder, settings)
-        engine = Engine(settings, index, generator=ExtractiveGenerator())
-        return {"calibration": calibrate_index(engine).to_dict()}
-
-    return finalize
-
-
-def build_index(store: Any, full: bool = False, progress: bool = False) -> Any:
-    """Build and publish a new index version with its calibration (what ``kb index`` runs)."""
-    return store.build(full=full, progress=progress, finalize=calibrator(store.settings, store.embedder))

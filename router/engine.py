@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
-from knowledge.errors import ValidationError
+from knowledge.core.errors import ValidationError
 from router.llm.prompts import build_rag_messages, is_refusal
 from router.question import asked_units
 from router.routes import RouteChoice, RouteSignals, create_router, default_routes, question_intent
@@ -47,7 +47,7 @@ def _sentences(text: str) -> list[str]:
 
 @dataclass
 class Answer:
-    """The answer object of DESIGN.md's data contract."""
+    """The answer object (ARCHITECTURE.md, Data contracts)."""
 
     answer: str
     route: str
@@ -119,7 +119,7 @@ class Engine:
                                               peak_threshold=settings.router.peak_threshold, settings=settings)
         self.generator = generator if generator is not None else create_generator(settings)
         self.extractive = ExtractiveGenerator()
-        self.disambiguator = disambiguator or EmbeddingDisambiguator(index.embedder, index.glossary)
+        self.disambiguator = disambiguator or EmbeddingDisambiguator.from_settings(index.embedder, index.glossary, settings)
         self.verifier = verifier or Verifier()
         describe = getattr(index.embedder, "describe", None)
         self.calibration = Calibration.from_manifest(getattr(index, "manifest", {}) or {},
@@ -409,7 +409,7 @@ class Engine:
             try:
                 chunk = self.index.chunk(cid)
             except Exception:  # noqa: BLE001
-                from knowledge.types import Chunk
+                from knowledge.core.types import Chunk
 
                 chunk = Chunk(cid, us[0].source, body, us[0].page)
             hits.append(Hit(chunk, 0.0, 0.0, None))

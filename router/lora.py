@@ -20,13 +20,12 @@ agreement at that confidence is at least ``min_agreement``.
 from __future__ import annotations
 
 import logging
-import math
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
-from knowledge.errors import ConfigError, KBError
+from knowledge.core.errors import ConfigError, KBError
+from knowledge.core.numeric import softmax
 from router.lora_format import (ANSWER_OPEN, ROUTER_SYSTEM, all_meanings_label, evidence_from_signals, meaning_label,
                                  router_user, terms_prefix)
 from router.routes import ROUTE_NAMES, Router, RouteChoice, RouteSignals, SignalRouter, register_router
@@ -34,18 +33,6 @@ from router.routes import ROUTE_NAMES, Router, RouteChoice, RouteSignals, Signal
 log = logging.getLogger(__name__)
 _CHATML_USER = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
 _CHATML_REST = "{question}<|im_end|>\n<|im_start|>assistant\n"
-
-
-def softmax(values: list[float]) -> list[float]:
-    """Numerically stable softmax.
-
-    >>> [round(p, 3) for p in softmax([0.0, 0.0])]
-    [0.5, 0.5]
-    """
-    top = max(values)
-    exps = [math.exp(v - top) for v in values]
-    total = sum(exps)
-    return [e / total for e in exps]
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -263,7 +250,7 @@ class LoRARouter(Router):
 
 def _load(base_gguf: str | Path | None, adapter_gguf: str | Path | None, n_threads: int, n_ctx: int) -> Any:
     """Validate the adapter against the base, then load both into llama.cpp."""
-    from finetune.export import validate_gguf_adapter
+    from router.adapters.gguf import validate_gguf_adapter
     from router.llm.llama_cpp import resolve_threads
 
     if not base_gguf or not Path(base_gguf).is_file():
@@ -277,31 +264,14 @@ def _load(base_gguf: str | Path | None, adapter_gguf: str | Path | None, n_threa
                  n_threads=resolve_threads(n_threads), verbose=False, seed=0)
 
 
-def adapter_gguf_for(folder: Path, base_gguf: Path) -> Path:
-    """The llama.cpp GGUF of a published adapter folder (written once, next to it)."""
-    from finetune.export import write_gguf_adapter
-
-    path = folder / "adapter.gguf"
-    if not path.is_file():
-        # Written beside it and moved into place: a process killed mid-write leaves a temp
-        # file, never a truncated adapter.gguf that the next start would load.
-        tmp = folder / f".adapter.gguf.{os.getpid()}.tmp"
-        try:
-            write_gguf_adapter(folder, tmp, base_gguf)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return path
-
-
 def from_settings(routes: dict[str, Any], settings: Any = None, **kw: Any) -> LoRARouter:
     """``settings.router.backend = "lora"``: the knowledge base's published adapter over its base
     GGUF, or — when it has none yet — the base router adapter shipped with the project.
 
     No adapter at all is a configuration error (say so now, not on the first question).
     """
-    from finetune.adapters import AdapterStore
-    from router.adapters import BASE_ADAPTER_DIR
+    from router.adapters import BASE_ADAPTER_DIR, AdapterStore
+    from router.adapters.gguf import adapter_gguf_for
     from router.llm.assets import packaged_gguf_path
 
     if settings is None:

@@ -1,6 +1,6 @@
 """The LoRA router's prompt and answer format, shared by training data and serving.
 
-Training examples and inference must see the same system prefix (DESIGN.md: without it the
+Training examples and inference must see the same system prefix (measured: without it the
 route flips once the prefix is added at inference), so both import it from here.
 The user turn is the question with the evidence the router reads: every glossary candidate with
 its meanings, the two passage sentences (or table rows) that bear on it most, clipped, and three

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from knowledge.errors import KBError, ValidationError
+from knowledge.core.errors import KBError, ValidationError
 
 
 @dataclass
@@ -56,7 +56,7 @@ def rank_passages(embedder: Any, question: str, passages: Sequence[str],
     """Passages as retrieval Hits, best cosine first (score == dense == cosine)."""
     import numpy as np
 
-    from knowledge.types import Chunk
+    from knowledge.core.types import Chunk
     from retrieval.index import Hit
 
     if not passages:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from config.lexicon import lexicon
 from knowledge.numbers import extract_quantities
-from knowledge.types import Quantity
+from knowledge.core.types import Quantity
 
 __all__ = ["QuestionForm", "analyze", "asked_units", "asserted_quantities", "strip_injection"]
 

@@ -12,13 +12,14 @@ The LoRA model of the finetune pipeline plugs in behind the same :class:`Router`
 
 from __future__ import annotations
 
-import math
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from knowledge.errors import KBError, UnknownComponentError
+from knowledge.core.errors import KBError
+from knowledge.core.numeric import sigmoid as _sigmoid
+from knowledge.core.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from retrieval.index import FactHit, Hit
@@ -91,21 +92,15 @@ class Router(ABC):
         """Return the route for this question."""
 
 
-_ROUTERS: dict[str, Callable[..., Router]] = {}
+_ROUTERS: Registry[Callable[..., Router]] = Registry("router")
 
 
 def register_router(name: str, factory: Callable[..., Router]) -> None:
-    if name in _ROUTERS:
-        raise KBError(f"router {name!r} is already registered")
-    _ROUTERS[name] = factory
+    _ROUTERS.register(name, factory)
 
 
 def create_router(name: str, **kwargs: Any) -> Router:
-    try:
-        factory = _ROUTERS[name]
-    except KeyError:
-        raise UnknownComponentError("router", name, list(_ROUTERS)) from None
-    return factory(**kwargs)
+    return _ROUTERS.get(name)(**kwargs)
 
 
 # --- question intent -------------------------------------------------------------------
@@ -186,10 +181,6 @@ def _residual_length(question: str, matches: list[Any]) -> int:
         text = re.sub(r"[\s\W_]+", "", text)
         best = len(text) if best is None else min(best, len(text))
     return best or 0
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
 
 
 class SignalRouter(Router):

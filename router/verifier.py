@@ -46,9 +46,9 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from knowledge.errors import ValidationError
+from knowledge.core.errors import ValidationError
 from knowledge.numbers import extract_quantities, same_quantity, units_compatible
-from knowledge.types import Quantity
+from knowledge.core.types import Quantity
 
 __all__ = ["NumberCheck", "Verification", "Verifier", "unsupported_text", "verify_batch", "verify_file"]
 

@@ -33,7 +33,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for g in sorted(GLOSSARY_DIR.iterdir()):
         if g.is_file():
             store.add_glossary(g)
-    from router.calibration import build_index
+    from router.indexing import build_index
 
     report = build_index(store, full=True)
     assert store.current_version() is not None, report
@@ -106,7 +106,7 @@ def milvus_demo_home(demo_home: Path, tmp_path_factory: pytest.TempPathFactory) 
 
     home = tmp_path_factory.mktemp("kb_home_milvus") / "home"
     shutil.copytree(demo_home, home, symlinks=True)
-    from router.calibration import build_index
+    from router.indexing import build_index
 
     report = build_index(IndexStore(home, milvus_settings(home)))
     assert report.ok and report.embedded_chunks == 0, report

@@ -11,7 +11,6 @@ caller cannot make the server read a large body first.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import unicodedata
@@ -24,7 +23,7 @@ from starlette.datastructures import UploadFile
 
 from api.deps import AdminAuth, JobsDep, SettingsDep
 from api.schemas import DeleteResult, JobList, JobStatus, ReindexRequest, UploadResult
-from knowledge.errors import GlossaryError, IngestError, ValidationError
+from knowledge.core.errors import GlossaryError, IngestError, ValidationError
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth])
 
@@ -46,7 +45,7 @@ def safe_filename(raw: str) -> str:
     ('evil.md', '差旅.pdf', 'ab.txt')
     >>> safe_filename("..")
     Traceback (most recent call last):
-    knowledge.errors.ValidationError: unusable file name '..'
+    knowledge.core.errors.ValidationError: unusable file name '..'
     """
     name = unicodedata.normalize("NFC", raw or "").replace("\\", "/").rsplit("/", 1)[-1]
     # Category C covers control, format (bidi overrides, zero-width), private and unassigned.
@@ -136,12 +135,13 @@ async def _save_limited(upload: UploadFile, dest: Path, limit: int) -> None:
 
 
 def _commit(settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> list[dict[str, Any]]:
-    from retrieval.store import IndexStore, sha256_file
+    from knowledge.core.files import sha256_file
+    from retrieval.store import IndexStore
 
     store = IndexStore(settings.home, settings)
     out = []
     for path, family in staged:
-        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        sha = sha256_file(path)
         existing = (store.glossary_dir if glossary else store.documents_dir) / path.name
         item: dict[str, Any] = {"name": path.name, "bytes": path.stat().st_size, "kind": family, "sha256": sha,
                                 "status": "stored", "warnings": []}

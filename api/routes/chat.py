@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import ChatAuth, EngineDep, version_headers
 from api.schemas import ChatRequest, ChatResponse, ModelCard, ModelList
-from knowledge.errors import ValidationError
+from knowledge.core.errors import ValidationError
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ChatAuth])
 MODEL_ID = "kb-assistant"

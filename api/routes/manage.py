@@ -2,7 +2,7 @@
 
 Thin routes over the store code: the document list and the glossary table come from
 :mod:`retrieval.catalog`, index versions from :class:`retrieval.store.IndexStore`, adapter
-versions from :class:`finetune.adapters.AdapterStore`, the evaluation report from
+versions from :class:`router.adapters.AdapterStore`, the evaluation report from
 :mod:`api.evalreports`. Publishing an index or an adapter also switches the serving engine,
 so the console never shows one version while the server answers with another.
 """
@@ -81,7 +81,7 @@ def publish_index(version: str, request: Request) -> Any:
 
 # --- adapter versions --------------------------------------------------------------------------
 def _adapters(settings: Any) -> Any:
-    from finetune.adapters import AdapterStore
+    from router.adapters import AdapterStore
 
     return AdapterStore(settings.home)
 
@@ -153,7 +153,7 @@ def _latest_eval(settings: Any) -> dict[str, Any]:
 @router.get("/eval", response_model=EvalReportOut)
 def latest_eval(settings: SettingsDep) -> Any:
     """The latest ``kb eval`` report: configuration, headline metrics per system, all metrics."""
-    from finetune.evaluation import SUMMARY_ROWS
+    from api.evaluation.assistant import SUMMARY_ROWS
 
     report = _latest_eval(settings)
     metrics = report["metrics"]

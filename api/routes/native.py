@@ -8,7 +8,8 @@ from fastapi import APIRouter, HTTPException, Request, status
 
 from api.deps import ChatAuth, EngineDep
 from api.schemas import AnswerOut, AskRequest, GlossaryEntryOut, HealthOut, PassageOut
-from knowledge.errors import KBError
+from knowledge.core.errors import KBError
+from router.adapters import AdapterStore
 
 router = APIRouter(tags=["native"])
 
@@ -53,11 +54,7 @@ def passage(chunk_id: str, engine: EngineDep) -> Any:
 
 
 def current_adapter_version(home: Any) -> str | None:
-    """The published LoRA adapter's version, when finetune's AdapterStore is present."""
-    try:
-        from finetune.adapters import AdapterStore
-    except ImportError:
-        return None
+    """The published LoRA adapter's version (``None`` when there is none or it cannot be read)."""
     try:
         return AdapterStore(home).current()
     except OSError:

@@ -3,7 +3,7 @@
 >>> from pathlib import Path
 >>> docs, errors = load_documents(Path("docs").rglob("*"), root=Path("docs"))   # doctest: +SKIP
 
-:func:`load_document` raises :class:`~knowledge.errors.IngestError` naming the file for every
+:func:`load_document` raises :class:`~knowledge.core.errors.IngestError` naming the file for every
 bad input (missing, empty, too large, unsupported, content not matching the extension, corrupt,
 encrypted, scanned without a text layer); :func:`load_documents` collects those errors and goes
 on with the rest of the batch.
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from knowledge.errors import IngestError
+from knowledge.core.errors import IngestError
 from knowledge.loaders.base import (
     SNIFF_BYTES,
     SUPPORTED_EXTENSIONS,
@@ -30,7 +30,7 @@ from knowledge.loaders.base import (
     unregister_loader,
 )
 from knowledge.text_utils import classify_text
-from knowledge.types import Block, LoadedDocument
+from knowledge.core.types import Block, LoadedDocument
 
 # Importing the format modules registers their loaders.
 from knowledge.loaders import docx, html, pdf, pptx, sheet, text  # noqa: E402,F401  isort: skip

@@ -1,6 +1,6 @@
 """The loader interface, its registry, content sniffing and text decoding.
 
-A loader turns one file into ordered :class:`~knowledge.types.Block` records. It has one
+A loader turns one file into ordered :class:`~knowledge.core.types.Block` records. It has one
 required method, :meth:`Loader.load`; problems worth telling the user (a page without text,
 a formula without a cached value) go to :meth:`Loader.warn` and end up on the document.
 """
@@ -14,8 +14,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
-from knowledge.errors import IngestError, KBError
-from knowledge.types import Block
+from knowledge.core.errors import IngestError, KBError
+from knowledge.core.registry import Registry
+from knowledge.core.types import Block
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Loader(ABC):
         self.warnings.append(message)
 
 
-_REGISTRY: dict[str, type[Loader]] = {}
+_REGISTRY: Registry[type[Loader]] = Registry("loader for extension")
 SUPPORTED_EXTENSIONS: set[str] = set()
 """Lower-case file extensions (with the dot) that have a registered loader; kept in step with
 the registry by :func:`register_loader`."""
@@ -87,32 +88,31 @@ def register_loader(exts: tuple[str, ...], cls: type[Loader]) -> None:
     deliberate (unregister first), never the side effect of an import order.
     """
     normalised = [e.lower() if e.startswith(".") else "." + e.lower() for e in exts]
+    taken = [ext for ext in normalised if ext in _REGISTRY]
+    if taken:  # all or nothing: a half-registered loader would be worse than none
+        raise KBError(f"a loader is already registered for {taken[0]!r}: {_REGISTRY.get(taken[0]).__name__}")
     for ext in normalised:
-        if ext in _REGISTRY:
-            raise KBError(f"a loader is already registered for {ext!r}: {_REGISTRY[ext].__name__}")
-    for ext in normalised:
-        _REGISTRY[ext] = cls
+        _REGISTRY.register(ext, cls)
         SUPPORTED_EXTENSIONS.add(ext)
 
 
 def unregister_loader(ext: str) -> None:
     """Remove the loader for ``ext`` (no error when none is registered)."""
-    _REGISTRY.pop(ext.lower(), None)
+    _REGISTRY.unregister(ext.lower())
     SUPPORTED_EXTENSIONS.discard(ext.lower())
 
 
 def loader_for(path: Path) -> type[Loader]:
     """The loader class for ``path``'s extension; :class:`IngestError` when none is registered."""
     ext = path.suffix.lower()
-    cls = _REGISTRY.get(ext)
-    if cls is None:
+    if ext not in _REGISTRY:
         hint = ""
         if ext in (".doc", ".xls", ".ppt"):
             hint = f"; legacy binary Office format, save it as {ext}x first"
         supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
         raise IngestError(path, f"unsupported file type {ext or '(no extension)'!r}{hint} "
                                 f"(supported: {supported})")
-    return cls
+    return _REGISTRY.get(ext)
 
 
 def sniff_content(head: bytes) -> str:

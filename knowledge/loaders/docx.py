@@ -12,7 +12,7 @@ from pathlib import Path
 from knowledge.loaders.base import Loader, register_loader
 from knowledge.loaders.tables import table_blocks
 from knowledge.text_utils import join_lines
-from knowledge.types import Block
+from knowledge.core.types import Block
 
 _HEADING_STYLE_RE = re.compile(r"^(?:heading|标题)\s*(\d)$", re.IGNORECASE)
 _TITLE_STYLES = {"title", "标题", "subtitle", "副标题"}

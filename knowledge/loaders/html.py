@@ -15,7 +15,7 @@ from pathlib import Path
 from knowledge.loaders.base import Loader, read_text_file, register_loader
 from knowledge.loaders.tables import table_blocks
 from knowledge.text_utils import is_cjk
-from knowledge.types import Block
+from knowledge.core.types import Block
 
 _DROP = ("script", "style", "noscript", "template", "svg", "nav", "form", "iframe", "head")
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}

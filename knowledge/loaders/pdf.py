@@ -22,11 +22,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from knowledge.errors import IngestError, KBError, MissingExtraError
+from knowledge.core.errors import IngestError, KBError, MissingExtraError
 from knowledge.loaders.base import Loader, register_loader
 from knowledge.text_utils import (classify_text, ends_paragraph, ends_sentence, is_cjk, join_lines,
                                   starts_new_block)
-from knowledge.types import Block
+from knowledge.core.types import Block
 
 # Page furniture that carries no content: "3", "- 3 -", "第 3 页", "第3页 共10页", "Page 3 of 10".
 _PAGE_NUMBER_RE = re.compile(

@@ -10,7 +10,7 @@ from pathlib import Path
 from knowledge.loaders.base import Loader, register_loader
 from knowledge.loaders.tables import table_blocks
 from knowledge.text_utils import join_lines
-from knowledge.types import Block
+from knowledge.core.types import Block
 
 
 class PptxLoader(Loader):

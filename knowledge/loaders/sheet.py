@@ -18,7 +18,7 @@ from typing import Any
 from knowledge.loaders.base import Loader, read_text_file, register_loader
 from knowledge.loaders.tables import find_header_row, row_text, table_blocks
 from knowledge.text_utils import join_lines
-from knowledge.types import Block
+from knowledge.core.types import Block
 
 __all__ = ["format_cell", "read_xlsx_rows", "read_csv_rows", "XlsxLoader", "CsvLoader",
            "find_header_row", "row_text", "table_blocks"]   # the table helpers live in tables.py

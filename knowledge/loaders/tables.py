@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from knowledge.types import Block
+from knowledge.core.types import Block
 
 HEADER_SCAN_ROWS = 20
 CHINESE_SEPARATOR = "；"

@@ -12,7 +12,7 @@ from pathlib import Path
 from knowledge.loaders.base import Loader, read_text_file, register_loader
 from knowledge.loaders.tables import table_blocks
 from knowledge.text_utils import classify_text, ends_paragraph, ends_sentence, join_lines, starts_new_block
-from knowledge.types import Block
+from knowledge.core.types import Block
 
 _ATX_RE = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _SETEXT_RE = re.compile(r"^(=+|-+)\s*$")

@@ -7,7 +7,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from knowledge.errors import KBError, UnknownComponentError
+from knowledge.core.registry import Registry
 
 
 @dataclass
@@ -66,27 +66,23 @@ def group_rows(boxes: list[OcrBox]) -> list[list[OcrBox]]:
     return rows
 
 
-_REGISTRY: dict[str, type[OcrEngine]] = {}
+_REGISTRY: Registry[type[OcrEngine]] = Registry("OCR engine (ingest.ocr_engine)")
 _INSTANCES: dict[tuple[str, int], OcrEngine] = {}
 _LOCK = threading.Lock()
 
 
 def register_ocr_engine(name: str, cls: type[OcrEngine]) -> None:
     """Make ``cls`` available under ``name``; registering a name twice is an error."""
-    if name in _REGISTRY:
-        raise KBError(f"OCR engine {name!r} is already registered ({_REGISTRY[name].__name__})")
-    _REGISTRY[name] = cls
+    _REGISTRY.register(name, cls)
 
 
 def available_ocr_engines() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_ocr_engine(name: str, threads: int = 1) -> OcrEngine:
     """The process-wide engine ``name`` (models load once; MissingExtraError if not installed)."""
     cls = _REGISTRY.get(name)
-    if cls is None:
-        raise UnknownComponentError("OCR engine (ingest.ocr_engine)", name, list(_REGISTRY))
     with _LOCK:
         engine = _INSTANCES.get((name, threads))
         if engine is None:

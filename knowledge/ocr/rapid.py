@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from knowledge.errors import MissingExtraError
+from knowledge.core.errors import MissingExtraError
 
 from .base import OcrBox, OcrEngine
 

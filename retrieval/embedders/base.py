@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from knowledge.errors import KBError, UnknownComponentError, ValidationError
+from knowledge.core.errors import KBError, ValidationError
+from knowledge.core.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from config.settings import Settings
@@ -103,36 +104,27 @@ def _progress(total: int, desc: str) -> Any:
 
 
 # -- registry ---------------------------------------------------------------------------
-_REGISTRY: dict[str, type[Embedder]] = {}
+_REGISTRY: Registry[type[Embedder]] = Registry("embedder")
 _CACHE: dict[tuple[str, str], Embedder] = {}
 _LOCK = threading.RLock()  # re-entrant: a wrapper backend may get_embedder() its inner model
 
 
 def register_embedder(name: str, cls: type[Embedder]) -> None:
     """Make ``cls`` available under ``name``; registering a name twice is an error."""
-    if name in _REGISTRY:
-        raise KBError(f"embedder {name!r} is already registered ({_REGISTRY[name].__name__})")
-    _REGISTRY[name] = cls
+    _REGISTRY.register(name, cls)
 
 
 def available_embedders() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def create_embedder(name: str, model: str = "", **kwargs: Any) -> Embedder:
     """A new embedder of the registered backend ``name`` (``model`` is backend-specific)."""
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise UnknownComponentError("embedder", name, list(_REGISTRY))
-    return cls(model=model, **kwargs)
+    return _REGISTRY.get(name)(model=model, **kwargs)
 
 
-def get_embedder(settings: "Settings | None" = None) -> Embedder:
+def get_embedder(settings: "Settings") -> Embedder:
     """The process-wide embedder for ``settings.retrieval`` (created once per (name, model))."""
-    if settings is None:
-        from config.settings import get_settings
-
-        settings = get_settings()
     key = (settings.retrieval.embedder, settings.retrieval.embedder_model)
     with _LOCK:
         embedder = _CACHE.get(key)

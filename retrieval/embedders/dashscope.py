@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from knowledge.errors import ConfigError, KBError, MissingExtraError
+from knowledge.core.errors import ConfigError, KBError, MissingExtraError
 
 from .base import Embedder, l2_normalise
 

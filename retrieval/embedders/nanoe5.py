@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-from knowledge.errors import ConfigError, MissingExtraError
+from knowledge.core.errors import ConfigError, MissingExtraError
 
 from .base import Embedder, l2_normalise
 

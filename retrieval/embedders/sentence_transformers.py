@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from knowledge.errors import ConfigError, MissingExtraError
+from knowledge.core.errors import ConfigError, MissingExtraError
 
 from .base import Embedder, l2_normalise
 

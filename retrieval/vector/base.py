@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from knowledge.errors import IndexNotFoundError, KBError, UnknownComponentError
+from knowledge.core.errors import IndexNotFoundError, KBError
+from knowledge.core.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from config.settings import Settings
@@ -116,25 +117,20 @@ def as_ids(ids: np.ndarray, n: int | None = None) -> np.ndarray:
     return out
 
 
-_REGISTRY: dict[str, type[VectorIndex]] = {}
+_REGISTRY: Registry[type[VectorIndex]] = Registry("vector index")
 
 
 def register_vector_index(name: str, cls: type[VectorIndex]) -> None:
     """Make ``cls`` available under ``name``; registering a name twice is an error."""
-    if name in _REGISTRY:
-        raise KBError(f"vector index {name!r} is already registered ({_REGISTRY[name].__name__})")
-    _REGISTRY[name] = cls
+    _REGISTRY.register(name, cls)
 
 
 def available_vector_indexes() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def vector_index_class(name: str) -> type[VectorIndex]:
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise UnknownComponentError("vector index", name, list(_REGISTRY))
-    return cls
+    return _REGISTRY.get(name)
 
 
 def create_vector_index(name: str, dim: int, **kwargs: Any) -> VectorIndex:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from knowledge.errors import ConfigError, IndexNotFoundError, KBError, MissingExtraError
+from knowledge.core.errors import ConfigError, IndexNotFoundError, KBError, MissingExtraError
 
 from .base import META_FILE, VectorIndex, as_ids, as_matrix
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from knowledge.errors import ConfigError, IndexNotFoundError, KBError, MissingExtraError
+from knowledge.core.errors import ConfigError, IndexNotFoundError, KBError, MissingExtraError
 
 from .base import META_FILE, VectorIndex, as_ids, as_matrix
 from .faiss_index import ivf_lists

@@ -7,17 +7,15 @@ ambiguity margin, neutral questions - lives here, so every backend decides the s
 
 from __future__ import annotations
 
-import math
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from knowledge.errors import KBError, UnknownComponentError
-from knowledge.types import Meaning
-
-if TYPE_CHECKING:  # pragma: no cover
-    from router.terms import TermMatch
+from knowledge.core.errors import KBError
+from knowledge.core.numeric import softmax
+from knowledge.core.registry import Registry
+from knowledge.core.types import Meaning, TermMatch, TermResolution
+from knowledge.text_utils import normalize_width
 
 # Words that only ask what a term means. A context made of nothing but the term and these
 # ("PM是什么意思", "what does PM stand for?") carries no evidence for any one meaning.
@@ -34,46 +32,7 @@ _DEFINITION_RE = re.compile("|".join(_DEFINITION_PATTERNS), re.IGNORECASE)
 _NOISE_RE = re.compile(r"[\s\W_]+")
 
 
-@dataclass
-class TermResolution:
-    """What the context says one term means.
-
-    ``expansion``/``meaning`` are the best meaning's English long form and Chinese
-    explanation (the best guess even when ``decided`` is False); ``alternatives`` the other
-    meanings with their calibrated scores, best first.
-    """
-
-    term: str
-    expansion: str = ""
-    meaning: str = ""
-    confidence: float = 1.0
-    alternatives: list[dict[str, Any]] = field(default_factory=list)
-    decided: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """The answer JSON's ``terms`` item."""
-        return {"term": self.term, "expansion": self.expansion, "meaning": self.meaning,
-                "alternatives": [dict(a) for a in self.alternatives],
-                "confidence": round(float(self.confidence), 4), "decided": self.decided}
-
-
 # ---------------------------------------------------------------- pure helpers
-
-def softmax(scores: list[float], temperature: float) -> list[float]:
-    """Probabilities from scores; a lower temperature makes them sharper.
-
-    >>> [round(p, 3) for p in softmax([0.80, 0.78], 0.02)]
-    [0.731, 0.269]
-    >>> softmax([1.0], 0.05)
-    [1.0]
-    """
-    if not scores:
-        return []
-    top = max(scores)
-    weights = [math.exp((s - top) / temperature) for s in scores]
-    total = sum(weights)
-    return [w / total for w in weights]
-
 
 def is_neutral_context(context: str, surfaces: list[str]) -> bool:
     """True when ``context`` only asks what the term means (no evidence for any meaning).
@@ -111,28 +70,29 @@ class Disambiguator(ABC):
 
     name: str = ""
     temperature: float = 0.02
+    margin: float = 0.02   # lead the best meaning needs to be decided (``router.ambiguity_margin``)
 
     @abstractmethod
     def score(self, context: str, term: str, meanings: list[Meaning]) -> list[float]:
         """One score per meaning (higher fits better; gaps comparable with the margin)."""
 
-    def score_batch(self, items: list[tuple[str, "TermMatch"]]) -> list[list[float]]:
+    def score_batch(self, items: list[tuple[str, TermMatch]]) -> list[list[float]]:
         """Scores for many ``(context, match)`` pairs; the default scores them one by one."""
         return [self.score(context, m.term, m.entry.meanings) for context, m in items]
 
-    def resolve(self, context: str, match: "TermMatch", margin: float | None = None) -> TermResolution:
+    def resolve(self, context: str, match: TermMatch, margin: float | None = None) -> TermResolution:
         """Pick the meaning of ``match`` that ``context`` supports.
 
         One meaning: decided with confidence 1, nothing scored. Several: decided when the best
-        score leads the second by at least ``margin`` (default: ``settings.router.ambiguity_margin``)
-        and the context is more than a "what does X mean" question.
+        score leads the second by at least ``margin`` (default: this disambiguator's
+        :attr:`margin`) and the context is more than a "what does X mean" question.
         """
         return self.resolve_batch([(context, match)], margin)[0]
 
-    def resolve_batch(self, items: list[tuple[str, "TermMatch"]], margin: float | None = None
+    def resolve_batch(self, items: list[tuple[str, TermMatch]], margin: float | None = None
                       ) -> list[TermResolution]:
         """:meth:`resolve` for many pairs, scoring only the terms with several meanings at once."""
-        margin = _default_margin() if margin is None else margin
+        margin = self.margin if margin is None else margin
         written = {i: written_meaning(m) for i, (_, m) in enumerate(items)}
         ambiguous = [i for i, (_, m) in enumerate(items)
                      if len(m.entry.meanings) > 1 and written[i] is None]
@@ -149,13 +109,7 @@ class Disambiguator(ABC):
         return out
 
 
-def _default_margin() -> float:
-    from config.settings import get_settings
-
-    return get_settings().router.ambiguity_margin
-
-
-def single_meaning(match: "TermMatch", index: int = 0) -> TermResolution:
+def single_meaning(match: TermMatch, index: int = 0) -> TermResolution:
     """The resolution of a term with one meaning (or none), or whose meaning ``index`` the
     text spelled out; the other meanings stay listed as alternatives with score 0."""
     meanings = match.entry.meanings
@@ -165,7 +119,7 @@ def single_meaning(match: "TermMatch", index: int = 0) -> TermResolution:
     return TermResolution(match.term, chosen.english, chosen.chinese, 1.0, others, True)
 
 
-def undecided(match: "TermMatch") -> TermResolution:
+def undecided(match: TermMatch) -> TermResolution:
     """The resolution that commits to no meaning: the first is shown, every meaning scores
     the same and ``decided`` is False."""
     ms = match.entry.meanings
@@ -174,12 +128,11 @@ def undecided(match: "TermMatch") -> TermResolution:
                           [{"expansion": m.english, "meaning": m.chinese, "score": 0.5} for m in ms[1:]], False)
 
 
-def surface_meaning(match: "TermMatch") -> int:
+def surface_meaning(match: TermMatch) -> int:
     """Index of the meaning whose text contains what the question wrote (a bracketed meaning
     like 全印展（中国国际全印展） contains 全印展); 0 when none does.
 
-    >>> from knowledge.types import GlossaryEntry
-    >>> from router.terms import TermMatch
+    >>> from knowledge.core.types import GlossaryEntry
     >>> e = GlossaryEntry("AIP", [Meaning("All in Print China", "全印展（中国国际全印展）")])
     >>> surface_meaning(TermMatch("AIP", "全印展", 0, 3, e, "meaning"))
     0
@@ -191,12 +144,11 @@ def surface_meaning(match: "TermMatch") -> int:
     return 0
 
 
-def written_meaning(match: "TermMatch") -> int | None:
+def written_meaning(match: TermMatch) -> int | None:
     """Index of the meaning a ``via="meaning"`` match wrote out (``Purchase Order`` -> the
     Purchase Order meaning of PO, whatever else PO can mean); None for abbreviations.
 
-    >>> from knowledge.types import GlossaryEntry
-    >>> from router.terms import TermMatch
+    >>> from knowledge.core.types import GlossaryEntry
     >>> e = GlossaryEntry("PO", [Meaning("Purchase Order", "采购订单"), Meaning("Product Owner", "产品负责人")])
     >>> written_meaning(TermMatch("PO", "product owner", 0, 13, e, "meaning"))
     1
@@ -211,12 +163,10 @@ def written_meaning(match: "TermMatch") -> int | None:
 
 
 def _fold(text: str) -> str:
-    from knowledge.text_utils import normalize_width
-
     return " ".join(normalize_width(text).casefold().split())
 
 
-def decide(match: "TermMatch", scores: list[float], margin: float, temperature: float,
+def decide(match: TermMatch, scores: list[float], margin: float, temperature: float,
            neutral: bool = False) -> TermResolution:
     """Turn one term's meaning scores into a :class:`TermResolution`.
 
@@ -243,23 +193,18 @@ def decide(match: "TermMatch", scores: list[float], margin: float, temperature: 
 
 # ---------------------------------------------------------------- registry
 
-_REGISTRY: dict[str, type[Disambiguator]] = {}
+_REGISTRY: Registry[type[Disambiguator]] = Registry("disambiguator")
 
 
 def register_disambiguator(name: str, cls: type[Disambiguator]) -> None:
     """Make ``cls`` available under ``name``; registering a name twice is an error."""
-    if name in _REGISTRY:
-        raise KBError(f"disambiguator {name!r} is already registered ({_REGISTRY[name].__name__})")
-    _REGISTRY[name] = cls
+    _REGISTRY.register(name, cls)
 
 
 def available_disambiguators() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def create_disambiguator(name: str, **kwargs: Any) -> Disambiguator:
     """A new disambiguator of the registered backend ``name``."""
-    cls = _REGISTRY.get(name)
-    if cls is None:
-        raise UnknownComponentError("disambiguator", name, list(_REGISTRY))
-    return cls(**kwargs)
+    return _REGISTRY.get(name)(**kwargs)

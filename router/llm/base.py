@@ -20,7 +20,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from knowledge.errors import KBError, UnknownComponentError
+from knowledge.core.errors import KBError
+from knowledge.core.registry import Registry
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -73,7 +74,12 @@ class Generator(ABC):
         return None
 
 
-_REGISTRY: dict[str, type[Generator]] = {}
+def _check_generator(name: str, cls: Any) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Generator)):
+        raise KBError(f"generator {name!r}: {cls!r} is not a Generator subclass")
+
+
+_REGISTRY: Registry[type[Generator]] = Registry("generator", check=_check_generator)
 _INSTANCES: dict[Hashable, Generator] = {}
 # One lock for the instance cache: two threads asking for the same model must not load it twice.
 _INSTANCES_LOCK = threading.Lock()
@@ -81,34 +87,21 @@ _INSTANCES_LOCK = threading.Lock()
 
 def register_generator(name: str, cls: type[Generator]) -> None:
     """Register a generator class under ``name``; a second registration of a name is an error."""
-    if not name:
-        raise KBError("generator name must not be empty")
-    if not (isinstance(cls, type) and issubclass(cls, Generator)):
-        raise KBError(f"generator {name!r}: {cls!r} is not a Generator subclass")
-    if name in _REGISTRY:
-        raise KBError(f"generator {name!r} is already registered ({_REGISTRY[name].__qualname__})")
-    _REGISTRY[name] = cls
+    _REGISTRY.register(name, cls)
 
 
 def registered_generators() -> list[str]:
     """Names of the registered backends, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def generator_class(name: str) -> type[Generator]:
     """The class registered as ``name`` (``UnknownComponentError`` when there is none)."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownComponentError("generator", name, list(_REGISTRY)) from None
+    return _REGISTRY.get(name)
 
 
-def create_generator(settings: Settings | None = None) -> Generator:
+def create_generator(settings: Settings) -> Generator:
     """The generator named by ``settings.llm.backend`` (cached when the backend has a cache key)."""
-    if settings is None:
-        from config.settings import get_settings
-
-        settings = get_settings()
     cls = generator_class(settings.llm.backend)
     key = cls.cache_key(settings)
     if key is None:

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from knowledge.errors import GenerationError, OverloadedError
+from knowledge.core.errors import GenerationError, OverloadedError
 
 log = logging.getLogger(__name__)
 _DONE = object()

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from knowledge.errors import ConfigError, GenerationError, MissingExtraError
+from knowledge.core.errors import ConfigError, GenerationError, MissingExtraError
 from router.llm.assets import packaged_gguf_path
 from router.llm.base import Generator, Message, register_generator
 
@@ -54,7 +54,7 @@ class LlamaCppGenerator(Generator):
 
     ``parallel`` sequences are decoded together (each with ``n_ctx`` tokens of context);
     at most ``max_queue`` further prompts wait, and a prompt whose estimated wait exceeds
-    ``max_wait_s`` is refused with :class:`knowledge.errors.OverloadedError`.
+    ``max_wait_s`` is refused with :class:`knowledge.core.errors.OverloadedError`.
     """
 
     name = "llama_cpp"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from knowledge.errors import ConfigError, GenerationError, MissingExtraError
+from knowledge.core.errors import ConfigError, GenerationError, MissingExtraError
 from router.llm.base import Generator, Message, register_generator
 
 if TYPE_CHECKING:

@@ -95,6 +95,30 @@ def is_refusal(text: str) -> bool:
     return any(_squash(refusal) in squashed for refusal in REFUSALS.values())
 
 
+# Refusals a model writes in its own words (a plain LLM has no fixed refusal sentence). One list
+# for both places that must recognise them: the evaluation (did the system decline?) and the
+# distillation filter (a training answer must not decline).
+REFUSAL_PHRASES = re.compile(
+    r"(没有(找到|提到|提及|相关|涉及|包含|给出|说明|关于)|未(提及|提到|找到|涉及|包含|说明)|无法(回答|确定|找到|提供|得知)|"
+    r"不包含|并未|不清楚|不知道|资料中没有|上下文中没有|抱歉|"
+    r"(does|do) not (contain|mention|provide|include|say|specify)|not (mentioned|provided|specified|found)|"
+    r"no (information|mention)|cannot (answer|determine|find)|can't (answer|determine|find)|"
+    r"(don't|do not) know|unable to|sorry)",
+    re.IGNORECASE,
+)
+
+
+def mentions_refusal(text: str) -> bool:
+    """A fixed refusal sentence (:func:`is_refusal`), or a refusal phrase in the model's own words.
+
+    >>> mentions_refusal("根据提供的资料，没有提到年假天数。"), mentions_refusal("每晚480元")
+    (True, False)
+    >>> mentions_refusal("Sorry, I don't know.")
+    True
+    """
+    return is_refusal(text) or bool(REFUSAL_PHRASES.search(text))
+
+
 def build_rag_messages(
     question: str,
     passages: list[str],

@@ -169,7 +169,7 @@ def test_documents_uploads_and_index_rollback(admin_url, copy_home):
 
 
 def test_adapter_versions_publish_and_rollback(admin_url, copy_home, tmp_path):
-    from finetune.adapters import AdapterStore
+    from router.adapters import AdapterStore
 
     url = admin_url
     assert httpx.get(f"{url}/admin/adapters", headers=AUTH).json() == {"current": None, "serving_router": "signals",

@@ -196,14 +196,14 @@ def test_kill_9_during_adapter_publish_keeps_the_published_adapter(copy_home, tm
         "import sys; sys.path.insert(0, 'tests')\n"
         "from pathlib import Path\n"
         "from fakes.adapters import zero_lora_adapter\n"
-        "from finetune.adapters import AdapterStore\n"
+        "from router.adapters import AdapterStore\n"
         f"store = AdapterStore({str(copy_home)!r})\n"
         f"v = store.add(zero_lora_adapter(Path({str(tmp_path)!r}) / sys.argv[1]), {{'route_accuracy': 1.0}})\n"
         "store.publish(v)\n"
         "print(v)\n"
     )
     from api.state import published
-    from finetune.adapters import AdapterStore
+    from router.adapters import AdapterStore
 
     ok = subprocess.run([sys.executable, "-c", script, "a1"], env=_env(copy_home), cwd=REPO, capture_output=True,
                         text=True, timeout=180)

@@ -9,7 +9,7 @@ from typing import Any
 
 def write_eval_report(home: Path, engine: Any, n: int = 3) -> Path:
     from api.evalreports import record
-    from finetune.evaluation import load_questions, run_eval, write_outputs
+    from api.evaluation.assistant import load_questions, run_eval, write_outputs
     from knowledge.demo import EVAL_QUESTIONS
 
     result = run_eval(engine, load_questions(EVAL_QUESTIONS)[:n], None)

@@ -332,7 +332,7 @@ def _fake_adapter(folder: Path, tag: str) -> Path:
 
 
 def test_gate_publishes_better_and_rejects_worse(tmp_path):
-    from finetune.adapters import AdapterStore
+    from router.adapters import AdapterStore
 
     store = AdapterStore(tmp_path)
     assert store.current() is None
@@ -360,8 +360,7 @@ def test_gate_publishes_better_and_rejects_worse(tmp_path):
 
 
 def test_publish_and_rollback_switch_the_pointer_atomically(tmp_path, monkeypatch):
-    from finetune import adapters
-    from finetune.adapters import AdapterStore
+    from router.adapters import AdapterStore
 
     store = AdapterStore(tmp_path)
     for tag in "123":
@@ -382,7 +381,7 @@ def test_publish_and_rollback_switch_the_pointer_atomically(tmp_path, monkeypatc
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(adapters.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
         store.publish("v0001")
     monkeypatch.undo()
@@ -398,7 +397,7 @@ def test_cli_train_then_adapters(tiny_base, glossary_dataset, tmp_path, monkeypa
     from finetune import cli
     from finetune.cli import register
 
-    # The router evaluation (finetune.evaluate) needs a distilled KB; the gate falls back to
+    # The router evaluation (finetune.gate) needs a distilled KB; the gate falls back to
     # eval_loss without it, which is what this test exercises.
     monkeypatch.setattr(cli, "evaluate_hook", lambda adapter_dir, settings: {})
     monkeypatch.setenv("KB_HOME", str(tmp_path / "home"))
@@ -472,7 +471,7 @@ def test_gate_rescores_the_current_adapter_when_the_data_changed(tiny_base, glos
         # 0.80 < the stored 0.90, but the current adapter only scores 0.70 on the new split.
         assert second["status"] == "published", second
         assert scored[-1].parent.name == "adapters" and len(scored) == 3
-        from finetune.adapters import AdapterStore
+        from router.adapters import AdapterStore
 
         report = AdapterStore(tmp_path / "home").manifest(second["version"])["report"]
         assert report["current_rescored"] is True and report["compared_with"] == "v0001"
@@ -515,7 +514,7 @@ def test_gguf_adapter_matches_peft_weights(tmp_path, packaged_gguf):
     import numpy as np
     from safetensors.numpy import load_file
 
-    from finetune.export import validate_gguf_adapter, write_gguf_adapter
+    from router.adapters.gguf import validate_gguf_adapter, write_gguf_adapter
 
     adapter = _real_shape_adapter(tmp_path)
     out = write_gguf_adapter(adapter, tmp_path / "lora.gguf", packaged_gguf)
@@ -554,7 +553,7 @@ def _write_gguf(path: Path, arch: str, kv: dict, tensors: dict) -> Path:
 def test_validator_rejects_broken_adapters(tmp_path, packaged_gguf):
     import numpy as np
 
-    from finetune.export import validate_gguf_adapter
+    from router.adapters.gguf import validate_gguf_adapter
 
     a, b = np.zeros((4, 896), np.float32), np.zeros((896, 4), np.float32)
     good_kv = {"general.type": "adapter", "adapter.type": "lora", "adapter.lora.alpha": 8.0}
@@ -595,7 +594,7 @@ def test_llama_arch_adapter_permutes_q_and_k(tmp_path):
     import numpy as np
     from safetensors.numpy import load_file
 
-    from finetune.export import permute_qk, write_gguf_adapter
+    from router.adapters.gguf import permute_qk, write_gguf_adapter
 
     base_tensors = {}
     for i in (0, 1):
@@ -701,7 +700,8 @@ def test_llama_cpp_adapter_equals_merged_gguf(tmp_path, packaged_gguf):
     the adapter is made strong and the direction of the change is compared."""
     import numpy as np
 
-    from finetune.export import merge_into_gguf, write_gguf_adapter
+    from finetune.export import merge_into_gguf
+    from router.adapters.gguf import write_gguf_adapter
 
     adapter = _real_shape_adapter(tmp_path, b_std=0.2)
     lora = write_gguf_adapter(adapter, tmp_path / "lora.gguf", packaged_gguf)
@@ -732,7 +732,7 @@ def test_real_adapter_on_packaged_model(tmp_path, packaged_gguf):
     then the adapter exported and validated for llama.cpp (and loaded there, in a
     subprocess, when llama-cpp-python is installed)."""
     from config.settings import Settings
-    from finetune.export import validate_gguf_adapter, write_gguf_adapter
+    from router.adapters.gguf import validate_gguf_adapter, write_gguf_adapter
     from finetune.train import TrainConfig, train
 
     data = write_jsonl(tmp_path / "data" / "train.jsonl", glossary_records(8))
@@ -761,7 +761,7 @@ def test_cli_exports_a_stored_adapter_for_llama_cpp(tmp_path, monkeypatch, capsy
     import gguf
 
     from config.settings import reset_settings
-    from finetune.adapters import AdapterStore
+    from router.adapters import AdapterStore
     from finetune.cli import register
 
     base = _small_qwen2_base(tmp_path / "base.gguf")

@@ -77,7 +77,7 @@ def test_a_glossary_term_is_defined_from_the_glossary(extractive_engine):
 def hospital_engine(tmp_path_factory):
     from config.settings import Settings
     from retrieval.store import IndexStore
-    from router.calibration import build_index
+    from router.indexing import build_index
     from router.engine import Engine
     from router.llm.extractive import ExtractiveGenerator
 

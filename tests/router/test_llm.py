@@ -69,7 +69,7 @@ class CountingGenerator(Generator):
 @pytest.fixture()
 def private_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Registrations made in a test vanish afterwards."""
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    monkeypatch.setattr(base, "_REGISTRY", base._REGISTRY.copy())
     monkeypatch.setattr(base, "_INSTANCES", {})
 
 

@@ -22,7 +22,7 @@ def base_gguf(demo_settings) -> Path:
 
 @pytest.fixture(scope="module")
 def adapter_gguf(tmp_path_factory, base_gguf) -> Path:
-    from finetune.export import write_gguf_adapter
+    from router.adapters.gguf import write_gguf_adapter
 
     folder = zero_lora_adapter(tmp_path_factory.mktemp("zero_lora") / "adapter")
     return write_gguf_adapter(folder, folder / "adapter.gguf", base_gguf)

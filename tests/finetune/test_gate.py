@@ -21,7 +21,7 @@ def _zero_adapter(folder: Path, base_gguf: Path) -> Path:
 def test_gate_metrics_run_the_adapter_through_the_whole_engine(copy_home, tmp_path):
     from config.settings import Settings
     from finetune.distill import distill
-    from finetune.evaluate import evaluate_adapter
+    from finetune.gate import evaluate_adapter
     from retrieval.store import IndexStore
     from router.llm.assets import packaged_gguf_path
 
@@ -41,7 +41,7 @@ def test_gate_metrics_run_the_adapter_through_the_whole_engine(copy_home, tmp_pa
 
 
 def test_answer_correct_per_route():
-    from finetune.evaluate import answer_correct
+    from finetune.gate import answer_correct
 
     fact = {"route": "fact", "answer": "单笔采购金额超过10,000元的，须签订正式合同"}
     assert answer_correct(fact, {"route": "fact", "answer": "超过10000元须签合同"})

@@ -10,22 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finetune.evaluation import (
+from api.evaluation.assistant import load_questions, run_eval, summarize, summary_table
+from api.evaluation.metrics import (
     KBNumbers,
     answer_correct,
     check_numbers,
     confusion_matrix,
     contains_alternative,
-    load_questions,
     looks_like_refusal,
     percentile,
     refusal_scores,
     route_accuracy,
-    run_eval,
-    summarize,
-    summary_table,
 )
-from finetune.report import render_report
+from api.evaluation.report import render_report
 from knowledge.errors import ValidationError
 
 
@@ -199,7 +196,7 @@ def _demo_questions(n_per_route: int = 2) -> list[dict]:
 
 
 def test_run_eval_end_to_end_on_demo_questions(extractive_engine, demo_index, demo_settings) -> None:
-    from finetune.baseline import NaiveRAG
+    from api.evaluation.baseline import NaiveRAG
 
     questions = _demo_questions()
     baseline = NaiveRAG(demo_index, extractive_engine.generator, demo_settings)

@@ -1,4 +1,6 @@
-"""Task metrics of a trained router adapter, for the ``kb train`` gate.
+"""The adapter gate of ``kb train``: task metrics of a trained router adapter.
+
+(Evaluating the whole assistant, ``kb eval``, is :mod:`api.evaluation.assistant`, not this.)
 
 ``evaluate_adapter(adapter_dir, settings)`` exports the adapter to a llama.cpp GGUF, serves
 it with :class:`router.lora.LoRARouter` and scores it on the eval split of the current
@@ -16,6 +18,15 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+
+from finetune.datasets import current_dataset
+from retrieval.store import IndexStore
+from router.adapters.gguf import ADAPTER_GGUF, write_gguf_adapter
+from router.engine import Engine
+from router.llm.assets import packaged_gguf_path
+from router.llm.extractive import ExtractiveGenerator
+from router.lora import LoRARouter
+from router.lora_format import resolution_label
 
 CASCADE_THRESHOLD = 0.9
 
@@ -51,9 +62,6 @@ def score_rows(engine: Any, router: Any, records: list[dict[str, Any]]) -> list[
     """Per question: gold and predicted route / ambiguous-term labels for both routers, and
     the whole pipeline's answer with each of them as the engine's router (each decision is
     made once and answered from)."""
-    from router.engine import Engine
-    from router.lora_format import resolution_label
-
     piped = Engine(engine.settings, engine.index, generator=engine.generator, router=router)
     rows = []
     for rec in records:
@@ -102,14 +110,6 @@ def metrics_from_rows(rows: list[dict[str, Any]], threshold: float = CASCADE_THR
 
 def evaluate_adapter(adapter_dir: str | Path, settings: Any) -> dict[str, float]:
     """Metrics of the adapter in ``adapter_dir`` on the current dataset's eval split."""
-    from finetune.cli import current_dataset
-    from finetune.export import write_gguf_adapter
-    from retrieval.store import IndexStore
-    from router.engine import Engine
-    from router.llm.assets import packaged_gguf_path
-    from router.llm.extractive import ExtractiveGenerator
-    from router.lora import LoRARouter
-
     adapter_dir = Path(adapter_dir)
     eval_file = current_dataset(settings.home) / "eval.jsonl"
     records = [json.loads(line) for line in eval_file.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -118,10 +118,10 @@ def evaluate_adapter(adapter_dir: str | Path, settings: Any) -> dict[str, float]
         return {}
     manifest = json.loads((adapter_dir / "train_manifest.json").read_text(encoding="utf-8"))
     base = Path(manifest.get("base_gguf") or packaged_gguf_path(settings.cache_dir))
-    gguf = write_gguf_adapter(adapter_dir, adapter_dir / "adapter.gguf", base)
+    gguf = write_gguf_adapter(adapter_dir, adapter_dir / ADAPTER_GGUF, base)
     # The reference router is always SignalRouter, whatever the serving backend is set to.
     signals_settings = settings.model_copy(update={"router": settings.router.model_copy(update={"backend": "signals"})})
-    engine = Engine(signals_settings, IndexStore(settings.home).load(), generator=ExtractiveGenerator())
+    engine = Engine(signals_settings, IndexStore(settings.home, settings).load(), generator=ExtractiveGenerator())
     router = LoRARouter(engine.routes, base_gguf=base, adapter_gguf=gguf, n_ctx=768)
     if router.llm is None:
         return {"route_accuracy": 0.0, "expansion_accuracy": 0.0}

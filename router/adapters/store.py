@@ -1,4 +1,7 @@
-"""Versioned adapter store with an evaluation gate and an atomic ``current`` pointer.
+"""The adapter store: versioned LoRA adapters with an evaluation gate and an atomic ``current`` pointer.
+
+Serving (:mod:`router.lora` reads ``current``) and training (``kb train`` admits candidates)
+both use it, which is why it lives here and not in ``finetune/``.
 
 Layout under the knowledge-base home::
 
@@ -21,21 +24,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from knowledge.errors import KBError
+from knowledge.core.errors import KBError
+from knowledge.core.files import (MANIFEST, atomic_write_json, claim_version, is_version_name, numbered_versions,
+                        read_pointer, write_pointer)
+from knowledge.failpoints import hit
 
 DEFAULT_KEY_METRICS = ("route_accuracy", "expansion_accuracy", "answer_accuracy")
-MANIFEST = "manifest.json"
-POINTER = "current"
 HISTORY = "history.json"
-_VERSION_RE = re.compile(r"^v(\d{4,})$")
 # Files of a training output folder that belong in a published adapter (checkpoints do not).
 _SKIP = {"checkpoints"}
 
@@ -86,7 +87,7 @@ class AdapterStore:
     # -- reading ---------------------------------------------------------------------------
     def path(self, version: str) -> Path:
         p = self.root / version
-        if not _VERSION_RE.match(version) or not (p / MANIFEST).is_file():
+        if not is_version_name(version) or not (p / MANIFEST).is_file():
             raise KBError(f"no adapter version {version!r} in {self.root}; known: {self.version_names()}")
         return p
 
@@ -95,10 +96,7 @@ class AdapterStore:
 
     def version_names(self) -> list[str]:
         """Version folder names, oldest first."""
-        if not self.root.is_dir():
-            return []
-        names = [p.name for p in self.root.iterdir() if _VERSION_RE.match(p.name) and (p / MANIFEST).is_file()]
-        return sorted(names, key=lambda n: int(n[1:]))
+        return numbered_versions(self.root)
 
     def versions(self) -> list[dict[str, Any]]:
         """Every version's manifest, oldest first, with ``current: bool`` added."""
@@ -107,11 +105,7 @@ class AdapterStore:
 
     def current(self) -> str | None:
         """The published version's name, or ``None`` when nothing is published."""
-        try:
-            name = (self.root / POINTER).read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            return None
-        return name or None
+        return read_pointer(self.root)
 
     def current_path(self) -> Path | None:
         """Folder of the published adapter (what the router loads), or ``None``."""
@@ -136,8 +130,6 @@ class AdapterStore:
                 if item.name in _SKIP or item.name.startswith("."):
                     continue
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
-            from knowledge.failpoints import hit
-
             hit("adapter.copied")  # the candidate is half in place: only the temp folder exists
             manifest = {
                 "version": None,
@@ -155,20 +147,11 @@ class AdapterStore:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _claim_version(self, tmp: Path, manifest: dict[str, Any]) -> str:
-        # Renaming onto an existing (non-empty) version folder fails, so two writers racing
-        # for the same number cannot overwrite each other: the loser takes the next one.
-        for _ in range(1000):
-            names = self.version_names()
-            number = int(names[-1][1:]) + 1 if names else 1
-            name = f"v{number:04d}"
+        def stamp(name: str) -> None:
             manifest["version"] = name
             _write_json(tmp / MANIFEST, manifest)
-            try:
-                os.rename(tmp, self.root / name)
-                return name
-            except OSError:
-                continue
-        raise KBError(f"could not claim a new version folder in {self.root}")
+
+        return claim_version(self.root, tmp, before=stamp)
 
     def admit(self, candidate_dir: str | Path, metrics: dict[str, float],
               key_metrics: Iterable[str] = DEFAULT_KEY_METRICS, current_metrics: dict[str, float] | None = None
@@ -201,8 +184,6 @@ class AdapterStore:
         history = self._history()
         history["stack"].append(version)
         history["events"].append({"action": "publish", "version": version, "at": _now()})
-        from knowledge.failpoints import hit
-
         hit("adapter.publish")  # manifest says published, the pointer does not yet
         self._switch(version, history)
 
@@ -245,7 +226,7 @@ class AdapterStore:
 
     def _switch(self, version: str, history: dict[str, Any]) -> None:
         _write_json(self.root / HISTORY, history)
-        _atomic_write(self.root / POINTER, version + "\n")
+        write_pointer(self.root, version)
 
 
 def _now() -> str:
@@ -260,18 +241,4 @@ def _read_json(path: Path) -> Any:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, json.dumps(data, ensure_ascii=False, indent=1, default=str))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder + ``os.replace``: readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, data)
