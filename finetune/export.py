@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from knowledge.core.errors import ConfigError, ValidationError
-from knowledge.core.files import atomic_dir, atomic_file
+from knowledge.core.files import atomic_dir, atomic_path
 from router.adapters.gguf import base_gguf_for, gguf_arch_info, lora_pairs
 
 
@@ -51,8 +51,8 @@ def merge_into_gguf(adapter_dir: str | Path, out_path: str | Path, base_gguf: st
     missing = sorted(set(pairs) - set(merged))
     if missing:
         raise ValidationError(f"base GGUF {base} lacks adapted tensors {missing}")
-    with atomic_file(out_path, "wb") as fh:
-        _copy_gguf(reader, fh.name, info["arch"], merged)
+    with atomic_path(out_path) as tmp:
+        _copy_gguf(reader, tmp, info["arch"], merged)
     return out_path
 
 

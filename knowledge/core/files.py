@@ -73,6 +73,34 @@ def atomic_file(path: str | Path, mode: str = "w", *, encoding: str | None = "ut
         raise
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
+    """A temporary file name beside ``path`` for writers that open files by name themselves
+    (``gguf.GGUFWriter``); on a clean exit the file replaces ``path``, otherwise it is removed.
+
+    >>> import tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "x.bin"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_bytes(b"ok")
+    >>> target.read_bytes(), tmp.exists()
+    (b'ok', False)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as done:
+                os.fsync(done.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write(path: str | Path, data: str | bytes, *, fsync: bool = True, file_mode: int | None = None,
                  prefix: str | None = None) -> Path:
     """Write ``data`` (text as UTF-8, or bytes) to ``path`` atomically; returns the path."""

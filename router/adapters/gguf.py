@@ -24,7 +24,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from knowledge.core.errors import ConfigError, ValidationError
-from knowledge.core.files import atomic_file
+from knowledge.core.files import atomic_path
 from router.adapters.gguf_header import read_gguf_header
 
 # Architectures whose converter permutes q/k rows (llama.cpp's LlamaModel.permute).
@@ -159,10 +159,10 @@ def write_gguf_adapter(adapter_dir: str | Path, out_path: str | Path, base_gguf:
     if dtype not in ("f32", "f16"):
         raise ConfigError(f"GGUF adapter dtype {dtype!r}; use f32 or f16")
     np_dtype = np.float32 if dtype == "f32" else np.float16
-    with atomic_file(out_path, "wb") as fh:
+    with atomic_path(out_path) as tmp:
         # GGUFWriter writes to a path; it writes into the temp file, which is validated before
         # it replaces ``out_path``, so an invalid adapter never lands where llama.cpp looks.
-        writer = gguf.GGUFWriter(fh.name, info["arch"])
+        writer = gguf.GGUFWriter(tmp, info["arch"])
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(alpha))
@@ -173,7 +173,7 @@ def write_gguf_adapter(adapter_dir: str | Path, out_path: str | Path, base_gguf:
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        validate_gguf_adapter(fh.name, base)
+        validate_gguf_adapter(tmp, base)
     return out_path
 
 

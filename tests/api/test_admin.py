@@ -65,7 +65,7 @@ def _wait_for(cond: Any, timeout: float = 30) -> None:
 class _Load:
     """Background chat traffic: bounded count and time; records every failure."""
 
-    def __init__(self, url: str, max_requests: int = 800, max_seconds: float = 200) -> None:
+    def __init__(self, url: str, max_requests: int = 3000, max_seconds: float = 400) -> None:
         self.url, self.max_requests, self.max_seconds = url, max_requests, max_seconds
         self.stop = threading.Event()
         self.done, self.failures, self.versions_seen = 0, [], set()
@@ -84,6 +84,7 @@ class _Load:
                 except Exception as exc:  # any transport error during the swap is a failure
                     self.failures.append((q, type(exc).__name__, str(exc)))
                 self.done += 1
+                self.stop.wait(0.05)  # a steady stream, not a flood: the count bound outlasts a slow reindex
 
     def __enter__(self) -> "_Load":
         self.thread.start()

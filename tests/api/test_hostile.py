@@ -220,7 +220,7 @@ def test_a_document_with_instructions_changes_no_answers_figures(copy_home):
     answer gains the injected figure, and the figures of every answer stay the same."""
     from config.settings import Settings
     from retrieval.store import IndexStore
-    from router.calibration import build_index
+    from router.indexing import build_index
     from router.engine import Engine
     from router.llm.extractive import ExtractiveGenerator
 

@@ -224,14 +224,14 @@ def test_run_eval_end_to_end_on_demo_questions(extractive_engine, demo_index, de
     assert "<svg" in html and not re.search(r"https?://", html)
 
 
-def test_kb_eval_cli_writes_three_outputs(demo_home: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_kb_eval_cli_writes_three_outputs(copy_home: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     from api.cli import main
     from config.settings import reset_settings
 
     questions = _demo_questions(1)
     qfile = tmp_path / "q.jsonl"
     qfile.write_text("".join(json.dumps(q, ensure_ascii=False) + "\n" for q in questions), encoding="utf-8")
-    monkeypatch.setenv("KB_HOME", str(demo_home))
+    monkeypatch.setenv("KB_HOME", str(copy_home))  # kb eval records its report in KB_HOME: not the shared demo home
     reset_settings()
     try:
         code = main(["eval", str(qfile), "--report", str(tmp_path / "rep"), "--generator", "extractive",
