@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from knowledge.core.errors import ValidationError
 from knowledge.loaders.tables import is_record_line
-from knowledge.text_utils import sentence_spans
+from knowledge.text_utils import push_span, sentence_spans
 from knowledge.core.types import Block, Chunk, LoadedDocument
 
 BLOCK_SEPARATOR = "\n\n"   # must match LoadedDocument.text
@@ -268,13 +268,7 @@ def line_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     while pos < end:
         stop = text.find("\n", pos, end)
         stop = end if stop < 0 else stop
-        s, e = pos, stop
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e > s:
-            spans.append((s, e))
+        push_span(text, pos, stop, spans)
         pos = stop + 1
     return spans
 

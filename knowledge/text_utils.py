@@ -164,7 +164,7 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
         ch = text[i]
         cut = ch in SENTENCE_END or (ch == "." and (i + 1 >= end or text[i + 1].isspace()))
         if ch == "\n" and i + 1 < end and text[i + 1] == "\n":
-            _push_span(text, s, i, spans)   # a blank line always ends a sentence
+            push_span(text, s, i, spans)   # a blank line always ends a sentence
             s = i + 2
             i += 2
             continue
@@ -172,13 +172,14 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
         if cut:
             while i < end and text[i] in _CLOSERS:
                 i += 1
-            _push_span(text, s, i, spans)
+            push_span(text, s, i, spans)
             s = i
-    _push_span(text, s, end, spans)
+    push_span(text, s, end, spans)
     return spans
 
 
-def _push_span(text: str, s: int, e: int, spans: list[tuple[int, int]]) -> None:
+def push_span(text: str, s: int, e: int, spans: list[tuple[int, int]]) -> None:
+    """Append ``text[s:e]`` without its surrounding whitespace to ``spans`` (nothing when blank)."""
     while s < e and text[s].isspace():
         s += 1
     while e > s and text[e - 1].isspace():

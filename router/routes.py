@@ -267,14 +267,9 @@ class SignalRouter(Router):
         best_fact = signals.fact_hits[0].score if signals.fact_hits else 0.0
         scores = {"passage": round(best_passage, 4), "fact": round(best_fact, 4)}
 
-        glossary_terms = [t for t in signals.matches]
-        if glossary_terms and intent["definition"]:
-            residual = _residual_length(signals.question, glossary_terms)
-            conf = _sigmoid((self.routes["glossary"].threshold * 20 - residual) / 3.0)
-            scores["glossary"] = round(conf, 4)
-            if conf >= 0.5:
-                return RouteChoice("glossary", conf, signals.terms, signals.rewritten_query, scores,
-                                   f"definition question about {glossary_terms[0].term}")
+        glossary = self._glossary_choice(signals, intent, scores)
+        if glossary is not None:
+            return glossary
 
         # Relevance is the margin of the best passage over the query's background similarity
         # (median over the collection): E5 cosines sit in a narrow band that shifts with the
