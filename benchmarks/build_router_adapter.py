@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-per-route", type=int, default=80, help="templated rows per route and knowledge base")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training setting override")
     parser.add_argument("--distil-only", action="store_true")
+    parser.add_argument("--export-only", action="store_true",
+                        help="only write the GGUF and manifest of the finished run in the cache")
     parser.add_argument("--reuse-dataset", action="store_true",
                         help="train on the merged dataset already in the cache (resumes an interrupted run)")
     parser.add_argument("--out", type=Path, default=SHIPPED, help="where the adapter is written")
@@ -109,7 +111,13 @@ def main(argv: list[str] | None = None) -> int:
                  "cpu_threads": 2, **parse_overrides(args.set)}
     config = TrainConfig.load(overrides=overrides, settings=settings)
     run = args.cache / "router-train"
-    result = train(config, dataset, run, cache_dir=settings.cache_dir)
+    if args.export_only:
+        done = json.loads((run / "train_manifest.json").read_text(encoding="utf-8"))
+        result = argparse.Namespace(steps=done["steps"], train_loss=done["metrics"]["train_loss"],
+                                    eval_loss=done["metrics"].get("eval_loss"), seconds=done["timings"]["train_s"],
+                                    device=done["device"])
+    else:
+        result = train(config, dataset, run, cache_dir=settings.cache_dir)
     print(f"trained {result.steps} steps in {result.seconds:.0f} s, train loss {result.train_loss}, "
           f"eval loss {result.eval_loss}", file=sys.stderr)
 
@@ -126,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "base_gguf_sha256": hashlib.sha256(base_gguf.read_bytes()).hexdigest(),
         "trained_on": counts, "heldout_never_seen": splits["heldout"],
         "data_sha256": data_hash, "steps": result.steps, "train_loss": result.train_loss,
+        "eval_loss": result.eval_loss,
         "seconds": round(result.seconds), "device": result.device, "config": config.model_dump(),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -90,6 +90,7 @@ def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; the result is an ordinary readable file
     try:
         yield tmp
         if fsync:

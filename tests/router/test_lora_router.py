@@ -147,3 +147,26 @@ def test_engine_backend_lora_without_adapter_is_a_config_error(demo_settings, de
             Engine(settings, demo_index, generator=ExtractiveGenerator())
     finally:
         shipped.BASE_ADAPTER_DIR = saved
+
+
+def test_the_shipped_base_adapter_serves_a_fresh_install(demo_settings, demo_index, base_gguf):
+    """router.backend=lora with no adapter published: the base adapter of router/adapters/base
+    (a valid GGUF LoRA of the packaged model, with its manifest) decides, not the rules."""
+    import json
+
+    import router.adapters as shipped
+    from router.adapters.gguf import validate_gguf_adapter
+    from router.engine import Engine
+    from router.llm.extractive import ExtractiveGenerator
+
+    manifest = json.loads((shipped.BASE_ADAPTER_DIR / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["kind"] == "router-base-adapter" and manifest["data_sha256"]
+    assert set(manifest["heldout_never_seen"]).isdisjoint(manifest["trained_on"])
+    info = validate_gguf_adapter(shipped.BASE_ADAPTER_DIR / "adapter.gguf", base_gguf)
+    assert info["rank"] == manifest["config"]["lora_r"]
+    settings = demo_settings.model_copy(update={"router": demo_settings.router.model_copy(update={"backend": "lora"})})
+    engine = Engine(settings, demo_index, generator=ExtractiveGenerator())
+    assert engine.router.version == "base" and not engine.router.disabled_reason
+    choice, _ = engine.decide("AM是什么意思？")
+    assert choice.reason.startswith("lora adapter base"), choice.reason
+    assert abs(sum(v for k, v in choice.scores.items() if k.startswith("p_")) - 1.0) < 1e-3
