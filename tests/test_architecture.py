@@ -48,6 +48,16 @@ def layer(module: str) -> str:
     return FLOOR if module == FLOOR or module.startswith(FLOOR + ".") else module.split(".")[0]
 
 
+def ancestors(module: str) -> list[str]:
+    """The packages above a module.
+
+    >>> ancestors("router.llm.base")
+    ['router', 'router.llm']
+    """
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
 def project_modules(root: Path = ROOT) -> dict[str, Path]:
     return {module_name(p, root): p for pkg in PACKAGES for p in sorted((root / pkg).rglob("*.py"))}
 
@@ -82,10 +92,16 @@ def import_graph(root: Path = ROOT) -> dict[str, dict[str, int]]:
     graph: dict[str, dict[str, int]] = {}
     for module, path in modules.items():
         edges: dict[str, int] = {}
+        mine = ancestors(module)
         for line, name in imported_names(module, path):
             target = resolve(name)
             if target and target != module:
                 edges.setdefault(target, line)
+                # Importing a.b.c runs a/__init__ and a/b/__init__ first (unless they are this
+                # module's own packages, already running): those are dependencies too.
+                for package in ancestors(target):
+                    if package in modules and package not in mine and package != module:
+                        edges.setdefault(package, line)
         graph[module] = edges
     return graph
 
@@ -175,6 +191,8 @@ def test_the_checker_sees_a_violation_and_a_cycle(tmp_path):
         (tmp_path / pkg).mkdir()
         (tmp_path / pkg / "__init__.py").write_text("")
     g = import_graph(tmp_path)
-    assert against_the_flow(g) == ["config:1 imports router.engine (config -> router)",
+    assert against_the_flow(g) == ["config:1 imports router (config -> router)",
+                                   "config:1 imports router.engine (config -> router)",
+                                   "retrieval.store:2 imports router (retrieval -> router)",
                                    "retrieval.store:2 imports router.engine (retrieval -> router)"]
     assert cycles(g) == [["retrieval.store", "router.engine"]]

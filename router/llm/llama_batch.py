@@ -193,7 +193,8 @@ class BatchScheduler:
             beyond = len(self._waiting) + busy - self.parallel  # waiting for a sequence, not for admission
             expected = self._expected_latency_locked(busy, wait)
             too_slow = bool(self.solo_s) and expected > self.latency_factor * self.solo_s
-            if beyond >= self.max_queue or wait > bound or too_slow:
+            # A free sequence is always used: only a prompt that would have to wait is refused.
+            if beyond >= self.max_queue or wait > bound or (too_slow and beyond >= 0):
                 self.stats["rejected"] += 1
                 retry = max(wait, (self.solo_s or service) * self.share_cost)
                 raise OverloadedError(f"generation queue full ({max(0, beyond)} waiting, about "
