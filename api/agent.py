@@ -27,6 +27,9 @@ import os
 from typing import Any
 
 from knowledge.core.errors import ConfigError, KBError, MissingExtraError, ValidationError
+from api.state import answer
+from config import get_settings
+import httpx
 
 TOOL_NAME = "kb_answer"
 TOOL_DESCRIPTION = (
@@ -109,8 +112,6 @@ def history_from_messages(messages: Any) -> list[dict[str, str]]:
 def ask_in_process(question: str, engine: Any = None, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Answer with ``engine`` (an :class:`router.engine.Engine`), or the process-wide engine."""
     if engine is None:
-        from api.state import answer
-
         return answer(question, history or None)
     return engine.answer(question, history or None).to_dict()
 
@@ -122,7 +123,6 @@ def ask_http(question: str, base_url: str, api_key: str | None = None, timeout: 
 
     ``api_key`` defaults to ``KB_CHAT_API_KEY``; failures raise ``KBError`` naming the URL and status.
     """
-    import httpx
 
     url = base_url.rstrip("/") + "/api/ask"
     key = api_key if api_key is not None else os.environ.get(CHAT_KEY_ENV)
@@ -148,11 +148,9 @@ def _import_qwen_agent() -> Any:
     # qwen-agent writes its workspace (doc-parser caches) under the current directory unless told
     # otherwise; keep it in the project's cache instead. Must be set before its settings import.
     if "QWEN_AGENT_DEFAULT_WORKSPACE" not in os.environ:
-        from config import get_settings
-
         os.environ["QWEN_AGENT_DEFAULT_WORKSPACE"] = str(get_settings().cache_dir / "qwen_agent")
     try:
-        import qwen_agent.tools.base as tools_base
+        import qwen_agent.tools.base as tools_base  # deferred: optional extra [agent]
     except ImportError as exc:  # also missing undeclared deps: soundfile, python-dateutil
         raise MissingExtraError(f"qwen-agent ({exc.name or exc})", "agent") from exc
     return tools_base
@@ -231,8 +229,6 @@ def dashscope_llm_cfg(model: str = "qwen-plus", api_key: str | None = None,
                       generate_cfg: dict[str, Any] | None = None) -> dict[str, Any]:
     """qwen-agent LLM config for DashScope Qwen; the key comes from ``DASHSCOPE_API_KEY`` by default."""
     if api_key is None:
-        from config import get_settings
-
         secret = get_settings().dashscope_api_key
         api_key = secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret
     if not api_key:
@@ -267,7 +263,7 @@ def make_assistant(llm_cfg: dict[str, Any] | Any, *, engine: Any = None, base_ur
     the server at ``base_url``. Extra keyword arguments go to ``Assistant``.
     """
     kb_tool_class()  # registers the tool before the Assistant looks it up by name
-    from qwen_agent.agents import Assistant
+    from qwen_agent.agents import Assistant  # deferred: optional extra [agent]
 
     cfg = tool_config(engine=engine, base_url=base_url, api_key=api_key)
     function_list: list[Any] = [cfg] if len(cfg) > 1 else [TOOL_NAME]

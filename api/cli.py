@@ -9,6 +9,18 @@ import sys
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
+from api.evalreports import record
+from api.evaluation.assistant import evaluate_file, summary_table
+from api.main import check_bind, create_app
+from api.state import get_engine
+from knowledge.demo import DOCS_DIR, GLOSSARY_DIR
+from knowledge.glossary import Glossary, import_glossary
+from retrieval.embedders import get_embedder
+from router.indexing import build_index
+from router.terms import EmbeddingDisambiguator, expand_batch
+from router.verifier import Verifier
+import shutil
+from tqdm import tqdm
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -63,7 +75,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from router.indexing import build_index
 
     store = _store()
     if getattr(args, "rollback", False) or getattr(args, "publish", None):
@@ -129,7 +140,6 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
 def _run_batch(inp: Path, out: Path, fn: Callable[[dict[str, Any]], dict[str, Any]],
                required: Iterable[str], desc: str) -> int:
     """Apply ``fn`` to every line; bad lines become error records, never stop the batch."""
-    from tqdm import tqdm
 
     if not inp.is_file():
         _err(f"{inp}: no such file")
@@ -167,7 +177,6 @@ def _print_answer(ans: dict[str, Any]) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from api.state import get_engine
 
     if args.batch:
         if not args.out:
@@ -193,11 +202,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the HTTP API; ``--workers N`` runs N processes on one KB_HOME (each follows the
     published ``current`` pointers, jobs run once per home, metrics are summed over workers)."""
-    import shutil
 
-    import uvicorn
+    import uvicorn  # deferred: server only
 
-    from api.main import check_bind, create_app
 
     s = _settings()
     host = args.host or s.api.host
@@ -220,7 +227,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Copy the bundled demo knowledge base into KB_HOME, index it, then serve (or ask once)."""
-    from knowledge.demo import DOCS_DIR, GLOSSARY_DIR
 
     store = _store()
     store.add_documents(sorted(p for p in DOCS_DIR.iterdir() if p.is_file()))
@@ -237,9 +243,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- batch tools: expand / verify -----------------------------------------------------------
 def cmd_expand(args: argparse.Namespace) -> int:
-    from knowledge.glossary import Glossary, import_glossary
-    from retrieval.embedders import get_embedder
-    from router.terms import EmbeddingDisambiguator, expand_batch
 
     imported = import_glossary(Path(args.glossary))
     for row in imported.skipped:
@@ -264,7 +267,6 @@ def cmd_expand(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from router.verifier import Verifier
 
     verifier = Verifier()
 
@@ -283,11 +285,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # --- eval -----------------------------------------------------------------------------------
 def cmd_eval(args: argparse.Namespace) -> int:
     """Answer a questions file with the assistant (and the naive baseline); write the report."""
-    from api.evaluation.assistant import evaluate_file, summary_table
 
     result = evaluate_file(Path(args.file), Path(args.report), settings=_settings(), generator=args.generator,
                            baseline=args.baseline, limit=args.limit)
-    from api.evalreports import record
 
     record(_settings().home, args.report)  # the admin console shows the latest report
     print(summary_table(result["metrics"]))

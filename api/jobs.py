@@ -43,6 +43,12 @@ from api.processes import owner_alive, owner_id
 from knowledge.core.errors import KBError
 from knowledge.core.registry import Registry
 from router.adapters import AdapterStore
+from config.settings import Settings
+from retrieval.store import IndexStore
+from router.indexing import build_index
+import argparse
+import ctypes
+from knowledge.failpoints import hit
 
 log = logging.getLogger("kb.api.jobs")
 
@@ -254,8 +260,6 @@ Hook = Callable[[str, dict[str, Any]], "str | None"]
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Linux: the job process gets SIGKILL when the thread that started it dies."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
@@ -412,7 +416,6 @@ def register_job(kind: str) -> Callable[[Any], Any]:
 
 def run_job_process(job_id: str, db: Path) -> int:
     """Body of ``python -m api.jobs run JOB_ID``: run the job, record result or error, exit code."""
-    from config.settings import Settings
 
     try:
         os.nice(10)  # builds yield the CPU to answering
@@ -437,8 +440,6 @@ def run_job_process(job_id: str, db: Path) -> int:
 
     threading.Thread(target=watch_cancel, daemon=True).start()
     try:
-        from knowledge.failpoints import hit
-
         hit("job.start")
         ctx.check_cancelled()
         result = JOB_KINDS.get(job["kind"])(ctx, settings, job["params"] or {})
@@ -463,13 +464,11 @@ def reindex_job(ctx: JobContext, settings: Any, params: dict[str, Any]) -> dict[
     The store publishes atomically at the end of the build; serving workers follow the
     ``current`` pointer. Cancelling is honoured before the build.
     """
-    from retrieval.store import IndexStore
 
     full = bool(params.get("full"))
     store = IndexStore(settings.home, settings)
     previous = store.current_version()
     ctx.progress(5, f"building a {'full' if full else 'incremental'} index (serving {previous})")
-    from router.indexing import build_index
 
     ctx.check_cancelled()
     report = build_index(store, full=full)
@@ -557,7 +556,6 @@ def _kill_on_cancel(ctx: JobContext, proc: subprocess.Popen) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m api.jobs run JOB_ID --db PATH`` (started by :class:`JobRunner`)."""
-    import argparse
 
     parser = argparse.ArgumentParser(prog="python -m api.jobs")
     sub = parser.add_subparsers(dest="cmd", required=True)

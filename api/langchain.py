@@ -26,6 +26,8 @@ from __future__ import annotations
 from typing import Any
 
 from knowledge.core.errors import MissingExtraError
+from api.state import get_engine
+from knowledge.core.errors import ValidationError
 
 try:
     from langchain_core.callbacks import CallbackManagerForLLMRun, CallbackManagerForRetrieverRun
@@ -67,7 +69,6 @@ def format_documents(docs: list[Document]) -> str:
 
 
 def _default_engine() -> Any:
-    from api.state import get_engine
 
     return get_engine()
 
@@ -103,8 +104,6 @@ def _question_and_history(messages: list[BaseMessage]) -> tuple[str, list[dict[s
     """The last human message as the question; earlier human/AI turns as history."""
     last = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=None)
     if last is None:
-        from knowledge.core.errors import ValidationError
-
         raise ValidationError(f"KBChatModel needs a human message; got {[m.type for m in messages]}")
     history = [{"role": "user" if m.type == "human" else "assistant", "content": m.text}
                for m in messages[:last] if m.type in ("human", "ai")]

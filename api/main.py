@@ -8,6 +8,13 @@ import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
+from api.jobs import JobRunner, JobStore
+from api.metrics import Metrics, RequestMetricsMiddleware
+from api.routes import admin, chat, console, manage, native
+from api.state import EngineHolder
+from config import get_settings
+import ipaddress
+from fastapi.middleware.cors import CORSMiddleware
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -27,9 +34,7 @@ def create_app(settings: Any = None, engine: Any = None) -> FastAPI:
     """Build the app. Pass ``engine`` to serve a prebuilt one (tests); otherwise it is loaded
     from the published index in the lifespan, once per process. Either way the app follows
     the published ``current`` pointers from then on (:class:`api.state.EngineHolder`)."""
-    from config import get_settings
 
-    from api.state import EngineHolder
 
     settings = settings or get_settings()
     holder = EngineHolder(settings, engine)
@@ -50,7 +55,6 @@ def create_app(settings: Any = None, engine: Any = None) -> FastAPI:
         app.state.metrics.stop_sharing()
         app.state.jobs = None
 
-    from api.metrics import Metrics, RequestMetricsMiddleware
 
     app = FastAPI(title="kb-assistant", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
@@ -59,14 +63,11 @@ def create_app(settings: Any = None, engine: Any = None) -> FastAPI:
     app.state.metrics = Metrics(settings.home, engine_stats=lambda: _generator_stats(holder.engine))
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     if settings.api.cors_origins:  # off by default: no Access-Control-* headers at all
-        from fastapi.middleware.cors import CORSMiddleware
-
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.api.cors_origins),
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type",
                                                                                      "X-API-Key"])
     _install_error_handlers(app)
 
-    from api.routes import admin, chat, console, manage, native
 
     app.include_router(chat.router)
     app.include_router(native.router)
@@ -94,7 +95,6 @@ def _generator_stats(engine: Any) -> dict[str, Any]:
 
 def _start_jobs(app: FastAPI) -> Any:
     """Open the job store (failing jobs whose owner is gone) and the runner."""
-    from api.jobs import JobRunner, JobStore
 
     settings = app.state.settings
     holder = app.state.holder
@@ -118,7 +118,6 @@ def check_bind(host: str, settings: Any) -> None:
     Traceback (most recent call last):
     knowledge.core.errors.ConfigError: refusing to serve on 0.0.0.0 without KB_ADMIN_API_KEY; set the key, bind 127.0.0.1, or pass --allow-insecure (KB_API__ALLOW_INSECURE_BIND=true)
     """
-    import ipaddress
 
     name = host.strip("[]")
     try:

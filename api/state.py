@@ -25,6 +25,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+from knowledge.core.errors import IndexNotFoundError, KBError
+from retrieval.store import IndexStore
+from router.engine import Engine
+from config import get_settings
 
 log = logging.getLogger("kb.api.state")
 
@@ -62,7 +66,6 @@ def build_engine(settings: Any, index: Any, previous: Any = None, *, reuse_route
     glossary's embedded meanings). A new disambiguator embeds its meanings here, before the
     engine serves, so no request pays for the warm-up.
     """
-    from router.engine import Engine
 
     kwargs: dict[str, Any] = {}
     if generator is not None:
@@ -134,8 +137,6 @@ class EngineHolder:
         Failures (a version that cannot be loaded) are logged and leave the served engine
         in place; the next refresh tries again.
         """
-        from knowledge.core.errors import KBError
-        from retrieval.store import IndexStore
 
         with self._lock:
             now = published(self.home)
@@ -208,8 +209,6 @@ def default_holder(settings: Any = None) -> EngineHolder:
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is None:
-            from config import get_settings
-
             _DEFAULT = EngineHolder(settings or get_settings())
         return _DEFAULT
 
@@ -217,7 +216,6 @@ def default_holder(settings: Any = None) -> EngineHolder:
 def get_engine(settings: Any = None) -> Any:
     """The process-wide engine over the current published index (built once, then followed
     on each call: a newly published index is picked up)."""
-    from knowledge.core.errors import IndexNotFoundError
 
     holder = default_holder(settings)
     holder.refresh()

@@ -17,6 +17,7 @@ from config.settings import default_cache_dir
 from knowledge.core.errors import ConfigError
 from knowledge.core.files import atomic_dir
 from knowledge.core.files import file_lock as _file_lock
+from router.llm.assets import packaged_gguf_path
 
 PACKAGED_HF_NAME = "qwen2.5-coder-0.5b-instruct-hf"
 PACKAGED_TOKENIZER_NAME = "qwen2.5-coder-0.5b-instruct-tokenizer"
@@ -51,8 +52,6 @@ def resolve_base_model(path_or_empty: str | Path | None, cache_dir: str | Path |
     cache = _cache_dir(cache_dir)
     text = str(path_or_empty or "").strip()
     if not text:
-        from router.llm.assets import packaged_gguf_path
-
         return gguf_to_hf(packaged_gguf_path(cache), cache)
     path = Path(text).expanduser()
     if path.is_file() and path.suffix.lower() == ".gguf":
@@ -86,7 +85,6 @@ def packaged_tokenizer_dir(cache_dir: str | Path | None = None) -> Path:
     under a second. Uses the full HF copy when it already exists.
     """
     cache = _cache_dir(cache_dir)
-    from router.llm.assets import packaged_gguf_path
 
     gguf_path = packaged_gguf_path(cache)
     full = cache / hf_copy_name(gguf_path)
@@ -98,7 +96,7 @@ def packaged_tokenizer_dir(cache_dir: str | Path | None = None) -> Path:
     with _file_lock(cache / f".{target.name}.lock"):
         if (target / DONE_MARKER).is_file():
             return target
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # deferred: heavy: transformers, training only
 
         with atomic_dir(target) as tmp:
             tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
@@ -108,7 +106,7 @@ def packaged_tokenizer_dir(cache_dir: str | Path | None = None) -> Path:
 
 
 def _convert(gguf_path: Path, out: Path) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # deferred: heavy: transformers, training only
 
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -151,8 +149,6 @@ def base_gguf_path(path_or_empty: str | Path | None, cache_dir: str | Path | Non
     """
     text = str(path_or_empty or "").strip()
     if not text:
-        from router.llm.assets import packaged_gguf_path
-
         return packaged_gguf_path(_cache_dir(cache_dir))
     path = Path(text).expanduser()
     return path if path.suffix.lower() == ".gguf" else None

@@ -295,7 +295,7 @@ def collate(batch: list[Example], pad_id: int, multiple_of: int = 8) -> dict[str
     positions restart (the padding forms its own block and is never learned). That happens
     only when the forward pass runs without a KV cache (``use_cache=False``), as training does.
     """
-    import torch
+    import torch  # deferred: heavy: torch, for training and embedding only
 
     width = max(len(ex) for ex in batch)
     width = -(-width // multiple_of) * multiple_of if multiple_of > 1 else width

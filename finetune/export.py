@@ -90,8 +90,8 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, base_model: str 
     folder (weights + tokenizer). ``base_model`` defaults to the folder recorded at training."""
     # lazy: torch, peft and transformers (extra "train"; several seconds to import)
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from peft import PeftModel  # deferred: heavy: peft, training only
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # deferred: heavy: transformers, training only
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     base = Path(base_model) if base_model else _base_dir_for(adapter_dir)

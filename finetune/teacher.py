@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from knowledge.core.errors import ConfigError, GenerationError
+from router.llm import create_generator
 
 log = logging.getLogger(__name__)
 CACHE_NAME = ".teacher_cache.jsonl"
@@ -143,7 +144,6 @@ def build_teacher(settings: Any, cooldown_s: float = 60.0) -> RotatingTeacher:
     Remote backends get one instance per key in ``DASHSCOPE_API_KEY`` (dashscope) or
     ``KB_LLM_API_KEY`` (everything else); the local model is one instance, loaded once.
     """
-    from router.llm import create_generator
 
     env = "DASHSCOPE_API_KEY" if settings.llm.backend == "dashscope" else "KB_LLM_API_KEY"
     keys = split_keys(os.environ.get(env))

@@ -44,6 +44,10 @@ from finetune.data import (
 )
 from knowledge.core.errors import ConfigError, KBError
 from knowledge.core.files import atomic_write_json
+from finetune.base_model import resolve_base_model, base_gguf_path
+from config.settings import get_settings
+from router import adapters as shipped_adapters
+from tqdm.auto import tqdm
 
 MANIFEST_NAME = "train_manifest.json"
 CHECKPOINTS = "checkpoints"
@@ -99,8 +103,6 @@ class TrainConfig(BaseModel):
         """Settings ``finetune`` section, then the YAML file (top level or its ``finetune:``
         mapping), then ``overrides``. Unknown keys raise ``ConfigError``."""
         if settings is None:
-            from config.settings import get_settings
-
             settings = get_settings()
         data: dict[str, Any] = dict(settings.finetune.model_dump())
         if path:
@@ -207,7 +209,7 @@ class _LoopState:
 # --- device helpers ---------------------------------------------------------------------
 def pick_device(name: str = "auto") -> str:
     """``cuda`` if available, then ``mps``, then ``cpu`` (or the device named)."""
-    import torch
+    import torch  # deferred: heavy: torch, for training and embedding only
 
     if name != "auto":
         return name
@@ -223,7 +225,7 @@ def use_bf16(device: str, wanted: bool | None) -> bool:
     """bf16 where the device computes it natively: CUDA cards that support it, and CPUs with
     AVX512-BF16 or AMX (a LoRA step on the 0.5B model ran 2x faster than float32 on such a
     CPU). Off on MPS and on other CPUs, where bf16 is emulated, unless asked for."""
-    import torch
+    import torch  # deferred: heavy: torch, for training and embedding only
 
     if wanted is not None:
         return wanted
@@ -248,9 +250,9 @@ def cpu_has_native_bf16() -> bool:
 # --- model --------------------------------------------------------------------------------
 def load_lora_model(base_dir: Path, config: TrainConfig, device: str, bf16: bool) -> Any:
     """The base model with a fresh LoRA adapter on ``device`` (base weights frozen)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+    import torch  # deferred: heavy: torch, for training and embedding only
+    from peft import LoraConfig, get_peft_model  # deferred: heavy: peft, training only
+    from transformers import AutoModelForCausalLM  # deferred: heavy: transformers, training only
 
     # The frozen base is stored in bf16 when training in bf16 (no per-step weight casts);
     # peft keeps the LoRA weights in float32.
@@ -286,17 +288,15 @@ def load_lora_model(base_dir: Path, config: TrainConfig, device: str, bf16: bool
 def initial_adapter_dir(name: str) -> Path:
     """The folder of ``init_adapter``: ``"base"`` is the router adapter shipped with the project."""
     if name == "base":
-        from router.adapters import BASE_ADAPTER_DIR
-
-        return BASE_ADAPTER_DIR
+        return shipped_adapters.BASE_ADAPTER_DIR
     return Path(name)
 
 
 def _load_initial_adapter(model: Any, config: TrainConfig) -> None:
     """Start from an existing adapter's weights (fine-tuning the shipped base adapter for one
     company needs far fewer steps than training from zero). Its rank and targets must match."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+    from peft import set_peft_model_state_dict  # deferred: heavy: peft, training only
+    from safetensors.torch import load_file  # deferred: adapter files only
 
     folder = initial_adapter_dir(config.init_adapter)
     weights, cfg_path = folder / "adapter_model.safetensors", folder / "adapter_config.json"
@@ -315,7 +315,7 @@ def _load_initial_adapter(model: Any, config: TrainConfig) -> None:
 
 def answer_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
     """Summed cross-entropy over answer tokens, computing logits only where labels exist."""
-    import torch.nn.functional as F
+    import torch.nn.functional as F  # deferred: heavy: torch, for training and embedding only
 
     labels = batch["labels"]
     inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -339,7 +339,7 @@ def _to(batch: dict[str, Any], device: str) -> dict[str, Any]:
 def evaluate_loss(model: Any, examples: list[Example], batch_size: int, pad_id: int, device: str,
                   bf16: bool) -> float | None:
     """Mean answer-token loss over ``examples`` (``None`` when there are none)."""
-    import torch
+    import torch  # deferred: heavy: torch, for training and embedding only
 
     if not examples:
         return None
@@ -374,7 +374,7 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 
 
 def _rng_state() -> dict[str, Any]:
-    import torch
+    import torch  # deferred: heavy: torch, for training and embedding only
 
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -383,7 +383,7 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    import torch
+    import torch  # deferred: heavy: torch, for training and embedding only
 
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
@@ -392,7 +392,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _trainable_state(model: Any) -> dict[str, Any]:
-    from peft import get_peft_model_state_dict
+    from peft import get_peft_model_state_dict  # deferred: heavy: peft, training only
 
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in get_peft_model_state_dict(model).items()}
 
@@ -400,8 +400,8 @@ def _trainable_state(model: Any) -> dict[str, Any]:
 def save_checkpoint(out_dir: Path, model: Any, optimizer: Any, scheduler: Any, state: _LoopState,
                     best: dict[str, Any] | None, meta: dict[str, Any], keep: int) -> Path:
     """Write ``checkpoints/step-N`` atomically (temp folder + rename), then prune old ones."""
-    import torch
-    from safetensors.torch import save_file
+    import torch  # deferred: heavy: torch, for training and embedding only
+    from safetensors.torch import save_file  # deferred: adapter files only
 
     root = Path(out_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
@@ -426,9 +426,9 @@ def save_checkpoint(out_dir: Path, model: Any, optimizer: Any, scheduler: Any, s
 def load_checkpoint(ckpt: Path, model: Any, optimizer: Any, scheduler: Any, meta: dict[str, Any]
                     ) -> tuple[_LoopState, dict[str, Any] | None]:
     """Restore adapter weights, optimizer, scheduler and RNG; returns loop state and best weights."""
-    import torch
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
+    import torch  # deferred: heavy: torch, for training and embedding only
+    from peft import set_peft_model_state_dict  # deferred: heavy: peft, training only
+    from safetensors.torch import load_file  # deferred: adapter files only
 
     saved = json.loads((ckpt / _STATE_JSON).read_text(encoding="utf-8"))
     for key in ("data_hash", "resume_key"):
@@ -466,8 +466,8 @@ def train(
     ``on_step`` receives a dict per optimizer step (``step``, ``loss``, ``lr``, ...) — the
     admin job store uses it for progress.
     """
-    import torch
-    from transformers import get_cosine_schedule_with_warmup
+    import torch  # deferred: heavy: torch, for training and embedding only
+    from transformers import get_cosine_schedule_with_warmup  # deferred: heavy: transformers, training only
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -506,7 +506,7 @@ def train(
     if eval_ex and (not state.history or state.history[-1]["step"] != state.step):
         loop.evaluate()  # always judge the final weights too
     if loop.best is not None and state.best_step is not None and state.best_step != state.step:
-        from peft import set_peft_model_state_dict
+        from peft import set_peft_model_state_dict  # deferred: heavy: peft, training only
 
         set_peft_model_state_dict(model, loop.best)  # keep the best eval weights, not the last
     model.save_pretrained(str(out_dir))
@@ -536,7 +536,6 @@ class _Data:
 
 def _prepare_data(config: TrainConfig, dataset_dir: Path, cache_dir: str | Path | None) -> _Data:
     """Read, split, tokenise (and pack) the dataset with the base model's tokenizer."""
-    from finetune.base_model import resolve_base_model
 
     split = load_dataset(dataset_dir, config.eval_ratio, config.seed)
     base_dir = resolve_base_model(config.base_model, cache_dir)
@@ -558,7 +557,7 @@ def _prepare_data(config: TrainConfig, dataset_dir: Path, cache_dir: str | Path 
 def _tokenizer(base_dir: str, mtime: float) -> Any:
     """The base model's tokenizer, loaded once per process (parsing it takes ~2 s); the
     file's mtime is part of the key so a replaced tokenizer is read again."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # deferred: heavy: transformers, training only
 
     return AutoTokenizer.from_pretrained(base_dir)
 
@@ -583,8 +582,6 @@ class _Loop:
         self.state, self.best, self.meta, self.out_dir, self.on_step = state, best, meta, out_dir, on_step
 
     def run(self) -> None:
-        from tqdm.auto import tqdm
-
         cfg, st = self.config, self.state
         self.model.train()
         bar = tqdm(total=self.total_steps, initial=st.step, desc="train", unit="step", disable=not cfg.progress)
@@ -604,7 +601,7 @@ class _Loop:
             bar.close()
 
     def _step(self, group: list[list[int]]) -> None:
-        import torch
+        import torch  # deferred: heavy: torch, for training and embedding only
 
         t0 = time.perf_counter()
         batches = [collate([self.train_ex[i] for i in idx], self.pad_id) for idx in group]
@@ -659,11 +656,10 @@ class _Loop:
 
 def _write_manifest(out_dir: Path, config: TrainConfig, result: TrainResult, files: list[Path],
                     dataset: Path, wall: float) -> None:
-    import peft
-    import torch
-    import transformers
+    import peft  # deferred: heavy: peft, training only
+    import torch  # deferred: heavy: torch, for training and embedding only
+    import transformers  # deferred: heavy: transformers, training only
 
-    from finetune.base_model import base_gguf_path
 
     gguf = base_gguf_path(config.base_model)
     manifest = {

@@ -21,6 +21,9 @@ from knowledge.core.errors import GlossaryError, IngestError
 from knowledge.core.files import atomic_write_json
 from knowledge.text_utils import is_cjk, normalize_width
 from knowledge.core.types import GlossaryEntry, Meaning, SkippedRow
+from knowledge.loaders.base import read_text_file
+from knowledge.loaders.sheet import read_xlsx_rows, read_csv_rows
+from knowledge.loaders.tables import is_note_text
 
 __all__ = ["Glossary", "GlossaryImport", "import_glossary", "normalize_width", "normalize_term",
            "split_meanings", "detect_header", "looks_like_glossary"]
@@ -178,7 +181,6 @@ def is_footnote(cells: list[str], after_blank: bool) -> bool:
     >>> is_footnote(["", "TBD", ""], after_blank=True), is_footnote(["", "PM", "产品经理"], after_blank=False)
     (False, False)
     """
-    from knowledge.loaders.tables import is_note_text
 
     filled = [str(c).strip() for c in cells if c is not None and str(c).strip()]
     if len(filled) != 1:
@@ -285,12 +287,8 @@ def looks_like_glossary(path: Path) -> bool:
         return False
     try:
         if path.suffix.lower() in (".csv", ".tsv"):
-            from knowledge.loaders.sheet import read_csv_rows
-
             tables = [read_csv_rows(path)]
         else:
-            from knowledge.loaders.sheet import read_xlsx_rows
-
             tables = [rows for _, rows in read_xlsx_rows(path)[0]]
     except Exception:  # noqa: BLE001 - unreadable here: let the document loader report it
         return False
@@ -333,7 +331,6 @@ def _import_rows(collector: _Collector, rows: list[list[str]], where: str = "") 
 
 
 def _import_workbook(path: Path) -> GlossaryImport:
-    from knowledge.loaders.sheet import read_xlsx_rows
 
     sheets, _ = read_xlsx_rows(path)
     collector = _Collector(path.name)
@@ -346,7 +343,6 @@ def _import_workbook(path: Path) -> GlossaryImport:
 
 
 def _import_csv(path: Path) -> GlossaryImport:
-    from knowledge.loaders.sheet import read_csv_rows
 
     collector = _Collector(path.name)
     _import_rows(collector, read_csv_rows(path))
@@ -354,7 +350,6 @@ def _import_csv(path: Path) -> GlossaryImport:
 
 
 def _import_json(path: Path) -> GlossaryImport:
-    from knowledge.loaders.base import read_text_file
 
     data = json.loads(read_text_file(path))
     collector = _Collector(path.name)

@@ -58,7 +58,7 @@ _jieba_ready = False
 def _jieba():  # type: ignore[no-untyped-def]
     """jieba, initialised once and quietly (its INFO log lines would spam the console)."""
     global _jieba_ready
-    import jieba
+    import jieba  # deferred: heavy: jieba's dictionary takes about 1 s to load
 
     if not _jieba_ready:
         with _jieba_lock:
@@ -113,7 +113,7 @@ class BM25Index:
         tokens: Sequence[Sequence[str]] | None = None,
     ) -> "BM25Index":
         """Index ``texts`` (or already tokenised ``tokens``) under ``ids``; returns self."""
-        from scipy import sparse
+        from scipy import sparse  # deferred: heavy: scipy, BM25 matrices only
 
         if tokens is None:
             tokens = [tokenize(t) for t in (texts or [])]
@@ -217,7 +217,7 @@ class BM25Index:
         directory.mkdir(parents=True, exist_ok=True)
         tf = self._tf
         if tf is None:
-            from scipy import sparse
+            from scipy import sparse  # deferred: heavy: scipy, BM25 matrices only
 
             tf = sparse.csr_matrix((0, 0), dtype=np.float32)
         np.savez(
@@ -229,7 +229,7 @@ class BM25Index:
 
     @classmethod
     def load(cls, directory: Path) -> "BM25Index":
-        from scipy import sparse
+        from scipy import sparse  # deferred: heavy: scipy, BM25 matrices only
 
         directory = Path(directory)
         if not (directory / "bm25.npz").is_file():

@@ -29,6 +29,8 @@ from knowledge.core.errors import ConflictError, GlossaryError, ValidationError
 from knowledge.core.files import atomic_write_json, numbered_versions, sha256_file
 
 from .store import _walk
+from knowledge.core.types import GlossaryEntry, Meaning
+from knowledge.glossary import Glossary, import_glossary, normalize_term
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import IndexStore
@@ -167,7 +169,6 @@ def read_glossary(store: "IndexStore") -> dict[str, Any]:
 
     ``published`` is true when the serving index was built from exactly these files.
     """
-    from knowledge.glossary import Glossary, import_glossary
 
     hashes = _glossary_hashes(store)
     merged = Glossary([])
@@ -215,7 +216,6 @@ def write_glossary(store: "IndexStore", entries: Iterable[dict[str, Any]],
     ValidationError for an unusable table, GlossaryError when the written file does not import.
     Returns the new version's manifest.
     """
-    from knowledge.glossary import Glossary, import_glossary
 
     glossary = Glossary(_checked_entries(entries))
     with store._lock():
@@ -255,8 +255,6 @@ def write_glossary(store: "IndexStore", entries: Iterable[dict[str, Any]],
 
 
 def _checked_entries(entries: Iterable[dict[str, Any]]) -> list[Any]:
-    from knowledge.glossary import normalize_term
-    from knowledge.core.types import GlossaryEntry, Meaning
 
     out = []
     for n, item in enumerate(entries, start=1):

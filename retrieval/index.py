@@ -25,6 +25,9 @@ from knowledge.core.types import Chunk, Fact
 from .bm25 import BM25Index
 from .hybrid import rrf
 from .vector import open_vector_index
+from knowledge.glossary import Glossary
+from config.settings import get_settings
+from retrieval.lexical import BackendBM25
 
 if TYPE_CHECKING:  # pragma: no cover
     from config.settings import RetrievalSettings, Settings
@@ -134,8 +137,6 @@ class KnowledgeIndex:
         settings: "Settings | None" = None,
     ):
         if settings is None:
-            from config.settings import get_settings
-
             settings = get_settings()
         self.path = Path(path)
         if not (self.path / MANIFEST).is_file():
@@ -165,8 +166,6 @@ class KnowledgeIndex:
         self._fact_row = {vector_id(f.fact_id): r for r, f in enumerate(self.facts)}
         self.bm25: Any
         if self.chunk_index.full_text and self._cfg.milvus_full_text != "local":
-            from .lexical import BackendBM25
-
             self.bm25 = BackendBM25(self.chunk_index, self._chunk_row, chunk_ids.tolist())
             self.lexical_engine = "milvus"
         else:
@@ -272,6 +271,5 @@ class KnowledgeIndex:
 
 
 def _load_glossary(path: Path) -> "Glossary":
-    from knowledge.glossary import Glossary
 
     return Glossary.from_json(path) if path.is_file() else Glossary([])

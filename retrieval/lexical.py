@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .bm25 import tokenize
+from retrieval.vector.milvus_index import token_string
 
 
 class BackendBM25:
@@ -38,6 +39,5 @@ class BackendBM25:
 
 
 def _query_tokens(query: str) -> str:
-    from .vector.milvus_index import token_string
 
     return token_string(tokenize(query), distinct=True)

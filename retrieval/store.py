@@ -50,6 +50,18 @@ from knowledge.failpoints import hit
 
 from . import index as files
 from .index import KnowledgeIndex, chunk_embedding_text, fact_embedding_text
+from knowledge.chunking import chunk_document
+from knowledge.facts import extract_facts
+from knowledge.glossary import import_glossary, looks_like_glossary, Glossary
+from knowledge.injection import strip_instructions
+from knowledge.loaders import load_documents
+from retrieval.bm25 import BM25Index, tokenize
+from retrieval.vector import choose_kind, drop_saved_index, vector_index_class
+from retrieval.vector.milvus_index import token_string
+from dataclasses import replace
+from importlib.metadata import PackageNotFoundError, version
+from retrieval.embedders import get_embedder
+from tqdm.auto import tqdm
 
 if TYPE_CHECKING:  # pragma: no cover
     from knowledge.glossary import Glossary
@@ -178,8 +190,6 @@ class IndexStore:
     @property
     def embedder(self) -> "Embedder":
         if self._embedder is None:
-            from .embedders import get_embedder
-
             self._embedder = get_embedder(self.settings)
         return self._embedder
 
@@ -201,7 +211,6 @@ class IndexStore:
         """Add files and folders the way a user drops them in: a spreadsheet or CSV shaped like an
         abbreviation list (:func:`knowledge.glossary.looks_like_glossary`) is imported as the
         glossary, everything else is added as a document."""
-        from knowledge.glossary import import_glossary, looks_like_glossary
 
         report = IngestReport()
         for path in map(Path, paths):
@@ -227,7 +236,6 @@ class IndexStore:
 
     def add_glossary(self, path: Path | str) -> Path:
         """Check that ``path`` imports as a glossary, then copy it into glossary/."""
-        from knowledge.glossary import import_glossary
 
         path = Path(path)
         import_glossary(path)  # raises GlossaryError naming the problem; nothing copied then
@@ -342,7 +350,6 @@ class IndexStore:
         """Drop what a version folder's vector indexes hold elsewhere (Milvus collections), then
         the folder. When that storage cannot be dropped (Milvus unreachable) the folder is kept,
         so the next prune tries again instead of leaking the collections; returns False then."""
-        from .vector import drop_saved_index
 
         for sub in sorted(folder.glob("*_chunks")) + sorted(folder.glob("*_facts")):
             if (sub / "index.json").is_file():
@@ -427,8 +434,6 @@ class _Build:
         self.prev = self._previous(previous)
 
     def run(self) -> BuildReport:
-        from knowledge.failpoints import hit
-
         start = time.perf_counter()
         parts = self._collect_parts()
         hit("index.loaded")
@@ -476,7 +481,6 @@ class _Build:
             if manifest.get("chunking") != self._chunking():
                 self.report.notes.append(f"chunk settings changed since {version}: everything is re-chunked")
                 return None
-            from .bm25 import BM25Index
 
             return _Previous(
                 version, manifest,
@@ -529,7 +533,6 @@ class _Build:
     def _load(self, sources: list[str], paths: dict[str, Path]) -> list[_DocPart]:
         if not sources:
             return []
-        from knowledge.loaders import load_documents
 
         max_bytes = int(self.settings.ingest.max_file_mb * 1024 * 1024)
         docs, errors = load_documents(
@@ -547,9 +550,6 @@ class _Build:
         return parts
 
     def _chunk(self, doc: "LoadedDocument") -> _DocPart:
-        from knowledge.chunking import chunk_document
-        from knowledge.facts import extract_facts
-
         doc = _without_instructions(doc)
         chunks = chunk_document(doc, self.settings.ingest.chunk_size, self.settings.ingest.chunk_overlap)
         facts = _unique_facts(extract_facts(chunks))
@@ -602,8 +602,6 @@ class _Build:
 
     # -- glossary -----------------------------------------------------------------------
     def _glossary(self) -> tuple["Glossary", dict[str, str]]:
-        from knowledge.glossary import Glossary, import_glossary
-
         merged = Glossary([])
         hashes: dict[str, str] = {}
         prev_path = self.prev.glossary_path if self.prev else None
@@ -633,7 +631,6 @@ class _Build:
     # -- writing ------------------------------------------------------------------------
     def _write(self, tmp: Path, parts: list[_DocPart], glossary: "Glossary",
                glossary_files: dict[str, str], start: float) -> None:
-        from .bm25 import BM25Index, tokenize
 
         bar = _stage_bar(self.progress, 5)
         tmp.mkdir(parents=True)
@@ -646,7 +643,6 @@ class _Build:
         _write_jsonl(tmp / files.CHUNKS, (c.to_dict() for c in chunks))
         _write_jsonl(tmp / files.FACTS, (f.to_dict() for f in facts))
         np.save(tmp / files.CHUNK_VECTORS, cvecs)
-        from knowledge.failpoints import hit
 
         hit("index.write")  # half of the version's files are on disk here
         np.save(tmp / files.FACT_VECTORS, fvecs)
@@ -679,8 +675,6 @@ class _Build:
         with external storage (Milvus) writes a new collection per version from the stored
         vectors (nothing is re-embedded), so older versions stay intact for rollback.
         """
-        from .vector import vector_index_class
-        from .vector.milvus_index import token_string
 
         backend = self.settings.retrieval.vector_backend
         cls = vector_index_class(backend)
@@ -812,7 +806,6 @@ def _version_key(folder: Path) -> tuple[str, str]:
 
 
 def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": sys.version.split()[0]}
     for name in _PACKAGES:
@@ -846,9 +839,7 @@ def _merge(base: "Glossary", other: "Glossary") -> "Glossary":
 def _without_instructions(doc: "LoadedDocument") -> "LoadedDocument":
     """The document without sentences addressed to the model (:mod:`knowledge.injection`):
     they are neither passages nor facts, whatever they say."""
-    from dataclasses import replace
 
-    from knowledge.injection import strip_instructions
 
     blocks, removed = [], 0
     for block in doc.blocks:
@@ -888,7 +879,6 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def _kind(n: int, settings: "Settings") -> str:
-    from .vector import choose_kind
 
     return choose_kind(n, settings.retrieval.exact_max, settings.retrieval.ann)
 
@@ -896,7 +886,6 @@ def _kind(n: int, settings: "Settings") -> str:
 def _stage_bar(progress: bool, total: int) -> Any:
     if not progress:
         return None
-    from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="index", unit="step")
 

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 from knowledge.core.numeric import sigmoid as _sigmoid
+from router.evidence import kb_terms, content_terms
+from router.llm.prompts import detect_language
 
 __all__ = ["Calibration", "answerability", "calibrate_index", "probe_questions"]
 
@@ -65,7 +67,6 @@ def features_for(signals: Any) -> dict[str, float]:
     when the question is not in the knowledge base's main language (then word coverage says
     little and the margin must carry the decision).
     """
-    from router.evidence import kb_terms
 
     ev = signals.evidence
     calibration = signals.calibration or Calibration()
@@ -135,8 +136,6 @@ def probe_questions(index: Any, n: int = 40, seed: int = 0) -> tuple[list[str], 
     probes name a workplace topic none of whose words occur in it. Both use the same frames, so the
     two sets differ in whether the knowledge base covers the subject, not in how they are asked.
     """
-    from router.evidence import content_terms, kb_terms
-    from router.llm.prompts import detect_language
 
     stats = kb_terms(index)
     texts = [c.text for c in getattr(index, "chunks", [])]

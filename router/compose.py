@@ -17,6 +17,7 @@ from typing import Any
 
 from knowledge.numbers import extract_quantities, same_quantity
 from router.evidence import Evidence, Unit, _norm
+from router.evidence import source_units
 
 __all__ = ["Composed", "fact_answer", "premise_note", "quote_answer", "select_units"]
 
@@ -55,8 +56,6 @@ def _distinct_members(best: Unit, ev: Evidence) -> list[Unit]:
             seen.add(u.text)
             members.append(u)
     if best.kind == "record" and ev.index is not None:
-        from router.evidence import source_units
-
         for u in source_units(ev.index, best.source):
             if _family(u) == fam and u.text not in seen:
                 seen.add(u.text)

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from config.lexicon import lexicon
+from knowledge.numbers import extract_quantities
+from router.evidence import _jieba, content_terms, kb_terms
 
 __all__ = ["Resolution", "is_followup", "resolve", "resolve_followup"]
 
@@ -122,7 +124,6 @@ def _candidates(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     for m in re.finditer(r"[A-Za-z]+\d+[A-Za-z]?|\d+(?:\.\d+)?\s*[A-Za-z\u4e00-\u9fff]{0,2}|[A-Za-z][A-Za-z\-]+", text):
         spans.append((m.start(), m.end()))
-    from router.evidence import _jieba
 
     for m in re.finditer(f"[{_CJK}]+", text):
         words, pos = [], m.start()
@@ -199,7 +200,6 @@ def _swap_quantity(slot: str, previous: str) -> tuple[str, str] | None:
     >>> _swap_quantity("请10天", "请3天假要谁批？")
     ('请10天假要谁批？', '3天')
     """
-    from knowledge.numbers import extract_quantities
 
     new = extract_quantities(slot)
     if len(new) != 1:
@@ -272,7 +272,6 @@ def resolve(question: str, history: list[dict[str, str]] | None,
 
 def has_topic_in(index: Any) -> Callable[[str], bool]:
     """``has_topic`` over a knowledge base: the text holds a content word the index knows."""
-    from router.evidence import content_terms, kb_terms
 
     stats = kb_terms(index)
 

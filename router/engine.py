@@ -21,10 +21,24 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
 from knowledge.core.errors import ValidationError
+from knowledge.core.types import Chunk
 from router.llm.prompts import build_rag_messages, is_refusal
 from router.question import asked_units
 from router.routes import RouteChoice, RouteSignals, create_router, default_routes, question_intent
 from router.verifier import unsupported_text
+from config.lexicon import lexicon
+from retrieval.index import Hit
+from router.calibration import Calibration
+from router.compose import fact_answer, premise_note, quote_answer, select_units
+from router.conversation import has_topic_in, resolve
+from router.evidence import gather
+from router.llm import create_generator
+from router.llm.extractive import ExtractiveGenerator
+from router.llm.prompts import detect_language, REFUSAL_EN, REFUSAL_ZH
+from router.question import analyze, strip_injection
+from router.terms import EmbeddingDisambiguator, find_terms, rewrite_query
+from router.verifier import Verifier
+import numpy as np
 
 _CITE = re.compile(r"\[(\d{1,2})\]")
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|(?<=[.])(?=\s)|\n")
@@ -102,11 +116,6 @@ class Engine:
 
     def __init__(self, settings: Any, index: Any, generator: Any = None, router: Any = None,
                  disambiguator: Any = None, verifier: Any = None):
-        from router.calibration import Calibration
-        from router.llm import create_generator
-        from router.llm.extractive import ExtractiveGenerator
-        from router.terms import EmbeddingDisambiguator
-        from router.verifier import Verifier
 
         self.settings = settings
         self.index = index
@@ -172,11 +181,6 @@ class Engine:
     def decide(self, question: str, history: list[dict[str, str]] | None = None,
                timer: Timer | None = None) -> tuple[RouteChoice, RouteSignals]:
         """Conversation, question form, terminology layer, retrieval, evidence and the route (no generation)."""
-        from router.conversation import has_topic_in, resolve
-        from router.evidence import gather
-        from router.llm.prompts import detect_language
-        from router.question import analyze, strip_injection
-        from router.terms import find_terms, rewrite_query
 
         timer = timer or Timer()
         with timer.stage("route"):
@@ -229,7 +233,6 @@ class Engine:
 
     def _route_fact(self, question: str, choice: RouteChoice, signals: RouteSignals,
                     timer: Timer, stream: bool) -> Iterator[dict[str, Any]]:
-        from router.compose import fact_answer
 
         composed = fact_answer(signals.evidence) if signals.evidence is not None else None
         if composed is None:
@@ -247,7 +250,6 @@ class Engine:
 
     def _route_refuse(self, question: str, choice: RouteChoice, signals: RouteSignals,
                       timer: Timer, stream: bool) -> Iterator[dict[str, Any]]:
-        from router.llm.prompts import REFUSAL_EN, REFUSAL_ZH
 
         text = REFUSAL_ZH if signals.lang == "zh" else REFUSAL_EN
         refused = dataclasses.replace(choice, route="refuse")
@@ -256,7 +258,6 @@ class Engine:
     def _route_rag(self, question: str, choice: RouteChoice, signals: RouteSignals,
                    timer: Timer, stream: bool) -> Iterator[dict[str, Any]]:
         """Gather evidence units → generate (sentence-gated) → verify → fall back to quoting."""
-        from router.compose import premise_note, quote_answer, select_units
 
         units = select_units(signals.evidence) if signals.evidence is not None else []
         if signals.evidence is not None and not units:
@@ -368,8 +369,6 @@ class Engine:
 
     # -- helpers -------------------------------------------------------------------------
     def _with_premise(self, text: str, units: list[Any], signals: RouteSignals) -> str:
-        from router.compose import premise_note
-
         note = premise_note(signals.form.asserted, units, signals.lang) if signals.form is not None else ""
         if note and signals.lang != "zh":
             note += " "
@@ -392,7 +391,6 @@ class Engine:
     def _passages_of(self, units: list[Any]) -> tuple[list[str], list[tuple[str, str]], list[Any]]:
         """The prompt passages (the selected units of each chunk, in document order), the whole chunks
         for verification, and one Hit per chunk for citations."""
-        from retrieval.index import Hit
 
         order: list[str] = []
         by_chunk: dict[str, list[Any]] = {}
@@ -409,8 +407,6 @@ class Engine:
             try:
                 chunk = self.index.chunk(cid)
             except Exception:  # noqa: BLE001
-                from knowledge.core.types import Chunk
-
                 chunk = Chunk(cid, us[0].source, body, us[0].page)
             hits.append(Hit(chunk, 0.0, 0.0, None))
         return passages, self._unit_passages(units), hits
@@ -458,7 +454,6 @@ def answer_budget(signals: RouteSignals, configured: int) -> int:
     >>> answer_budget(RouteSignals("婚假是几天？", "", [], [], [], []), 256), answer_budget(RouteSignals("报销流程是怎样的？", "", [], [], [], []), 256)
     (96, 192)
     """
-    from config.lexicon import lexicon
 
     intent = question_intent(signals.question)
     if intent["synthesis"]:
@@ -494,7 +489,6 @@ def background_similarity(index: Any, query: str, sample: int = 4096) -> float:
 
     The router judges relevance by how far the best passage stands above this background.
     """
-    import numpy as np
 
     vectors = index.chunk_vectors
     if len(vectors) == 0:

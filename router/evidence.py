@@ -32,6 +32,9 @@ from typing import Any, Iterable
 
 from config.lexicon import lexicon
 from knowledge.numbers import extract_quantities
+from retrieval.bm25 import _jieba as shared
+from collections import Counter
+from retrieval.bm25 import tokenize
 
 __all__ = ["Evidence", "KBTerms", "Unit", "content_terms", "gather", "kb_terms", "split_units"]
 
@@ -56,7 +59,6 @@ def _norm(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def _jieba():  # type: ignore[no-untyped-def]
-    from retrieval.bm25 import _jieba as shared
 
     return shared()
 
@@ -220,9 +222,7 @@ class KBTerms:
         if frequencies is not None:
             self.df = dict(frequencies())
         else:  # passages given with the question, or a lexical backend that keeps no counts here
-            from collections import Counter
 
-            from retrieval.bm25 import tokenize
 
             counts: Counter[str] = Counter()
             for c in chunks:

@@ -29,6 +29,15 @@ from knowledge.core.numeric import softmax
 from router.lora_format import (ANSWER_OPEN, ROUTER_SYSTEM, all_meanings_label, evidence_from_signals, meaning_label,
                                  router_user, terms_prefix)
 from router.routes import ROUTE_NAMES, Router, RouteChoice, RouteSignals, SignalRouter, register_router
+from router import adapters as shipped_adapters
+from router.adapters import AdapterStore
+from router.adapters.gguf import validate_gguf_adapter, adapter_gguf_for
+from router.disambiguation.base import single_meaning, surface_meaning, undecided
+from router.llm.assets import packaged_gguf_path
+from router.llm.llama_cpp import resolve_threads
+from router.terms import rewrite_query
+from config.settings import get_settings
+import numpy as np
 
 log = logging.getLogger(__name__)
 _CHATML_USER = "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
@@ -127,8 +136,7 @@ class LoRARouter(Router):
         self.llm.eval(tokens[n:])
 
     def _last_logits(self) -> Any:
-        import llama_cpp
-        import numpy as np
+        import llama_cpp  # deferred: heavy: loads the native llama.cpp library
 
         ptr = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
@@ -210,7 +218,6 @@ class LoRARouter(Router):
             best, probs = self._choose(prompt, self.route_tokens)
         route = ROUTE_NAMES[best]
         resolutions = self._expansions(signals, route, user)
-        from router.terms import rewrite_query
 
         base = signals.form.search_text if signals.form is not None else signals.question
         rewritten = rewrite_query(base, signals.matches, resolutions) if signals.matches else signals.rewritten_query
@@ -222,7 +229,6 @@ class LoRARouter(Router):
     def _expansions(self, signals: RouteSignals, route: str, user: str) -> list[Any]:
         """One resolution per match; each ambiguous term's meanings (and "all of them") scored
         as constrained continuations of the answer's ``terms`` object."""
-        from router.disambiguation.base import single_meaning, surface_meaning, undecided
 
         order = list(dict.fromkeys(m.term for m in signals.matches))
         chosen: dict[str, tuple[str, int | None]] = {}  # term -> (label written, meaning index)
@@ -250,15 +256,13 @@ class LoRARouter(Router):
 
 def _load(base_gguf: str | Path | None, adapter_gguf: str | Path | None, n_threads: int, n_ctx: int) -> Any:
     """Validate the adapter against the base, then load both into llama.cpp."""
-    from router.adapters.gguf import validate_gguf_adapter
-    from router.llm.llama_cpp import resolve_threads
 
     if not base_gguf or not Path(base_gguf).is_file():
         raise ConfigError(f"LoRA router base GGUF {base_gguf!r} is not a file")
     if not adapter_gguf or not Path(adapter_gguf).is_file():
         raise ConfigError(f"LoRA router adapter {adapter_gguf!r} is not a file")
     validate_gguf_adapter(adapter_gguf, base_gguf)  # raises ValidationError (a KBError) when invalid
-    from llama_cpp import Llama
+    from llama_cpp import Llama  # deferred: heavy: loads the native llama.cpp library
 
     return Llama(model_path=str(base_gguf), lora_path=str(adapter_gguf), n_ctx=n_ctx,
                  n_threads=resolve_threads(n_threads), verbose=False, seed=0)
@@ -270,18 +274,13 @@ def from_settings(routes: dict[str, Any], settings: Any = None, **kw: Any) -> Lo
 
     No adapter at all is a configuration error (say so now, not on the first question).
     """
-    from router.adapters import BASE_ADAPTER_DIR, AdapterStore
-    from router.adapters.gguf import adapter_gguf_for
-    from router.llm.assets import packaged_gguf_path
 
     if settings is None:
-        from config.settings import get_settings
-
         settings = get_settings()
     store = AdapterStore(settings.home)
     version = store.current()
     if not version:
-        shipped = BASE_ADAPTER_DIR / "adapter.gguf"
+        shipped = shipped_adapters.BASE_ADAPTER_DIR / "adapter.gguf"  # read at call time (tests move it)
         if not shipped.is_file():
             raise ConfigError(f"router.backend 'lora' needs an adapter: none is published in {store.root} and the "
                               f"base adapter {shipped} is missing; run `kb distill` and `kb train`, or set "

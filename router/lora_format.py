@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from router.calibration import features_for
 
 # Kept short on purpose: every training row and every routing call carries it (CPU training
 # time grows with it; at serving time it sits in the KV cache).
@@ -148,7 +149,6 @@ def evidence_from_signals(signals: Any, *_: Any) -> dict[str, Any]:
     (``router/lora.py``), so the two cannot drift apart. (Extra positional arguments of the
     earlier signature are accepted and ignored.)
     """
-    from router.calibration import features_for
 
     terms: list[tuple[str, list[str]]] = []
     for m in signals.matches:

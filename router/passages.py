@@ -17,6 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from knowledge.core.errors import KBError, ValidationError
+from knowledge.core.types import Chunk
+from knowledge.glossary import Glossary
+from retrieval.embedders import get_embedder
+from retrieval.index import Hit
+from router.engine import Engine, Timer
+from router.llm.prompts import detect_language
+from router.routes import RouteChoice, RouteSignals
+import numpy as np
 
 
 @dataclass
@@ -43,9 +51,6 @@ class PassageIndex:
 
 def passage_engine(settings: Any, generator: Any = None, embedder: Any = None) -> Any:
     """An Engine with an empty glossary and no index, for :func:`answer_over_passages`."""
-    from knowledge.glossary import Glossary
-    from retrieval.embedders import get_embedder
-    from router.engine import Engine
 
     index = PassageIndex(embedder or get_embedder(settings), Glossary([]))
     return Engine(settings, index, generator=generator)
@@ -54,10 +59,7 @@ def passage_engine(settings: Any, generator: Any = None, embedder: Any = None) -
 def rank_passages(embedder: Any, question: str, passages: Sequence[str],
                   sources: Sequence[str] | None = None) -> list[Any]:
     """Passages as retrieval Hits, best cosine first (score == dense == cosine)."""
-    import numpy as np
 
-    from knowledge.core.types import Chunk
-    from retrieval.index import Hit
 
     if not passages:
         return []
@@ -75,9 +77,6 @@ def answer_over_passages(engine: Any, question: str, passages: Sequence[str],
 
     Route is "rag" or "refuse": the terminology, glossary and fact routes need an index.
     """
-    from router.engine import Timer
-    from router.llm.prompts import detect_language
-    from router.routes import RouteChoice, RouteSignals
 
     question = engine.validate(question)
     if sources is not None and len(sources) != len(passages):

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from knowledge.core.errors import KBError
 from knowledge.core.numeric import sigmoid as _sigmoid
 from knowledge.core.registry import Registry
+from config.lexicon import lexicon
+from router.calibration import answerability, features_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from retrieval.index import FactHit, Hit
@@ -215,7 +217,6 @@ class SignalRouter(Router):
 
     def _decide_from_evidence(self, signals: RouteSignals) -> RouteChoice:
         """Glossary, then answerability from the evidence, then fact or rag."""
-        from router.calibration import answerability, features_for
 
         intent = question_intent(signals.question)
         ev = signals.evidence
@@ -235,7 +236,6 @@ class SignalRouter(Router):
             return RouteChoice("refuse", 1 - p, signals.terms, signals.rewritten_query, scores,
                                f"no passage answers it (answerable {p:.2f}: coverage {ev.best_coverage:.2f}, "
                                f"margin {ev.peak:.3f}){missing}")
-        from config.lexicon import lexicon
 
         form = signals.form
         yes_no_rule = form is not None and form.yes_no and not form.asserted

@@ -196,3 +196,35 @@ def test_the_checker_sees_a_violation_and_a_cycle(tmp_path):
                                    "retrieval.store:2 imports router (retrieval -> router)",
                                    "retrieval.store:2 imports router.engine (retrieval -> router)"]
     assert cycles(g) == [["retrieval.store", "router.engine"]]
+
+
+def deferred_imports(root: Path = ROOT) -> list[str]:
+    """Imports inside functions that are not a commented deferral of a third-party library.
+
+    A project module or the standard library is imported at the top of the module; a heavy or
+    optional library may be imported where it is used, with a comment saying why (which extra,
+    or what makes it heavy).
+    """
+    import sys
+
+    stdlib = set(sys.stdlib_module_names)
+    bad = []
+    for module, path in project_modules(root).items():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        tree = ast.parse("\n".join(lines), filename=str(path))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                name = node.names[0].name if isinstance(node, ast.Import) else (node.module or "")
+                top = "." if isinstance(node, ast.ImportFrom) and node.level else name.split(".")[0]
+                commented = "#" in lines[node.lineno - 1] or lines[node.lineno - 2].strip().startswith("#")
+                if top == "." or top in PACKAGES or top in stdlib or not commented:
+                    bad.append(f"{module}:{node.lineno} imports {name or '.'} inside {fn.name}()")
+    return sorted(set(bad))
+
+
+def test_imports_inside_functions_are_only_commented_deferrals_of_heavy_libraries():
+    assert deferred_imports() == []

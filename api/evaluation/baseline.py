@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from router.llm.prompts import detect_language
 
 PROMPTS = {
     "zh": "请根据以下内容回答问题。\n\n{context}\n\n问题：{question}\n回答：",
@@ -45,8 +46,6 @@ class NaiveRAG:
         self.k = k or settings.retrieval.top_k
 
     def answer(self, question: str) -> dict[str, Any]:
-        from router.llm.prompts import detect_language
-
         t0 = time.perf_counter()
         hits = self.index.dense_search(question, k=self.k)
         t1 = time.perf_counter()

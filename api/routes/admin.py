@@ -24,6 +24,12 @@ from starlette.datastructures import UploadFile
 from api.deps import AdminAuth, JobsDep, SettingsDep
 from api.schemas import DeleteResult, JobList, JobStatus, ReindexRequest, UploadResult
 from knowledge.core.errors import GlossaryError, IngestError, ValidationError
+from api.jobs import retrain_commands
+from knowledge.core.files import sha256_file
+from knowledge.glossary import import_glossary
+from knowledge.loaders import SUPPORTED_EXTENSIONS, loader_for, SNIFF_BYTES, decode_text, sniff_content, load_document
+from knowledge.loaders.base import check_content
+from retrieval.store import IndexStore
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth])
 
@@ -64,7 +70,6 @@ class _TextContent:
 
 
 def _content_rule(name: str, glossary: bool) -> Any:
-    from knowledge.loaders import SUPPORTED_EXTENSIONS, loader_for
 
     ext = PurePosixPath(name).suffix.lower()
     allowed = GLOSSARY_EXTENSIONS if glossary else SUPPORTED_EXTENSIONS
@@ -76,8 +81,6 @@ def _content_rule(name: str, glossary: bool) -> Any:
 
 def _check_content(path: Path, rule: Any) -> str:
     """Sniff the staged file; 415 when its bytes do not match its extension. Returns the family."""
-    from knowledge.loaders import SNIFF_BYTES, decode_text, sniff_content
-    from knowledge.loaders.base import check_content
 
     data = path.read_bytes()
     if not data:
@@ -135,8 +138,6 @@ async def _save_limited(upload: UploadFile, dest: Path, limit: int) -> None:
 
 
 def _commit(settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> list[dict[str, Any]]:
-    from knowledge.core.files import sha256_file
-    from retrieval.store import IndexStore
 
     store = IndexStore(settings.home, settings)
     out = []
@@ -171,7 +172,6 @@ def preflight_warnings(path: Path, settings: Any) -> list[str]:
     """Read an upload with its real loader, so the uploader learns now what the next reindex
     will report: pages without a text layer (scanned), encoding fallbacks, or why the file
     will not be indexed at all (a fully scanned or encrypted PDF). Never refuses the file."""
-    from knowledge.loaders import load_document
 
     try:
         doc = load_document(path, max_bytes=int(settings.ingest.max_file_mb * 1024 * 1024))
@@ -193,7 +193,6 @@ async def _upload(request: Request, settings: Any, glossary: bool) -> dict[str, 
 
 
 def _import_all(paths: list[Path]) -> None:
-    from knowledge.glossary import import_glossary
 
     for path in paths:
         try:
@@ -245,7 +244,6 @@ def reindex(jobs: JobsDep, req: ReindexRequest | None = None) -> Any:
 @router.post("/retrain", response_model=JobStatus, status_code=status.HTTP_202_ACCEPTED)
 def retrain(jobs: JobsDep) -> Any:
     """Start distill + train (+ gate/publish of the adapter) as a job in a worker process."""
-    from api.jobs import retrain_commands
 
     retrain_commands()  # KBError (400) now, not a failed job later, when the CLI lacks a step
     job, _ = jobs.start("retrain", {})

@@ -20,12 +20,16 @@ from api.schemas import (
     AdapterVersionList, DocumentList, EvalReportOut, GlossaryTable, GlossaryVersionOut, GlossaryWriteRequest,
     IndexVersionList, PublishResult,
 )
+from api.evalreports import latest
+from api.evaluation.assistant import SUMMARY_ROWS
+from retrieval.catalog import document_rows, index_versions, read_glossary as read, write_glossary as write
+from retrieval.store import IndexStore
+from router.adapters import AdapterStore
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth])
 
 
 def _store(settings: Any, request: Request | None = None) -> Any:
-    from retrieval.store import IndexStore
 
     engine = getattr(request.app.state, "engine", None) if request is not None else None
     embedder = engine.index.embedder if engine is not None else None
@@ -36,7 +40,6 @@ def _store(settings: Any, request: Request | None = None) -> Any:
 @router.get("/documents", response_model=DocumentList)
 def list_documents(settings: SettingsDep) -> Any:
     """Stored documents: size, index state and since which version, chunks, facts, warnings."""
-    from retrieval.catalog import document_rows
 
     store = _store(settings)
     return {"index_version": store.current_version(), "documents": document_rows(store)}
@@ -45,7 +48,6 @@ def list_documents(settings: SettingsDep) -> Any:
 # --- index versions ----------------------------------------------------------------------------
 @router.get("/indexes", response_model=IndexVersionList)
 def list_indexes(settings: SettingsDep) -> Any:
-    from retrieval.catalog import index_versions
 
     store = _store(settings)
     return {"current": store.current_version(), "versions": index_versions(store)}
@@ -81,7 +83,6 @@ def publish_index(version: str, request: Request) -> Any:
 
 # --- adapter versions --------------------------------------------------------------------------
 def _adapters(settings: Any) -> Any:
-    from router.adapters import AdapterStore
 
     return AdapterStore(settings.home)
 
@@ -125,7 +126,6 @@ def publish_adapter(version: str, request: Request, settings: SettingsDep) -> An
 @router.get("/glossary", response_model=GlossaryTable)
 def read_glossary(settings: SettingsDep) -> Any:
     """The glossary as the next build merges it, its revision, files and saved versions."""
-    from retrieval.catalog import read_glossary as read
 
     return read(_store(settings))
 
@@ -134,7 +134,6 @@ def read_glossary(settings: SettingsDep) -> Any:
 def write_glossary(req: GlossaryWriteRequest, settings: SettingsDep) -> Any:
     """Save the edited table as a new glossary version (409 when ``base_revision`` is stale);
     the serving index picks it up at the next reindex."""
-    from retrieval.catalog import write_glossary as write
 
     entries = [e.model_dump() for e in req.entries]
     return write(_store(settings), entries, base_revision=req.base_revision, comment=req.comment)
@@ -142,7 +141,6 @@ def write_glossary(req: GlossaryWriteRequest, settings: SettingsDep) -> Any:
 
 # --- evaluation --------------------------------------------------------------------------------
 def _latest_eval(settings: Any) -> dict[str, Any]:
-    from api.evalreports import latest
 
     report = latest(settings.home)
     if report is None:
@@ -153,7 +151,6 @@ def _latest_eval(settings: Any) -> dict[str, Any]:
 @router.get("/eval", response_model=EvalReportOut)
 def latest_eval(settings: SettingsDep) -> Any:
     """The latest ``kb eval`` report: configuration, headline metrics per system, all metrics."""
-    from api.evaluation.assistant import SUMMARY_ROWS
 
     report = _latest_eval(settings)
     metrics = report["metrics"]

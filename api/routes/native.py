@@ -10,6 +10,8 @@ from api.deps import ChatAuth, EngineDep
 from api.schemas import AnswerOut, AskRequest, GlossaryEntryOut, HealthOut, PassageOut
 from knowledge.core.errors import KBError
 from router.adapters import AdapterStore
+from api.state import effective_router
+import os
 
 router = APIRouter(tags=["native"])
 
@@ -63,9 +65,7 @@ def current_adapter_version(home: Any) -> str | None:
 
 @router.get("/healthz", response_model=HealthOut)
 def healthz(request: Request) -> Any:
-    import os
 
-    from api.state import effective_router
 
     holder = request.app.state.holder
     engine = holder.engine

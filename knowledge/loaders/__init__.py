@@ -34,6 +34,8 @@ from knowledge.core.types import Block, LoadedDocument
 
 # Importing the format modules registers their loaders.
 from knowledge.loaders import docx, html, pdf, pptx, sheet, text  # noqa: E402,F401  isort: skip
+from config.settings import get_settings
+from tqdm import tqdm
 
 __all__ = [
     "SUPPORTED_EXTENSIONS", "Loader", "register_loader", "unregister_loader", "loader_for",
@@ -87,7 +89,6 @@ def load_documents(
     options: Any = None,
 ) -> tuple[list[LoadedDocument], list[IngestError]]:
     """Load many files; a bad file adds an :class:`IngestError` and never stops the batch."""
-    from tqdm import tqdm
 
     paths = [Path(p) for p in paths]
     limit = _limit(max_bytes)
@@ -148,7 +149,6 @@ def clean_blocks(blocks: list[Block]) -> list[Block]:
 def _limit(max_bytes: int | None) -> int:
     if max_bytes is not None:
         return max_bytes
-    from config.settings import get_settings
 
     return int(get_settings().ingest.max_file_mb * 1024 * 1024)
 

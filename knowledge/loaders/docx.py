@@ -38,8 +38,8 @@ class DocxLoader(Loader):
     zip_member = "word/document.xml"
 
     def load(self, path: Path) -> list[Block]:
-        import docx
-        from docx.table import Table
+        import docx  # deferred: python-docx, .docx files only
+        from docx.table import Table  # deferred: python-docx, .docx files only
 
         document = docx.Document(str(path))
         self.doc_title = document.core_properties.title or ""
@@ -69,7 +69,7 @@ def _paragraph_block(paragraph) -> Block | None:
 
 def _outline_level(paragraph) -> int:
     """Level from a direct outline level (w:outlineLvl, 0-based; 9 means body text)."""
-    from docx.oxml.ns import qn
+    from docx.oxml.ns import qn  # deferred: python-docx, .docx files only
 
     ppr = paragraph._p.pPr
     node = ppr.find(qn("w:outlineLvl")) if ppr is not None else None
@@ -104,7 +104,7 @@ def _table_blocks(table) -> list[Block]:
 
 def _is_header_row(row, cells) -> bool:
     """Word's "repeat as header row" flag, or every run of text in the row set in bold."""
-    from docx.oxml.ns import qn
+    from docx.oxml.ns import qn  # deferred: python-docx, .docx files only
 
     tr_pr = row._tr.trPr
     if tr_pr is not None and tr_pr.find(qn("w:tblHeader")) is not None:

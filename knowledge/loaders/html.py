@@ -67,7 +67,7 @@ def _parser() -> str:
 
 class HtmlLoader(Loader):
     def load(self, path: Path) -> list[Block]:
-        from bs4 import BeautifulSoup
+        from bs4 import BeautifulSoup  # deferred: beautifulsoup4, HTML files only
 
         soup = BeautifulSoup(read_text_file(path, self.warnings), _parser())
         if soup.title and soup.title.string:
@@ -100,8 +100,8 @@ class _Walker:
             self.blocks.append(Block(text, kind=kind))
 
     def walk(self, node) -> None:
-        from bs4 import NavigableString, Tag
-        from bs4.element import Comment
+        from bs4 import NavigableString, Tag  # deferred: beautifulsoup4, HTML files only
+        from bs4.element import Comment  # deferred: beautifulsoup4, HTML files only
 
         for child in node.children:
             if isinstance(child, Comment):

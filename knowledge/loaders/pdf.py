@@ -27,6 +27,12 @@ from knowledge.loaders.base import Loader, register_loader
 from knowledge.text_utils import (classify_text, ends_paragraph, ends_sentence, is_cjk, join_lines,
                                   starts_new_block)
 from knowledge.core.types import Block
+from config.settings import get_settings
+from knowledge.loaders.sheet import find_header_row, row_text
+from knowledge.ocr import group_rows
+from knowledge.ocr import get_ocr_engine
+from statistics import median
+from tqdm.auto import tqdm
 
 # Page furniture that carries no content: "3", "- 3 -", "第 3 页", "第3页 共10页", "Page 3 of 10".
 _PAGE_NUMBER_RE = re.compile(
@@ -87,7 +93,7 @@ class PdfLoader(Loader):
     content = "pdf"
 
     def load(self, path: Path) -> list[Block]:
-        import pymupdf
+        import pymupdf  # deferred: pymupdf, PDF files only
 
         try:
             doc = pymupdf.open(path)
@@ -116,7 +122,6 @@ class PdfLoader(Loader):
     def _ingest_options(self):  # type: ignore[no-untyped-def]
         if self.options is not None:
             return self.options
-        from config.settings import get_settings
 
         return get_settings().ingest
 
@@ -172,8 +177,6 @@ class _PageOcr:
         if engine is None:
             return []
         if self._bar is None and self.progress:
-            from tqdm.auto import tqdm
-
             self._bar = tqdm(desc=f"OCR {self.path.name}", unit="page",
                              total=min(self.expected or page_count, self.options.ocr_max_pages))
         raw, confidence = ocr_page(page, number, engine, self.options.ocr_dpi, self.options.ocr_min_confidence)
@@ -192,8 +195,6 @@ class _PageOcr:
 
     def _get_engine(self):  # type: ignore[no-untyped-def]
         if self._engine is None:
-            from knowledge.ocr import get_ocr_engine
-
             try:
                 self._engine = get_ocr_engine(self.engine_name, self.options.ocr_threads)
             except MissingExtraError as exc:
@@ -206,9 +207,7 @@ class _PageOcr:
 def ocr_page(page, number: int, engine, dpi: int, min_confidence: float) -> tuple[list[_RawBlock], float]:  # type: ignore[no-untyped-def]
     """Render one page, OCR it and return its rows as positioned lines (PDF points), with the
     page's character-weighted mean confidence. Boxes below ``min_confidence`` are dropped."""
-    from statistics import median
 
-    from knowledge.ocr import group_rows
 
     png = page.get_pixmap(dpi=dpi).tobytes("png")
     boxes = [b for b in engine.recognize(png) if b.text.strip() and b.score >= min_confidence]
@@ -452,7 +451,6 @@ def _merge_continuations(raw: list[_RawBlock], body: float) -> list[_RawBlock]:
 
 def _table_blocks(rows: list[_RawBlock]) -> list[Block]:
     """Consecutive table rows: with a header row each row reads ``header: value；...``."""
-    from knowledge.loaders.sheet import find_header_row, row_text
 
     cells = [r.cells for r in rows]
     header_at = find_header_row(cells)

@@ -18,7 +18,7 @@ class PptxLoader(Loader):
     zip_member = "ppt/presentation.xml"
 
     def load(self, path: Path) -> list[Block]:
-        from pptx import Presentation
+        from pptx import Presentation  # deferred: python-pptx, .pptx files only
 
         deck = Presentation(str(path))
         self.doc_title = deck.core_properties.title or ""

@@ -45,7 +45,7 @@ def format_cell(value: Any) -> str:
 
 def read_xlsx_rows(path: Path) -> tuple[list[tuple[str, list[list[str]]]], list[str]]:
     """Every sheet's rows as text cells, plus warnings about formulas without cached values."""
-    import openpyxl
+    import openpyxl  # deferred: openpyxl, .xlsx files only
 
     values_wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     formulas_wb = openpyxl.load_workbook(path, read_only=True, data_only=False)

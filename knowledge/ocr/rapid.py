@@ -21,7 +21,7 @@ class RapidOcrEngine(OcrEngine):
 
     def __init__(self, threads: int = 1):
         try:
-            from rapidocr_onnxruntime import RapidOCR
+            from rapidocr_onnxruntime import RapidOCR  # deferred: optional extra [ocr]
         except ImportError as exc:
             raise MissingExtraError("rapidocr-onnxruntime", "ocr") from exc
         self._ocr: Any = RapidOCR(intra_op_num_threads=threads)

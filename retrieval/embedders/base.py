@@ -14,6 +14,7 @@ import numpy as np
 
 from knowledge.core.errors import KBError, ValidationError
 from knowledge.core.registry import Registry
+from tqdm.auto import tqdm
 
 if TYPE_CHECKING:  # pragma: no cover
     from config.settings import Settings
@@ -98,7 +99,6 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 def _progress(total: int, desc: str) -> Any:
-    from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="text")
 

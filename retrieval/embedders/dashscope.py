@@ -17,6 +17,7 @@ import numpy as np
 from knowledge.core.errors import ConfigError, KBError, MissingExtraError
 
 from .base import Embedder, l2_normalise
+from config.settings import get_settings
 
 DEFAULT_MODEL = "text-embedding-v4"
 # Output sizes of the models DashScope serves; v3/v4 take a "dimension" parameter.
@@ -50,7 +51,7 @@ class DashScopeEmbedder(Embedder):
         self._base_url = base_url
         self._retries = retries
         try:
-            from dashscope import TextEmbedding
+            from dashscope import TextEmbedding  # deferred: optional extra [dashscope]
         except ImportError as exc:
             raise MissingExtraError("dashscope", "dashscope") from exc
         self._api = TextEmbedding
@@ -84,7 +85,6 @@ class DashScopeEmbedder(Embedder):
 
 
 def _configured_key() -> str:
-    from config.settings import get_settings
 
     secret = get_settings().dashscope_api_key
     if secret is None:

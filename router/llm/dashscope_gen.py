@@ -36,7 +36,7 @@ class DashScopeGenerator(Generator):
         timeout: float = 120,
     ) -> None:
         try:
-            import dashscope
+            import dashscope  # deferred: optional extra [dashscope]
         except ImportError as exc:
             raise MissingExtraError("dashscope", "dashscope") from exc
         if not api_key:

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from router.llm.base import Generator, Message, register_generator
 from router.llm.prompts import detect_language, parse_rag_messages, refusal_for
+import logging
 
 MAX_SENTENCES = 3
 # Further sentences must score at least this share of the best one to be quoted too.
@@ -37,9 +38,8 @@ _TRAILING_PUNCT = "。．.！!？?；;，,、：: "
 
 @lru_cache(maxsize=1)
 def _jieba():  # type: ignore[no-untyped-def]
-    import logging
 
-    import jieba
+    import jieba  # deferred: heavy: jieba's dictionary takes about 1 s to load
 
     jieba.setLogLevel(logging.WARNING)  # it prints dictionary-loading chatter otherwise
     return jieba

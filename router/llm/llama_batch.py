@@ -107,7 +107,7 @@ class BatchScheduler:
                  max_queue: int = 16, max_wait_s: float = 60.0, wait_factor: float = 1.5,
                  latency_factor: float = 3.0, kv_unified: bool = False,
                  result_timeout_s: float = 600.0) -> None:
-        import llama_cpp
+        import llama_cpp  # deferred: heavy: loads the native llama.cpp library
 
         self.llm = llm
         self.parallel = max(1, int(parallel))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from knowledge.core.errors import ConfigError, GenerationError, MissingExtraError
 from router.llm.assets import packaged_gguf_path
 from router.llm.base import Generator, Message, register_generator
+from router.llm.llama_batch import BatchScheduler
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -77,7 +78,6 @@ class LlamaCppGenerator(Generator):
         prefill_chunk: int = 256,
         **llama_kwargs: Any,
     ) -> None:
-        from router.llm.llama_batch import BatchScheduler
 
         path = Path(model_path) if model_path else packaged_gguf_path(cache_dir)
         if not path.is_file():
@@ -174,7 +174,7 @@ class LlamaCppGenerator(Generator):
 
 def _chat_formatter(llm: Any) -> Any:
     """The chat formatter ``create_chat_completion`` would use for this GGUF."""
-    from llama_cpp import llama_chat_format as cf
+    from llama_cpp import llama_chat_format as cf  # deferred: heavy: loads the native llama.cpp library
 
     template = (getattr(llm, "metadata", None) or {}).get("tokenizer.chat_template")
     if not template:
@@ -190,7 +190,7 @@ def _chat_formatter(llm: Any) -> Any:
 
 def _load(path: Path, **kwargs: Any) -> Llama:
     try:
-        from llama_cpp import Llama
+        from llama_cpp import Llama  # deferred: heavy: loads the native llama.cpp library
     except ImportError as exc:  # pragma: no cover - llama-cpp-python is a core dependency
         raise MissingExtraError("llama-cpp-python", "server") from exc
     try:

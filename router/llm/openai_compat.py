@@ -36,7 +36,7 @@ class OpenAIGenerator(Generator):
         timeout: float = 120,
     ) -> None:
         try:
-            import openai
+            import openai  # deferred: optional extra [openai]
         except ImportError as exc:
             raise MissingExtraError("openai", "openai") from exc
         self.base_url = base_url
@@ -113,7 +113,7 @@ class OpenAIGenerator(Generator):
 @contextmanager
 def _errors(base_url: str | None) -> Iterator[None]:
     """Turn the openai client's exceptions into ``GenerationError`` with status and message."""
-    import openai
+    import openai  # deferred: optional extra [openai]
 
     where = base_url or "api.openai.com"
     try:
