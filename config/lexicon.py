@@ -7,14 +7,13 @@ or an injected instruction opens. ``KB_LEXICON`` may name another YAML file with
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
+from config.layered import layered
 
 DEFAULT_LEXICON = Path(__file__).with_name("lexicon.yaml")
 
@@ -34,12 +33,6 @@ class Lexicon:
     numeric_question: re.Pattern[str]
 
 
-def _read(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a lexicon is a mapping of sections, got {type(data).__name__}")
-    return data
-
 
 @lru_cache(maxsize=1)
 def lexicon() -> Lexicon:
@@ -48,10 +41,7 @@ def lexicon() -> Lexicon:
     >>> sorted(next(u for p, u in lexicon().asked_units if p.search("婚假是几天？")))
     ['周', '天', '工作日']
     """
-    data = _read(DEFAULT_LEXICON)
-    extra = os.environ.get("KB_LEXICON")
-    if extra:
-        data.update(_read(Path(extra)))
+    data = layered(DEFAULT_LEXICON, "KB_LEXICON", "a lexicon")
     flags = re.IGNORECASE
     return Lexicon(
         asked_units=tuple((re.compile(a["pattern"], flags), frozenset(a["units"])) for a in data["asked_units"]),

@@ -6,13 +6,11 @@ packaged ones), so a company whose documents do cover canteens can say so.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-import yaml
+from config.layered import layered
 
 DEFAULT_TOPICS = Path(__file__).with_name("topics.yaml")
 
@@ -23,13 +21,11 @@ class Topics:
     unanswered: tuple[str, ...]
     absent_zh: tuple[str, ...]
     absent_en: tuple[str, ...]
+    # Workplace topics the refusal calibration asks about (router/calibration.py); kept apart
+    # from the distillation topics above so calibration is not measured on training material.
+    probe_zh: tuple[str, ...] = ()
+    probe_en: tuple[str, ...] = ()
 
-
-def _read(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a topics file is a mapping of lists, got {type(data).__name__}")
-    return data
 
 
 @lru_cache(maxsize=1)
@@ -39,10 +35,9 @@ def topics() -> Topics:
     >>> "红烧肉怎么做？" in topics().off_topic, "班车" in topics().absent_zh
     (True, True)
     """
-    data = _read(DEFAULT_TOPICS)
-    extra = os.environ.get("KB_TOPICS")
-    if extra:
-        data.update(_read(Path(extra)))
+    data = layered(DEFAULT_TOPICS, "KB_TOPICS", "a topics file")
     absent = data.get("absent_topics") or {}
+    probes = data.get("calibration_probes") or {}
     return Topics(off_topic=tuple(data.get("off_topic") or ()), unanswered=tuple(data.get("unanswered") or ()),
-                  absent_zh=tuple(absent.get("zh") or ()), absent_en=tuple(absent.get("en") or ()))
+                  absent_zh=tuple(absent.get("zh") or ()), absent_en=tuple(absent.get("en") or ()),
+                  probe_zh=tuple(probes.get("zh") or ()), probe_en=tuple(probes.get("en") or ()))

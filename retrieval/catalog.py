@@ -20,11 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
+from knowledge.core.memo import BoundedMemo
 from knowledge.core.errors import ConflictError, GlossaryError, ValidationError
 from knowledge.core.files import atomic_write_json, numbered_versions, sha256_file
 
@@ -40,9 +40,8 @@ VERSIONS_DIR = "glossary_versions"
 MAX_ENTRIES = 50_000
 MAX_FIELD_CHARS = 500
 
-_sha_cache: dict[tuple[str, int, int], str] = {}
-_manifest_cache: dict[tuple[str, str], dict[str, Any]] = {}
-_cache_lock = threading.Lock()
+_sha_memo: BoundedMemo[str] = BoundedMemo(limit=10_000)
+_manifest_memo: BoundedMemo[dict[str, Any]] = BoundedMemo(limit=10_000)
 
 
 # --- documents ----------------------------------------------------------------------------------
@@ -113,14 +112,7 @@ def index_versions(store: "IndexStore") -> list[dict[str, Any]]:
 
 def _manifest(store: "IndexStore", version: str) -> dict[str, Any]:
     # Version folders never change once published, so their manifests are cached by name.
-    key = (str(store.indexes_dir), version)
-    with _cache_lock:
-        hit = _manifest_cache.get(key)
-    if hit is None:
-        hit = store.manifest(version)
-        with _cache_lock:
-            _manifest_cache[key] = hit
-    return hit
+    return _manifest_memo.get((str(store.indexes_dir), version), lambda: store.manifest(version))
 
 
 def _served_chain(store: "IndexStore", current: str | None, limit: int = 50) -> list[dict[str, Any]]:
@@ -146,16 +138,7 @@ def _since(chain: list[dict[str, Any]], name: str, sha: str) -> str | None:
 
 
 def _sha(path: Path, stat: Any) -> str:
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    with _cache_lock:
-        hit = _sha_cache.get(key)
-    if hit is None:
-        hit = sha256_file(path)
-        with _cache_lock:
-            if len(_sha_cache) > 10_000:
-                _sha_cache.clear()
-            _sha_cache[key] = hit
-    return hit
+    return _sha_memo.get((str(path), stat.st_size, stat.st_mtime_ns), lambda: sha256_file(path))
 
 
 # --- glossary -----------------------------------------------------------------------------------

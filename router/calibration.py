@@ -21,6 +21,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
+from config.topics import topics
 from knowledge.core.numeric import sigmoid as _sigmoid
 from router.evidence import kb_terms, content_terms
 from router.llm.prompts import detect_language
@@ -112,21 +113,10 @@ def answerability(features: dict[str, float], weights: dict[str, float] | None =
 # --- probes: questions made from the knowledge base's own material --------------------------------
 # Question frames (how people ask), filled with a subject. The subjects of answerable probes come
 # from the knowledge base (fact subjects, headings); those of absent probes from topics that the
-# knowledge base never mentions (checked word by word, so a company that does cover canteens does
-# not get "canteen" as an absent topic).
+# knowledge base never mentions (config/topics.yaml, calibration_probes; checked word by word, so a
+# company that does cover canteens does not get "canteen" as an absent topic).
 _FRAMES_ZH = ["{s}是多少？", "{s}有什么规定？", "关于{s}，公司是怎么规定的？", "{s}怎么办理？"]
 _FRAMES_EN = ["What is the rule for {s}?", "How much is the {s}?", "What does the policy say about {s}?"]
-ABSENT_TOPICS_ZH = [
-    "股票期权", "年终奖", "住房公积金", "员工食堂", "班车时刻", "停车场收费", "健身房", "生日福利", "团建经费",
-    "补充医疗保险", "子女教育补贴", "购房补贴", "宿舍分配", "工会会费", "退休返聘", "人才引进奖励", "专利奖金",
-    "节日礼品", "年度旅游", "员工持股计划", "婚礼礼金", "外派津贴", "高温补贴", "取暖费", "丧葬补助",
-]
-ABSENT_TOPICS_EN = [
-    "stock options", "annual bonus", "pension plan", "company cafeteria", "shuttle bus", "parking fees",
-    "gym membership", "birthday gift", "team building budget", "dental insurance", "tuition for children",
-    "housing loan", "dormitory", "union dues", "sabbatical", "relocation package", "patent award",
-    "holiday gifts", "company trip", "employee stock purchase plan", "wedding gift", "hardship allowance",
-]
 
 
 def probe_questions(index: Any, n: int = 40, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -158,8 +148,9 @@ def probe_questions(index: Any, n: int = 40, seed: int = 0) -> tuple[list[str], 
         keyed = sorted((hashlib.sha256(f"{seed}:{x}".encode("utf-8")).hexdigest(), x) for x in set(items))
         return [frames[int(k[:8], 16) % len(frames)].format(s=x) for k, x in keyed[:n]]
 
-    topics = ABSENT_TOPICS_ZH if zh else ABSENT_TOPICS_EN
-    absent_topics = [t for t in topics if not any(stats.present(w) for w in content_terms(t))]
+    probes = topics()
+    candidates = probes.probe_zh if zh else probes.probe_en
+    absent_topics = [t for t in candidates if not any(stats.present(w) for w in content_terms(t))]
     return draw(subjects), draw(absent_topics)
 
 

@@ -31,6 +31,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from config.lexicon import lexicon
+from knowledge.core.memo import BoundedMemo
 from knowledge.numbers import extract_quantities
 from retrieval.bm25 import _jieba as shared
 from collections import Counter
@@ -533,21 +534,11 @@ def source_units(index: Any, source: str) -> list[Unit]:
     return out
 
 
-_UNIT_CACHE: dict[str, list[Unit]] = {}
-_UNIT_LOCK = threading.Lock()
+_UNIT_MEMO: BoundedMemo[list[Unit]] = BoundedMemo(limit=20_000)
 
 
 def _units_cached(chunk: Any) -> list[Unit]:
-    key = f"{chunk.chunk_id}:{hash(chunk.text)}"
-    with _UNIT_LOCK:
-        got = _UNIT_CACHE.get(key)
-    if got is None:
-        got = split_units(chunk)
-        with _UNIT_LOCK:
-            if len(_UNIT_CACHE) > 20000:
-                _UNIT_CACHE.clear()
-            _UNIT_CACHE[key] = got
-    return got
+    return _UNIT_MEMO.get(f"{chunk.chunk_id}:{hash(chunk.text)}", lambda: split_units(chunk))
 
 
 def _copy(u: Unit) -> Unit:
