@@ -86,6 +86,19 @@ class DisambiguationSettings(BaseModel):
     temperature: float = Field(0.02, gt=0)       # score gap that makes odds of e to 1
 
 
+class MeaningSettings(BaseModel):
+    """Sentence and word embeddings of the evidence reader (``router.meaning``; see router/meaning.py)."""
+
+    enabled: bool = True                         # embed units and vocabulary at index time
+    vocab_limit: int = Field(20000, ge=0)        # most frequent words of the knowledge base that get a vector
+    unit_weight: float = Field(0.15, ge=0)       # weight of a unit's meaning score in its rank
+    neighbours: int = Field(3, ge=1)             # vocabulary words tried as the equivalent of an unknown word
+    top_units: int = Field(3, ge=1)              # units (best by meaning) where that equivalent must occur
+    min_unit_score: float = 0.5                  # ... and those units' meaning score at least this
+    min_word_closeness: float = 4.0              # word closeness (spreads above the vocabulary median) to count
+    full_score: float = Field(2.0, gt=0)         # meaning score at which a unit covers a foreign-language question fully
+
+
 class RouterSettings(BaseModel):
     backend: str = "signals"
     glossary_threshold: float = 0.55
@@ -97,6 +110,7 @@ class RouterSettings(BaseModel):
     trust_generator_below: float = 0.7
     answerability: dict[str, float] = {}
     disambiguation: DisambiguationSettings = DisambiguationSettings()
+    meaning: MeaningSettings = MeaningSettings()
 
 
 class LLMSettings(BaseModel):

@@ -32,6 +32,7 @@ from router.calibration import Calibration
 from router.compose import fact_answer, premise_note, quote_answer, select_units
 from router.conversation import has_topic_in, resolve
 from router.evidence import gather
+from router.meaning import MeaningReader
 from router.llm import create_generator
 from router.llm.extractive import ExtractiveGenerator
 from router.llm.prompts import detect_language, REFUSAL_EN, REFUSAL_ZH
@@ -133,6 +134,7 @@ class Engine:
         describe = getattr(index.embedder, "describe", None)
         self.calibration = Calibration.from_manifest(getattr(index, "manifest", {}) or {},
                                                      describe() if callable(describe) else None)
+        self.reader = MeaningReader.for_index(index, settings) if hasattr(index, "path") else None
         self.handlers: dict[str, Any] = {}
         for name, handler in (("glossary", self._route_glossary), ("fact", self._route_fact),
                               ("rag", self._route_rag), ("refuse", self._route_refuse)):
@@ -203,7 +205,8 @@ class Engine:
             background = background_similarity(self.index, rewritten)
             focus = conv.question if conv is not None and conv.followup else ""
             evidence = gather(rewritten, hits, self.index, fact_hits=fact_hits, background=background,
-                              asked=form.asked_units, focus=focus) if hasattr(self.index, "bm25") else None
+                              asked=form.asked_units, focus=focus, reader=self.reader) \
+                if hasattr(self.index, "bm25") else None
             signals = RouteSignals(standalone, rewritten, resolutions, matches, hits, fact_hits,
                                    detect_language(question), background, evidence=evidence, form=form,
                                    original=question, standalone=standalone if standalone != clean else "",
@@ -215,7 +218,7 @@ class Engine:
             # answer's terms all follow the router of record.
             hits, fact_hits = self._retrieve(choice.rewritten_query, timer)
             evidence = gather(choice.rewritten_query, hits, self.index, fact_hits=fact_hits, background=background,
-                              asked=form.asked_units, focus=focus) if evidence is not None else None
+                              asked=form.asked_units, focus=focus, reader=self.reader) if evidence is not None else None
             signals = dataclasses.replace(signals, rewritten_query=choice.rewritten_query,
                                           terms=list(choice.terms) or signals.terms, hits=hits,
                                           fact_hits=fact_hits, evidence=evidence)

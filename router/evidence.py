@@ -149,6 +149,7 @@ class Unit:
     chunk_rank: int = 0
     units: set[str] = field(default_factory=set)   # units of the quantities it states
     matched: list[str] = field(default_factory=list)
+    meaning: float | None = None    # margin of its cosine to the question over the background, in fitted units
 
     @property
     def citation(self) -> dict[str, Any]:
@@ -375,6 +376,7 @@ class Evidence:
     peak: float = 0.0
     best_dense: float = 0.0
     index: Any = None
+    equivalents: dict[str, str] = field(default_factory=dict)  # question word -> the documents' word for it
 
     @property
     def best(self) -> Unit | None:
@@ -400,10 +402,14 @@ class Evidence:
                 "dense": round(self.best_dense, 4)}
 
 
-def resolve_terms(terms: Iterable[str], stats: KBTerms) -> list[str]:
+def resolve_terms(terms: Iterable[str], stats: KBTerms, unknown: list[str] | None = None) -> list[str]:
     """Replace a Chinese word the knowledge base never uses by its dictionary pieces when those are
     all known words or question words: jieba's HMM glues 几+小时, 由+谁, 要+报 into one unknown
-    "word"; 丧假 stays, because 丧 is new to the knowledge base."""
+    "word"; 丧假 stays, because 丧 is new to the knowledge base.
+
+    A word made only of known single characters (年假: 年 and 假 occur, 年假 does not) is left out
+    of the terms, but appended to ``unknown`` when given: it may be an everyday word for a term of
+    the documents (年休假), which the meaning reader can find."""
     qwords = lexicon().question_words
     out: list[str] = []
     for t in terms:
@@ -428,6 +434,8 @@ def resolve_terms(terms: Iterable[str], stats: KBTerms) -> list[str]:
             out.append(t)                # 丧假: 丧 is new here
         else:
             out += [p for p in content if len(p) >= 2]
+            if unknown is not None and len(content) >= 2 and all(len(p) == 1 for p in content):
+                unknown.append(t)
     seen: set[str] = set()
     return [t for t in out if not (t in seen or seen.add(t))]  # type: ignore[func-returns-value]
 
@@ -454,18 +462,21 @@ def _strip_question_words(term: str, qwords: frozenset[str]) -> str:
 
 def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[Any] = (), background: float = 0.0,
            asked: set[str] | None = None, extra_terms: Iterable[str] = (), stats: KBTerms | None = None,
-           focus: str = "") -> Evidence:
+           focus: str = "", reader: Any = None) -> Evidence:
     """Rank the units of the retrieved chunks (and of the chunks of the nearest facts) for ``question``.
 
     ``focus`` is the part of the question that matters most (what a follow-up brings): its terms
     weigh double, so 「那丢件呢？」 joined to a question about damage claims looks for 丢件.
+
+    ``reader`` (a :class:`router.meaning.MeaningReader`, when the index has unit vectors) adds what
+    the units *mean*: each unit's meaning score joins its rank, and a question word the knowledge
+    base never uses is replaced by the documents' word for it (年假 → 年休假) when a unit that means
+    what the question asks holds that word.
     """
     stats = stats or kb_terms(index)
-    terms = resolve_terms(dict.fromkeys([*content_terms(question), *(t for t in extra_terms if t)]), stats)
+    glued: list[str] = []
+    terms = resolve_terms(dict.fromkeys([*content_terms(question), *(t for t in extra_terms if t)]), stats, glued)
     focused = set(resolve_terms(content_terms(focus), stats)) if focus else set()
-    weights = {t: stats.idf(t) * (2.0 if t in focused else 1.0) for t in terms}
-    absent = [t for t in terms if not stats.present(t)]
-    total = sum(weights.values()) or 1.0
     chunks: list[tuple[Any, float, int]] = []
     seen: set[str] = set()
     for rank, h in enumerate(hits):
@@ -481,23 +492,49 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
                 continue
             seen.add(cid)
             chunks.append((chunk, float(fh.score), len(chunks)))
+    candidates = [(_copy(u), rank) for chunk, _dense, rank in chunks for u in _units_cached(chunk)]
+    meaning_scores: list[float | None] = [None] * len(candidates)
+    equivalents: dict[str, str] = {}
+    if reader is not None:
+        meaning_scores = reader.unit_scores(question, [u for u, _ in candidates])
+        ranked = sorted((m, i) for i, m in enumerate(meaning_scores) if m is not None)
+        top_texts = [_norm(candidates[i][0].text + " " + candidates[i][0].context)
+                     for m, i in reversed(ranked[-reader.top_units:]) if m >= reader.min_score]
+        # a word with missing siblings (丧假 where 婚假 and 产假 exist) names a near topic, never a synonym
+        unknown = [t for t in terms if not stats.present(t) and not stats.siblings(t)]
+        equivalents = reader.equivalents(question, unknown + glued, top_texts)
+        if equivalents:
+            replaced = []
+            for t in terms + [g for g in glued if g in equivalents]:
+                w = equivalents.get(t, t)
+                if w and w not in replaced:
+                    replaced.append(w)
+            terms = replaced
+    weights = {t: stats.idf(t) * (2.0 if t in focused else 1.0) for t in terms}
+    absent = [t for t in terms if not stats.present(t)]
+    total = sum(weights.values()) or 1.0
+    # A question in another language than the documents shares no words with them: there a
+    # unit's meaning is the only measure of how much of the question it covers.
+    cross = reader is not None and bool(_CJK_RE.search(question)) != (stats.lang == "zh")
     units: list[Unit] = []
-    for chunk, dense, rank in chunks:
-        for u in _units_cached(chunk):
-            u = _copy(u)
-            text = _norm(u.text)
-            ctx = _norm(u.context)
-            matched = [t for t in terms if _contains(text, t)]
-            in_ctx = [t for t in terms if t not in matched and _contains(ctx, t)]
-            partial = sum(weights[t] * _char_share(t, text + ctx) for t in terms if t not in matched and t not in in_ctx)
-            u.matched = matched
-            u.coverage = (sum(weights[t] for t in matched) + 0.8 * sum(weights[t] for t in in_ctx)
-                          + 0.4 * partial) / total
-            u.units = value_units(u.text)
-            u.chunk_rank = rank
-            ask_bonus = 0.08 if asked and u.units & asked else 0.0
-            u.score = u.coverage + ask_bonus + 0.05 / (1 + rank) + (0.0 if u.kind != "heading" else -0.3)
-            units.append(u)
+    for (u, rank), meaning in zip(candidates, meaning_scores):
+        text = _norm(u.text)
+        ctx = _norm(u.context)
+        matched = [t for t in terms if _contains(text, t)]
+        in_ctx = [t for t in terms if t not in matched and _contains(ctx, t)]
+        partial = sum(weights[t] * _char_share(t, text + ctx) for t in terms if t not in matched and t not in in_ctx)
+        u.matched = matched
+        u.coverage = (sum(weights[t] for t in matched) + 0.8 * sum(weights[t] for t in in_ctx)
+                      + 0.4 * partial) / total
+        if cross and meaning is not None:
+            u.coverage = max(u.coverage, reader.coverage(meaning))
+        u.units = value_units(u.text)
+        u.chunk_rank = rank
+        ask_bonus = 0.08 if asked and u.units & asked else 0.0
+        u.meaning = meaning
+        sense = reader.weight * max(-1.0, min(2.0, meaning)) if reader is not None and meaning is not None else 0.0
+        u.score = u.coverage + sense + ask_bonus + 0.05 / (1 + rank) + (0.0 if u.kind != "heading" else -0.3)
+        units.append(u)
     units.sort(key=lambda u: (-u.score, u.chunk_rank, u.order))
     # A missing sibling counts only where the passages the answer would come from talk about its
     # siblings: 丧假 next to 婚假 and 产假 is a near-topic question; 打印机 in a question about
@@ -510,7 +547,7 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
             siblings[t] = near
     best_dense = max((d for _, d, _ in chunks[: len(hits)]), default=0.0)
     return Evidence(terms=terms, weights=weights, absent=absent, siblings=siblings, units=units,
-                    asked_units=set(asked or ()),
+                    asked_units=set(asked or ()), equivalents=equivalents,
                     best_coverage=max((u.coverage for u in units if u.kind != "heading"), default=0.0),
                     absent_share=sum(weights[t] for t in absent) / total,
                     peak=best_dense - background, best_dense=best_dense, index=index)
