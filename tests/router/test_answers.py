@@ -73,25 +73,6 @@ def test_a_glossary_term_is_defined_from_the_glossary(extractive_engine):
 
 
 # --- near-topic questions: the documents cover siblings, not this one --------------------------------
-@pytest.fixture(scope="session")
-def hospital_engine(tmp_path_factory):
-    from config.settings import Settings
-    from retrieval.store import IndexStore
-    from router.indexing import build_index
-    from router.engine import Engine
-    from router.llm.extractive import ExtractiveGenerator
-
-    kb = REPO / "benchmarks" / "kbs" / "hospital"
-    home = tmp_path_factory.mktemp("hospital")
-    settings = Settings(home=home)
-    store = IndexStore(home, settings)
-    store.ingest(sorted((kb / "docs").iterdir()))
-    for g in sorted((kb / "glossary").iterdir()):
-        store.add_glossary(g)
-    build_index(store, full=True)
-    return Engine(settings, store.load(), generator=ExtractiveGenerator())
-
-
 @pytest.mark.parametrize("question,sibling", [("员工丧假有几天？", "丧假"), ("探亲假能休多久？", "探亲假")])
 def test_a_missing_sibling_is_refused(hospital_engine, question, sibling):
     a = ask(hospital_engine, question)
