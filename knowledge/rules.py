@@ -188,6 +188,7 @@ class _Words:
     half_re: re.Pattern[str]
     half_units: dict[str, str]
     ordinal_re: re.Pattern[str]
+    article_re: re.Pattern[str]
     per_re: re.Pattern[str]
     counts_as_re: re.Pattern[str]
 
@@ -241,6 +242,7 @@ def _words() -> _Words:
         half_re=re.compile(half_re, flags),
         half_units={str(k).lower(): str(v) for k, v in c["half_units"].items()},
         ordinal_re=re.compile(rf"{re.escape(c['ordinal'])}\s?(?P<n>{_NUM})\s?(?P<u>{units})", flags),
+        article_re=re.compile(rf"^{re.escape(c['ordinal'])}\s?(?:{_NUM})\s?\S\s*"),
         per_re=re.compile(_alt(c["per_full"]), flags),
         counts_as_re=re.compile(_alt(c["counts_as"]), flags),
     )
@@ -519,9 +521,11 @@ def _row(text: str, norm: str, part: tuple[int, int], q: _Q, condition: Bound | 
 def _subject_of(text: str, start: int, stop: int) -> str:
     """What a value is about: the words before it, less opening condition words and linking words."""
     w = _words()
-    s = text[start:stop].strip(_TRIM)
+    s = w.article_re.sub("", text[start:stop].strip(_TRIM)).strip(_TRIM)     # 第四十七条
     m = w.antecedent_start_re.match(s)
     s = s[m.end():] if m else s
+    m = w.counts_as_re.search(s, 2)
+    s = s[:m.start()] if m else s            # 经济补偿按…年限 -> 经济补偿
     trims = [str(t) for t in conditions().get("subject_trim", [])]
     changed = True
     while changed:
