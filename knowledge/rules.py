@@ -357,7 +357,7 @@ def _prefix_word(norm: str, lo: int, q: _Q) -> tuple[str, int] | None:
     for m in _words().prefix_re.finditer(norm, lo, q.start):
         word = m.group(0)
         gap = norm[m.end():q.start]
-        limit = 6 if word.isascii() else (0 if len(word) == 1 else 4)
+        limit = 6 if word.isascii() else (0 if len(word) == 1 else 6)
         if len(gap) <= limit and not re.search(r"[\d，,。；;:：]", gap):
             found = (word.lower(), m.start())
     return found
