@@ -178,6 +178,8 @@ class _Words:
     postfix: dict[str, tuple[str, bool]]
     postfix_re: re.Pattern[str]
     question_point: frozenset[str]
+    more_re: re.Pattern[str]
+    calendar_year_from: float
     asked_max_re: re.Pattern[str]
     asked_min_re: re.Pattern[str]
     antecedent_end: tuple[str, ...]
@@ -232,6 +234,8 @@ def _words() -> _Words:
         prefix=prefix, prefix_re=re.compile(_alt(list(prefix)), flags),
         postfix=postfix, postfix_re=re.compile(rf"\s?(?:{_alt(list(postfix))})", flags),
         question_point=frozenset(_norm(str(w)).lower() for w in c["question_point"]),
+        more_re=re.compile(_alt(c["question_more"]), flags),
+        calendar_year_from=float(c["calendar_year_from"]),
         asked_max_re=re.compile(_alt(c["asked_max"]), flags),
         asked_min_re=re.compile(_alt(c["asked_min"]), flags),
         antecedent_end=tuple(c["antecedent_end"]),
@@ -343,7 +347,9 @@ def _joins(text: str, a: Quantity, b: Quantity) -> bool:
 
 def _quantities(text: str, question: bool) -> list[_Q]:
     """The quantities of ``text`` in order: numbers, 半 forms, 第N年 (questions), compounds."""
-    qs = [_Q(q) for q in extract_quantities(text, words=question) if q.unit != "date"]
+    w = _words()
+    qs = [_Q(q) for q in extract_quantities(text, words=question)
+          if q.unit != "date" and not (q.unit == "年" and q.high is None and q.value >= w.calendar_year_from)]
     qs = _replace_overlapping(qs, [_Q(q) for q in _halves(text)])
     if question:
         qs = _replace_overlapping(qs, _ordinals(text))
@@ -351,16 +357,26 @@ def _quantities(text: str, question: bool) -> list[_Q]:
 
 
 # --- comparison words -----------------------------------------------------------------------------
-def _prefix_word(norm: str, lo: int, q: _Q) -> tuple[str, int] | None:
-    """The comparison word that ends right before ``q`` (after ``lo``): (word, its start)."""
-    found = None
+def _prefix_words(norm: str, lo: int, q: _Q) -> list[tuple[str, int]]:
+    """The comparison words that end close before ``q`` (after ``lo``), in order: (word, its start).
+
+    A one-character word must touch the number (满意 is not 满); longer Chinese words may stand a
+    few characters off (不得低于正常工资的150%), English ones a few spaces and a currency sign.
+    """
+    found = []
     for m in _words().prefix_re.finditer(norm, lo, q.start):
         word = m.group(0)
         gap = norm[m.end():q.start]
-        limit = 6 if word.isascii() else (0 if len(word) == 1 else 6)
+        limit = 6 if word.isascii() else (0 if len(word) == 1 else 6 if len(word) == 2 else 10)
         if len(gap) <= limit and not re.search(r"[\d，,。；;:：]", gap):
-            found = (word.lower(), m.start())
+            found.append((word.lower(), m.start()))
     return found
+
+
+def _prefix_word(norm: str, lo: int, q: _Q) -> tuple[str, int] | None:
+    """The comparison word nearest before ``q``: (word, its start)."""
+    found = _prefix_words(norm, lo, q)
+    return found[-1] if found else None
 
 
 def _postfix_word(norm: str, q: _Q) -> str | None:
@@ -377,8 +393,8 @@ def _bound(norm: str, lo: int, q: _Q, question: bool) -> tuple[Bound, str | None
     if high is not None:
         return Bound(v, True, high, True, dim), None
     pre = _prefix_word(norm, lo, q)
-    if pre and question and pre[0] in w.question_point:
-        return Bound.point(v, dim), None
+    if question and w.more_re.match(norm, q.end):
+        return Bound(v, False, v + v / q.q.value if q.q.value else v, False, dim), None
     post = _postfix_word(norm, q)
     sided = w.prefix[pre[0]] if pre else w.postfix[post] if post else None
     if sided is None:
@@ -480,6 +496,7 @@ def _segment_rows(text: str, seg: tuple[int, int], qs: list[_Q], subject: str) -
         for q in values:
             rows.append(_row(text, norm, part, q, condition, local_text.strip(_TRIM), subject,
                              text[seg[0]:seg[1]].strip(_TRIM), local_cond))
+            subject = rows[-1].subject or subject
     return rows
 
 
@@ -489,13 +506,18 @@ def _after(norm: str, q: _Q) -> int:
 
 
 def _leading_conditions(norm: str, part: tuple[int, int], qs: list[_Q]) -> tuple[list[_Q], list[_Q]]:
-    """Without a condition part, bounded quantities before the last one are its condition
-    ("工龄10年以上年假15天", "staff with at least 5 years of service get 15 days")."""
+    """Without a condition part, bounded quantities before the last one are its condition when a
+    condition ending follows them ("满1年不满10年的5天") or the last one has no comparison word of
+    its own ("staff with at least 5 years of service get 15 days"); "不得低于…的80%或者不得低于…的80%"
+    is two floors."""
     if len(qs) < 2:
         return [], qs
-    lead = qs[:-1]
-    if all(q.q.high is not None or _bound(norm, part[0], q, False)[1] for q in lead):
-        return lead, qs[-1:]
+    lead, last = qs[:-1], qs[-1]
+    if not all(q.q.high is not None or _bound(norm, part[0], q, False)[1] for q in lead):
+        return [], qs
+    ends = norm[_after(norm, lead[-1]):last.start].strip().startswith(_words().antecedent_end)
+    if ends or _bound(norm, lead[-1].end, last, False)[1] is None:
+        return lead, [last]
     return [], qs
 
 
@@ -512,8 +534,8 @@ def _row(text: str, norm: str, part: tuple[int, int], q: _Q, condition: Bound | 
          subject: str, clause: str, cond_qs: list[_Q]) -> RuleRow:
     lo = max([part[0]] + [_after(norm, c) for c in cond_qs if c.end <= q.start])
     _, side = _bound(norm, lo, q, False)
-    pre = _prefix_word(norm, lo, q)
-    own = _subject_of(text, lo, pre[1] if pre else q.start)
+    first = _words().prefix_re.search(norm, lo, q.start)      # the subject ends at any comparison word
+    own = _subject_of(text, lo, first.start() if first else q.start)
     return RuleRow(subject=own or subject, condition=condition, condition_text=cond_text, value=q.q,
                    direction={"low": "min", "high": "max"}.get(side or "", "eq"), text=clause)
 
@@ -703,12 +725,34 @@ def read_question(question: str) -> QuestionReading:
     """
     norm = _norm(question)
     qs = _quantities(question, question=True)
-    bounds, lo = [], 0
+    return QuestionReading(tuple(_question_bounds(norm, qs)), _asked(norm, qs), _asked_units(question))
+
+
+def _asked_units(question: str) -> frozenset[str]:
+    return frozenset(u for p, us in lexicon().asked_units if p.search(question) for u in us)
+
+
+def _question_bounds(norm: str, qs: list[_Q]) -> list[Bound]:
+    """Bounds as a rule reads them, merged ("满一年不满十年" = [12, 120)); a low bound left alone whose
+    word only says where the asker is ("满15年") is a point."""
+    bounds, points, lo = [], [], 0
     for q in qs:
         bounds.append(_bound(norm, lo, q, True)[0])
+        pre = _prefix_word(norm, lo, q)
+        points.append(bool(pre and pre[0] in _words().question_point))
         lo = q.end
-    units = frozenset(u for p, us in lexicon().asked_units if p.search(question) for u in us)
-    return QuestionReading(tuple(_merge(bounds)), _asked(norm, qs), units)
+    out: list[Bound] = []
+    i = 0
+    while i < len(bounds):
+        merged = _merge(bounds[i:i + 2])
+        if len(merged) == 1 and i + 1 < len(bounds):
+            out.append(merged[0])
+            i += 2
+            continue
+        b = bounds[i]
+        out.append(Bound.point(b.low, b.dim) if points[i] and b.low is not None and b.high is None else b)
+        i += 1
+    return out
 
 
 def _asked(norm: str, qs: list[_Q]) -> str | None:

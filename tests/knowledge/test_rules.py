@@ -72,6 +72,17 @@ def test_caps_are_max(text: str) -> None:
     assert (row.direction, row.value.value) == ("max", 3000)
 
 
+def test_two_floors_share_their_subject() -> None:
+    rows = parse_rules("试用期工资不得低于本岗位最低档工资的80%或者不得低于合同约定工资的80%")
+    assert [(r.subject, r.direction, r.condition) for r in rows] == [("试用期工资", "min", None)] * 2
+
+
+def test_condition_without_comma() -> None:
+    rows = parse_rules("年休假天数：满1年不满10年的5天；满10年不满20年的10天；满20年的15天")
+    assert [str(r.condition) for r in rows] == [f"[12, 120) {M}", f"[120, 240) {M}", f"[240, inf) {M}"]
+    assert values(rows) == ["5天", "10天", "15天"]
+
+
 def test_plain_statement_is_eq() -> None:
     (row,) = parse_rules("婚假为3天")
     assert (row.subject, row.direction, row.condition) == ("婚假", "eq", None)
@@ -146,6 +157,12 @@ def test_rule_row_round_trip() -> None:
     ("2 years and 3 months", [f"[27, 27] {M}"]),
     ("more than 10 years", [f"(120, inf) {M}"]),
     ("工作了3周", [f"[0.7, 0.7] {M}"]),
+    ("入职两年半", [f"[30, 30] {M}"]),
+    ("工作了三年多", [f"(36, 48) {M}"]),
+    ("工作满一年不满十年", [f"[12, 120) {M}"]),
+    ("入职30天内", [f"(-inf, 1] {M}"]),
+    ("2020年入职", []),                        # a calendar year, not 2020 years of service
+    ("worked two years", [f"[24, 24] {M}"]),
 ])
 def test_question_quantities(question: str, want: list[str]) -> None:
     assert bounds(question) == want
@@ -226,6 +243,11 @@ def test_amounts_compare_only_with_amounts() -> None:
     rows = parse_rules("单笔采购金额在3000元以上的，审批时限为5个工作日")
     assert values(select_rows(rows, read_question("采购5000元要几天审批"))) == ["5个工作日"]
     assert select_rows(rows, read_question("工作5年")) == []
+
+
+def test_somewhat_more_fits_inside_a_tier() -> None:
+    assert pick(LEAVE, "工作了三年多，年假几天") == ["5天"]
+    assert pick(LEAVE, "2008年入职，年假几天") == []
 
 
 def test_no_quantity_selects_nothing() -> None:
