@@ -188,6 +188,7 @@ class _Words:
     comma_re: re.Pattern[str]
     join_re: re.Pattern[str]
     half_re: re.Pattern[str]
+    half_not_after: str
     half_units: dict[str, str]
     ordinal_re: re.Pattern[str]
     article_re: re.Pattern[str]
@@ -234,7 +235,8 @@ def _words() -> _Words:
         prefix=prefix, prefix_re=re.compile(_alt(list(prefix)), flags),
         postfix=postfix, postfix_re=re.compile(rf"\s?(?:{_alt(list(postfix))})", flags),
         question_point=frozenset(_norm(str(w)).lower() for w in c["question_point"]),
-        more_re=re.compile(_alt(c["question_more"]), flags),
+        more_re=re.compile(rf"(?:{_alt(c['question_more'])})(?![{''.join(c['question_more_not_before'])}])",
+                           flags),
         calendar_year_from=float(c["calendar_year_from"]),
         asked_max_re=re.compile(_alt(c["asked_max"]), flags),
         asked_min_re=re.compile(_alt(c["asked_min"]), flags),
@@ -244,6 +246,7 @@ def _words() -> _Words:
         comma_re=re.compile(c["comma"]),
         join_re=re.compile(rf"\s*(?:{_alt(c['compound_join'])})?\s*", flags),
         half_re=re.compile(half_re, flags),
+        half_not_after="".join(c["half_not_after"]),
         half_units={str(k).lower(): str(v) for k, v in c["half_units"].items()},
         ordinal_re=re.compile(rf"{re.escape(c['ordinal'])}\s?(?P<n>{_NUM})\s?(?P<u>{units})", flags),
         article_re=re.compile(rf"^{re.escape(c['ordinal'])}\s?(?:{_NUM})\s?\S\s*"),
@@ -300,6 +303,9 @@ def _halves(text: str) -> list[Quantity]:
     """Quantities written with 半: 半年 (0.5年), 一年半 (1.5年), 三个半月 (3.5月), half a year."""
     w, out = _words(), []
     for m in w.half_re.finditer(_norm(text)):
+        lone = not (m.group("n1") or m.group("n2") or m.group("en"))
+        if lone and m.start() and text[m.start() - 1] in w.half_not_after:
+            continue                                     # 上半年: the first half of the year
         unit = w.half_units[(m.group("u1") or m.group("u2") or m.group("u3")).lower()]
         n = _number(m.group("n1") or m.group("n2")) or 0.0
         out.append(Quantity(text[m.start():m.end()], n + 0.5, unit, m.start(), m.end()))

@@ -163,6 +163,8 @@ def test_rule_row_round_trip() -> None:
     ("入职30天内", [f"(-inf, 1] {M}"]),
     ("2020年入职", []),                        # a calendar year, not 2020 years of service
     ("worked two years", [f"[24, 24] {M}"]),
+    ("出差5天多少钱", [f"[{5 / 30:g}, {5 / 30:g}] {M}"]),   # 多少 asks: not "5 days and more"
+    ("上半年入职的", []),
 ])
 def test_question_quantities(question: str, want: list[str]) -> None:
     assert bounds(question) == want
