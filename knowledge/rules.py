@@ -179,6 +179,7 @@ class _Words:
     postfix_re: re.Pattern[str]
     question_point: frozenset[str]
     more_re: re.Pattern[str]
+    calendar_day_re: re.Pattern[str]
     calendar_year_from: float
     asked_max_re: re.Pattern[str]
     asked_min_re: re.Pattern[str]
@@ -187,6 +188,7 @@ class _Words:
     clause_break_re: re.Pattern[str]
     comma_re: re.Pattern[str]
     join_re: re.Pattern[str]
+    range_to_re: re.Pattern[str]
     half_re: re.Pattern[str]
     half_not_after: str
     half_units: dict[str, str]
@@ -238,12 +240,14 @@ def _words() -> _Words:
         more_re=re.compile(rf"(?:{_alt(c['question_more'])})(?![{''.join(c['question_more_not_before'])}])",
                            flags),
         calendar_year_from=float(c["calendar_year_from"]),
+        calendar_day_re=re.compile(c["calendar_day"]),
         asked_max_re=re.compile(_alt(c["asked_max"]), flags),
         asked_min_re=re.compile(_alt(c["asked_min"]), flags),
         antecedent_end=tuple(c["antecedent_end"]),
         antecedent_start_re=re.compile(rf"\s*(?:{_alt(c['antecedent_start'])})", flags),
         clause_break_re=re.compile(c["clause_break"]),
         comma_re=re.compile(c["comma"]),
+        range_to_re=re.compile(rf"\s*(?:{_alt(c['range_to'])})\s*", flags),
         join_re=re.compile(rf"\s*(?:{_alt(c['compound_join'])})?\s*", flags),
         half_re=re.compile(half_re, flags),
         half_not_after="".join(c["half_not_after"]),
@@ -355,7 +359,9 @@ def _quantities(text: str, question: bool) -> list[_Q]:
     """The quantities of ``text`` in order: numbers, 半 forms, 第N年 (questions), compounds."""
     w = _words()
     qs = [_Q(q) for q in extract_quantities(text, words=question)
-          if q.unit != "date" and not (q.unit == "年" and q.high is None and q.value >= w.calendar_year_from)]
+          if q.unit not in ("date", "time") and not (q.unit == "年" and q.high is None and q.value >= w.calendar_year_from)]
+    days = [m.span() for m in w.calendar_day_re.finditer(text)]
+    qs = [q for q in qs if not any(q.start < e and s < q.end for s, e in days)]
     qs = _replace_overlapping(qs, [_Q(q) for q in _halves(text)])
     if question:
         qs = _replace_overlapping(qs, _ordinals(text))
@@ -396,19 +402,29 @@ def _bound(norm: str, lo: int, q: _Q, question: bool) -> tuple[Bound, str | None
     dim, v, high = to_base(q.q)
     if q.fixed is not None:
         return q.fixed, None
-    if high is not None:
-        return Bound(v, True, high, True, dim), None
     pre = _prefix_word(norm, lo, q)
+    if high is not None:                                 # 超过5米至15米 = (5, 15]
+        side, closed = w.prefix.get(pre[0], ("", True)) if pre else ("", True)
+        return Bound(v, closed if side == "low" else True, high, True, dim), None
     if question and w.more_re.match(norm, q.end):
         return Bound(v, False, v + v / q.q.value if q.q.value else v, False, dim), None
     post = _postfix_word(norm, q)
     sided = w.prefix[pre[0]] if pre else w.postfix[post] if post else None
+    if sided is None and _range_to(norm, lo, q):
+        sided = ("high", True)                           # 5000元以上至20000元: the high end
     if sided is None:
         return Bound.point(v, dim), None
     side, closed = sided
     if side == "low":
         return Bound(v, closed, None, False, dim), side
     return Bound(None, False, v, closed, dim), side
+
+
+def _range_to(norm: str, lo: int, q: _Q) -> bool:
+    """Only a range word ("至", "to") stands between the previous quantity (and its postfix) and ``q``."""
+    m = _words().postfix_re.match(norm, lo)
+    gap_start = m.end() if m and lo else lo
+    return bool(lo) and bool(_words().range_to_re.fullmatch(norm, gap_start, q.start))
 
 
 def _merge(bounds: list[Bound]) -> list[Bound]:
@@ -561,35 +577,57 @@ def _subject_of(text: str, start: int, stop: int) -> str:
         for t in sorted(trims, key=len, reverse=True):
             if s.endswith(t) and len(s) > len(t) or s == t:
                 s, changed = s[:len(s) - len(t)].strip(_TRIM), True
-    return "" if re.search(r"\d", s) or len(s) > 20 else s
+    s = s.strip(_TRIM + "|()（）[]【】")
+    return "" if re.search(r"\d", s) or len(s) > 20 or not re.search(r"[^\W\d_]", s) else s
 
 
 # --- table rows ----------------------------------------------------------------------------------------
+_CELL_RE = re.compile(r"[^|\n]+")
+
+
+@dataclass(frozen=True)
+class _Field:
+    key: str                    # the column header ("" in a "| a | b |" row)
+    start: int                  # where the value starts
+    end: int
+    text: str                   # the field as written
+
+
 def _is_record(text: str) -> bool:
-    """A table row as loaders write it: two or more ``key: value`` fields separated by ；/;."""
-    pieces = [p.strip() for p in re.split(r"[；;]", text.strip()) if p.strip()]
-    return len(pieces) >= 2 and "\n" not in text.strip() and all(_FIELD_RE.fullmatch(p) for p in pieces)
+    """A table row as loaders write it: two or more ``key: value`` fields separated by ；/;, or a
+    ``| a | b | c |`` row."""
+    t = text.strip()
+    if "\n" in t:
+        return False
+    if t.count("|") >= 3:
+        return True
+    pieces = [p.strip() for p in re.split(r"[；;]", t) if p.strip()]
+    return len(pieces) >= 2 and all(_FIELD_RE.fullmatch(p) for p in pieces)
+
+
+def _fields(text: str) -> list[_Field]:
+    if text.count("|") >= 3:
+        return [_Field("", m.start(), m.end(), m.group(0).strip()) for m in _CELL_RE.finditer(text)
+                if m.group(0).strip()]
+    return [_Field(m.group("key"), m.start("val"), m.end("val"), m.group(0).strip())
+            for m in _FIELD_RE.finditer(text)]
 
 
 def _record_rows(text: str, qs: list[_Q], subject: str) -> list[RuleRow]:
     """A band or threshold column is the condition of the row's other numeric columns."""
     norm = _norm(text)
-    fields = []
-    for m in _FIELD_RE.finditer(text):
-        fqs = [_with_header_unit(m.group("key"), q) for q in _inside(qs, m.span("val"))]
-        fields.append((m, fqs))
-    cond_field = next(((m, fq) for m, fq in fields
-                       if fq and any(q.q.high is not None or _bound(norm, m.start("val"), q, False)[1]
-                                     for q in fq)), None)
-    condition = _condition(norm, cond_field[1]) if cond_field else None
+    fields = [(f, [_with_header_unit(f.key, q) for q in _inside(qs, (f.start, f.end))]) for f in _fields(text)]
+    cond = next(((f, fq) for f, fq in fields
+                 if any(q.q.high is not None or _bound(norm, f.start, q, False)[1] for q in fq)), None)
+    condition = _condition(norm, cond[1]) if cond else None
     rows = []
-    for m, fqs in fields:
-        if cond_field is not None and m is cond_field[0]:
+    for f, fqs in fields:
+        if cond is not None and f is cond[0]:
             continue
-        key = _HEADER_UNIT_RE.sub("", m.group("key")).strip() or subject
+        key = _HEADER_UNIT_RE.sub("", f.key).strip() or subject
         for q in fqs:
-            _, side = _bound(norm, m.start("val"), q, False)
-            rows.append(RuleRow(key, condition, cond_field[0].group(0).strip() if cond_field else "", q.q,
+            _, side = _bound(norm, f.start, q, False)
+            rows.append(RuleRow(key, condition, cond[0].text if cond else "", q.q,
                                 {"low": "min", "high": "max"}.get(side or "", "eq"), text.strip(_TRIM)))
     return rows
 

@@ -114,6 +114,8 @@ def test_probation_band_table() -> None:
     ("工龄1-3年的，补贴200元", Bound(12, True, 36, True, M)),
     ("工龄十五年以上的，补贴800元", Bound(180, True, None, False, M)),
     ("出差30天以内的，补贴100元", Bound(None, False, 1, True, M)),
+    ("工龄2个月以上至6个月的，补贴100元", Bound(2, True, 6, True, M)),
+    ("工龄超过1至3年的，补贴100元", Bound(12, False, 36, True, M)),
 ])
 def test_condition_words(text: str, want: Bound) -> None:
     (row,) = parse_rules(text)
@@ -125,6 +127,20 @@ def test_table_rows_band_column_is_the_condition() -> None:
     assert [(r.subject, r.value.value, r.value.unit) for r in rows] == [("交通补贴", 200, "元"), ("通讯补贴", 100, "元")]
     assert all(r.condition == Bound(12, True, 36, True, M) for r in rows)
     assert parse_rules(BANDS[2])[0].condition == Bound(60, True, None, False, M)
+
+
+def test_pipe_table_row() -> None:
+    rows = parse_rules("| 满1年不满10年 | 5天 | 病假累计2个月以上 |")
+    assert [(str(r.condition), r.value.text) for r in rows[:1]] == [(f"[12, 120) {M}", "5天")]
+
+
+def test_not_less_than_is_a_floor() -> None:
+    (row,) = parse_rules("通道宽度不小于4米")
+    assert row.direction == "min"
+
+
+def test_calendar_days_are_not_durations() -> None:
+    assert bounds("每年11月1日至11月20日之间请假") == []
 
 
 def test_english_rule() -> None:
