@@ -195,6 +195,7 @@ class _Words:
     ordinal_re: re.Pattern[str]
     article_re: re.Pattern[str]
     per_re: re.Pattern[str]
+    per_full: frozenset[str]
     counts_as_re: re.Pattern[str]
 
 
@@ -254,7 +255,8 @@ def _words() -> _Words:
         half_units={str(k).lower(): str(v) for k, v in c["half_units"].items()},
         ordinal_re=re.compile(rf"{re.escape(c['ordinal'])}\s?(?P<n>{_NUM})\s?(?P<u>{units})", flags),
         article_re=re.compile(rf"^{re.escape(c['ordinal'])}\s?(?:{_NUM})\s?\S\s*"),
-        per_re=re.compile(_alt(c["per_full"]), flags),
+        per_re=re.compile(_alt(c["per_full"] + c["per_plain"]), flags),
+        per_full=frozenset(str(x).lower() for x in c["per_full"]),
         counts_as_re=re.compile(_alt(c["counts_as"]), flags),
     )
 
@@ -644,26 +646,25 @@ def _with_header_unit(key: str, q: _Q) -> _Q:
 
 
 # --- piecewise rules ---------------------------------------------------------------------------------
-def _per_step(norm: str, seg: tuple[int, int], qs: list[_Q]) -> tuple[int, _Q, _Q] | None:
-    """(where the per word starts, step, rate) of a clause "每满一年计一个月"."""
+def _per_step(norm: str, seg: tuple[int, int], qs: list[_Q]) -> tuple[int, bool, _Q, _Q] | None:
+    """(where the per word starts, whether it says "full", step, rate) of "每满一年计一个月"."""
     inside = _inside(qs, seg)
     for i, q in enumerate(inside[:-1]):
-        starts = [m.start() for m in _words().per_re.finditer(norm, seg[0], q.start)
-                  if not norm[m.end():q.start].strip()]
-        if starts:
-            return starts[-1], q, inside[i + 1]
+        found = [m for m in _words().per_re.finditer(norm, seg[0], q.start) if not norm[m.end():q.start].strip()]
+        if found:
+            return found[-1].start(), found[-1].group(0).lower() in _words().per_full, q, inside[i + 1]
     return None
 
 
 def _piecewise(text: str, segments: list[tuple[int, int]], qs: list[_Q],
                subject: str) -> tuple[list[RuleRow], set[int]]:
-    """The rows of a piecewise rule in the sentence (all sharing the rule), and the segments it took."""
+    """The rows of a piecewise rule in the text (all sharing the rule), and the segments it took."""
     norm = _norm(text)
     for i, seg in enumerate(segments):
         found = _per_step(norm, seg, qs)
         if found is None:
             continue
-        per_start, step_q, rate_q = found
+        per_start, full, step_q, rate_q = found
         dim, step, _ = to_base(step_q.q)
         used, parts, rows = {i}, [], []
         for j in range(i + 1, len(segments)):
@@ -673,12 +674,16 @@ def _piecewise(text: str, segments: list[tuple[int, int]], qs: list[_Q],
             used.add(j)
             parts.append(rem[0])
             rows.append(rem[1])
+        if not (full or parts):
+            continue                                     # a frequency (每3年复审1次), not a piecewise rule
         per_text = text[seg[0]:seg[1]].strip(_TRIM)
         own = _subject_of(text, seg[0], per_start) or subject
         rule = {"text": text[seg[0]:segments[max(used)][1]].strip(_TRIM), "dim": dim, "step": step,
                 "rate": rate_q.q.value, "unit": rate_q.q.unit,
                 "parts": [{"role": "per", "text": per_text}] + parts}
-        per_row = RuleRow(own, None, text[per_start:step_q.end], rate_q.q, "eq", per_text)
+        side = _bound(norm, step_q.end, rate_q, False)[1]
+        per_row = RuleRow(own, None, text[per_start:step_q.end], rate_q.q,
+                          {"low": "min", "high": "max"}.get(side or "", "eq"), per_text)
         for r in [per_row] + rows:
             r.subject = own
             r.piecewise = {"role": "per" if r is per_row else "remainder", "rule": rule}

@@ -301,6 +301,14 @@ def test_piecewise_computation(question: str, want: float, roles: list[str]) -> 
     assert [r.piecewise["role"] for r in c.rows] == roles
 
 
+def test_frequency_is_not_piecewise() -> None:
+    rows = parse_rules("特种设备每3年复审1次")
+    assert not any(r.piecewise for r in rows) and values(rows)[-1] == "1次"
+    assert rows[-1].subject == "特种设备"
+    rows = parse_rules("每工作一年计一个月；不满六个月的，计半个月")      # plain 每 with a remainder clause
+    assert [r.piecewise["role"] for r in rows] == ["per", "remainder"]
+
+
 def test_piecewise_over_two_sentences_from_one_row() -> None:
     rows = parse_rules(SEVERANCE_TWO_SENTENCES)
     assert rows[0].subject == "离职补偿"
