@@ -33,11 +33,11 @@ from functools import lru_cache
 from typing import Any
 
 from config.lexicon import conditions, lexicon
-from knowledge.core.types import Quantity
+from knowledge.core.types import Fact, Quantity
 from knowledge.numbers import extract_quantities, normalize_unit, parse_chinese_numeral
 
 __all__ = ["Bound", "Computation", "QuestionReading", "RuleRow", "compute", "direction_conflict",
-           "parse_rules", "read_question", "select_rows", "to_base"]
+           "parse_rules", "read_question", "rows_of_facts", "select_rows", "to_base"]
 
 _EPS = 1e-9
 
@@ -863,3 +863,22 @@ def direction_conflict(reading: QuestionReading, rows: list[RuleRow]) -> bool:
     dirs = {r.direction for r in rows if r.value is not None}
     opposite = "min" if reading.asked == "max" else "max"
     return opposite in dirs and reading.asked not in dirs and "eq" not in dirs
+
+
+def rows_of_facts(facts: list[Fact]) -> list[RuleRow]:
+    """The rule rows that facts carry (``Fact.rule``); a table-row fact gives one row per value column.
+
+    >>> f = Fact("f0", "工龄: 1-3年；交通补贴(元/月): 200；通讯补贴(元/月): 100", "", [], [], "a.xlsx", "c0",
+    ...          rule={"subject": "交通补贴", "condition": None, "value": None, "direction": "eq"})
+    >>> [(r.subject, r.value.text) for r in rows_of_facts([f])]
+    [('交通补贴', '200'), ('通讯补贴', '100')]
+    """
+    rows: list[RuleRow] = []
+    for f in facts:
+        if not f.rule:
+            continue
+        if _is_record(f.statement):
+            rows += parse_rules(f.statement, f.subject)
+        else:
+            rows.append(RuleRow.from_dict(f.rule))
+    return rows

@@ -13,7 +13,7 @@ import knowledge.rules as rules_mod
 from knowledge.core.types import Chunk, Fact
 from knowledge.facts import extract_facts
 from knowledge.rules import (Bound, QuestionReading, RuleRow, compute, direction_conflict, parse_rules,
-                             read_question, select_rows, to_base)
+                             read_question, rows_of_facts, select_rows, to_base)
 
 M = "duration_months"
 LEAVE = "职工累计工作已满1年不满10年的，年休假5天；已满10年不满20年的，年休假10天；已满20年的，年休假15天。"
@@ -373,3 +373,10 @@ def test_plain_facts_have_no_rule_and_old_records_load() -> None:
     del d["rule"]
     assert Fact.from_dict(d).rule is None
     assert Fact.from_dict({**d, "unknown_key": 1}).statement == "婚假为3天"
+
+
+def test_rows_of_table_facts_select_by_band() -> None:
+    facts = extract_facts([chunk("\n".join(BANDS))])
+    rows = rows_of_facts(facts)
+    assert len(rows) == 6
+    assert values(select_rows(rows, read_question("工龄4年，通讯补贴多少"))) == ["300", "150"]
