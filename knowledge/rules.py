@@ -180,7 +180,8 @@ class _Words:
     question_point: frozenset[str]
     more_re: re.Pattern[str]
     calendar_day_re: re.Pattern[str]
-    calendar_year_from: float
+    calendar_year: tuple[str, float]
+    header_unit_split: re.Pattern[str]
     asked_max_re: re.Pattern[str]
     asked_min_re: re.Pattern[str]
     antecedent_end: tuple[str, ...]
@@ -230,8 +231,8 @@ def _words() -> _Words:
     flags = re.IGNORECASE
     prefix, postfix = _sided(c["prefix"]), _sided(c["postfix"])
     units = _alt(list(c["half_units"]))
-    half = re.escape(c["half"])
-    half_re = (rf"(?P<n1>{_NUM})\s?(?P<u1>{units}){half}|(?P<n2>{_NUM})?\s?个?{half}\s?(?P<u2>{units})"
+    half, cls = re.escape(c["half"]), re.escape(c["half_classifier"])
+    half_re = (rf"(?P<n1>{_NUM})\s?(?P<u1>{units}){half}|(?P<n2>{_NUM})?\s?{cls}?{half}\s?(?P<u2>{units})"
                rf"|(?P<en>{_alt(c['half_en'])})\s+(?P<u3>{units})")
     return _Words(
         dims={str(u): (str(d), float(Fraction(str(f)))) for u, (d, f) in c["dimensions"].items()},
@@ -240,7 +241,8 @@ def _words() -> _Words:
         question_point=frozenset(_norm(str(w)).lower() for w in c["question_point"]),
         more_re=re.compile(rf"(?:{_alt(c['question_more'])})(?![{''.join(c['question_more_not_before'])}])",
                            flags),
-        calendar_year_from=float(c["calendar_year_from"]),
+        calendar_year=(str(c["calendar_year"]["unit"]), float(c["calendar_year"]["from"])),
+        header_unit_split=re.compile(c["header_unit_split"]),
         calendar_day_re=re.compile(c["calendar_day"]),
         asked_max_re=re.compile(_alt(c["asked_max"]), flags),
         asked_min_re=re.compile(_alt(c["asked_min"]), flags),
@@ -357,11 +359,16 @@ def _joins(text: str, a: Quantity, b: Quantity) -> bool:
     return da == db and fa > fb and bool(_words().join_re.fullmatch(text, a.end, b.start))
 
 
+def _calendar(q: Quantity) -> bool:
+    """A date, a clock time or a calendar year ("2020年"): a point in time, not an amount."""
+    unit, since = _words().calendar_year
+    return q.unit in ("date", "time") or (q.unit == unit and q.high is None and q.value >= since)
+
+
 def _quantities(text: str, question: bool) -> list[_Q]:
     """The quantities of ``text`` in order: numbers, 半 forms, 第N年 (questions), compounds."""
     w = _words()
-    qs = [_Q(q) for q in extract_quantities(text, words=question)
-          if q.unit not in ("date", "time") and not (q.unit == "年" and q.high is None and q.value >= w.calendar_year_from)]
+    qs = [_Q(q) for q in extract_quantities(text, words=question) if not _calendar(q)]
     days = [m.span() for m in w.calendar_day_re.finditer(text)]
     qs = [q for q in qs if not any(q.start < e and s < q.end for s, e in days)]
     qs = _replace_overlapping(qs, [_Q(q) for q in _halves(text)])
@@ -639,7 +646,7 @@ def _with_header_unit(key: str, q: _Q) -> _Q:
     m = _HEADER_UNIT_RE.search(key)
     if q.q.unit or not m:
         return q
-    unit = normalize_unit(re.split(r"[/·每]", m.group(1))[0])
+    unit = normalize_unit(_words().header_unit_split.split(m.group(1))[0])
     if unit not in _words().dims:
         return q
     return _Q(Quantity(q.q.text, q.q.value, unit, q.q.start, q.q.end, q.q.high), q.fixed)
