@@ -149,14 +149,26 @@ class RuleRow:
 @dataclass(frozen=True)
 class QuestionReading:
     """What a question states and asks: its quantities (points or intervals, base units), whether it
-    asks for a maximum (``"max"``) or a minimum (``"min"``), and the units it asks for."""
+    asks for a maximum (``"max"``) or a minimum (``"min"``), and the units it asks for.
+
+    ``labels`` holds, for each quantity, the words right before it ("试用期3个月" -> "试用期"): a
+    quantity labelled with a rule's subject states that subject's value, not the rule's condition.
+    """
 
     quantities: tuple[Bound, ...]
     asked: str | None = None
     asked_units: frozenset[str] = frozenset()
+    labels: tuple[str, ...] = ()
 
     def in_dim(self, dim: str) -> list[Bound]:
         return [b for b in self.quantities if b.dim == dim]
+
+    def conditions_for(self, row: "RuleRow") -> list[Bound]:
+        """The quantities that may meet ``row``'s condition: in its dimension, not labelled with its subject."""
+        dim = row.condition.dim if row.condition else ""
+        labels = self.labels or ("",) * len(self.quantities)
+        return [b for b, label in zip(self.quantities, labels)
+                if b.dim == dim and not (row.subject and label and row.subject in label)]
 
 
 @dataclass
@@ -781,34 +793,43 @@ def read_question(question: str) -> QuestionReading:
     """
     norm = _norm(question)
     qs = _quantities(question, question=True)
-    return QuestionReading(tuple(_question_bounds(norm, qs)), _asked(norm, qs), _asked_units(question))
+    bounds, labels = _question_bounds(norm, qs)
+    return QuestionReading(tuple(bounds), _asked(norm, qs), _asked_units(question), tuple(labels))
 
 
 def _asked_units(question: str) -> frozenset[str]:
     return frozenset(u for p, us in lexicon().asked_units if p.search(question) for u in us)
 
 
-def _question_bounds(norm: str, qs: list[_Q]) -> list[Bound]:
-    """Bounds as a rule reads them, merged ("满一年不满十年" = [12, 120)); a low bound left alone whose
-    word only says where the asker is ("满15年") is a point."""
-    bounds, points, lo = [], [], 0
+def _question_bounds(norm: str, qs: list[_Q]) -> tuple[list[Bound], list[str]]:
+    """Bounds as a rule reads them, merged ("满一年不满十年" = [12, 120)), a low bound left alone whose
+    word only says where the asker is ("满15年") as a point; and the label of each."""
+    bounds, points, labels, lo = [], [], [], 0
     for q in qs:
         bounds.append(_bound(norm, lo, q, True)[0])
         pre = _prefix_word(norm, lo, q)
         points.append(bool(pre and pre[0] in _words().question_point))
+        labels.append(_label(norm, lo, pre[1] if pre else q.start))
         lo = q.end
     out: list[Bound] = []
+    out_labels: list[str] = []
     i = 0
     while i < len(bounds):
-        merged = _merge(bounds[i:i + 2])
-        if len(merged) == 1 and i + 1 < len(bounds):
-            out.append(merged[0])
+        out_labels.append(labels[i])
+        if i + 1 < len(bounds) and len(_merge(bounds[i:i + 2])) == 1:
+            out.append(_merge(bounds[i:i + 2])[0])       # 满一年 + 不满十年
             i += 2
             continue
         b = bounds[i]
         out.append(Bound.point(b.low, b.dim) if points[i] and b.low is not None and b.high is None else b)
         i += 1
-    return out
+    return out, out_labels
+
+
+def _label(norm: str, lo: int, stop: int) -> str:
+    """The words right before a question's quantity, back to the previous one or a punctuation mark."""
+    before = re.split(r"[，,。；;：:？?！!\s]", norm[lo:stop])[-1]
+    return before[-8:]
 
 
 def _asked(norm: str, qs: list[_Q]) -> str | None:
@@ -840,7 +861,7 @@ def select_rows(rows: list[RuleRow], reading: QuestionReading) -> list[RuleRow]:
     for r in rows:
         if r.condition is None or r.piecewise:
             continue
-        if any(r.condition.covers(b) for b in reading.in_dim(r.condition.dim)):
+        if any(r.condition.covers(b) for b in reading.conditions_for(r)):
             out.append(r)
     return _band_edges(out, reading)
 

@@ -251,6 +251,11 @@ def test_probation_for_two_year_contract() -> None:
     assert pick(PROBATION, "a 2 year contract: how long can probation be at most?") == ["二个月"]
 
 
+def test_a_quantity_labelled_with_the_subject_is_not_a_condition() -> None:
+    assert pick(PROBATION, "合同期2年，试用期3个月可以吗？") == ["二个月"]
+    assert read_question("合同期2年，试用期3个月可以吗？").labels == ("合同期", "试用期")
+
+
 def test_english_questions() -> None:
     assert pick(LEAVE, "I have 15 years of service, how many days of annual leave?") == ["10天"]
     assert pick(SIX_MONTHS, "I joined 8 months ago, what is the meal allowance?") == ["300元"]
