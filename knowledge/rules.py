@@ -163,12 +163,11 @@ class QuestionReading:
     def in_dim(self, dim: str) -> list[Bound]:
         return [b for b in self.quantities if b.dim == dim]
 
-    def conditions_for(self, row: "RuleRow") -> list[Bound]:
-        """The quantities that may meet ``row``'s condition: in its dimension, not labelled with its subject."""
-        dim = row.condition.dim if row.condition else ""
+    def stated(self, dim: str, subject: str = "") -> list[Bound]:
+        """The quantities in ``dim`` that are not labelled with ``subject`` (so may meet its condition)."""
         labels = self.labels or ("",) * len(self.quantities)
         return [b for b, label in zip(self.quantities, labels)
-                if b.dim == dim and not (row.subject and label and row.subject in label)]
+                if b.dim == dim and not (subject and label and subject in label)]
 
 
 @dataclass
@@ -745,7 +744,7 @@ def compute(rows: list[RuleRow], reading: QuestionReading) -> Computation | None
     if row is None or row.piecewise is None:
         return None
     rule = row.piecewise["rule"]
-    points = [b.low for b in reading.in_dim(rule["dim"]) if b.is_point and b.low is not None]
+    points = [b.low for b in reading.stated(rule["dim"], row.subject) if b.is_point and b.low is not None]
     if not points:
         return None
     x, step, rate = points[0], float(rule["step"]), float(rule["rate"])
@@ -861,7 +860,7 @@ def select_rows(rows: list[RuleRow], reading: QuestionReading) -> list[RuleRow]:
     for r in rows:
         if r.condition is None or r.piecewise:
             continue
-        if any(r.condition.covers(b) for b in reading.conditions_for(r)):
+        if any(r.condition.covers(b) for b in reading.stated(r.condition.dim, r.subject)):
             out.append(r)
     return _band_edges(out, reading)
 
