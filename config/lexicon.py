@@ -33,7 +33,6 @@ class Lexicon:
     numeric_question: re.Pattern[str]
 
 
-
 @lru_cache(maxsize=1)
 def lexicon() -> Lexicon:
     """The process-wide lexicon (packaged YAML, overridden section by section by ``KB_LEXICON``).
@@ -54,3 +53,17 @@ def lexicon() -> Lexicon:
         confirm_words=re.compile(data["confirm_words"], flags),
         numeric_question=re.compile(data["numeric_question"], flags),
     )
+
+
+@lru_cache(maxsize=1)
+def conditions() -> dict[str, Any]:
+    """The ``conditions:`` section: words of conditional rules and of a question's quantities.
+
+    Raw data (lists and mappings); ``knowledge.rules`` compiles it. Overridden as one section by
+    ``KB_LEXICON`` like the others.
+
+    >>> conditions()["dimensions"]["年"]
+    ['duration_months', 12]
+    """
+    data = layered(DEFAULT_LEXICON, "KB_LEXICON", "a lexicon")
+    return dict(data.get("conditions") or {})

@@ -12,6 +12,12 @@ so "3000元以上的，须签订采购协议" stays one clause while "一线城�
 A conditional part ("工作满三年的，") stays with the rule after it. Lines of a hard-wrapped paragraph
 (PDF text) are joined first; a table row as loaders write it ("职级: A类；住宿标准(元/晚): 900；...")
 is one fact whose subject names the row and whose bare numbers take the unit from their header.
+
+Each fact that states a rule carries it (``Fact.rule``, a ``knowledge.rules.RuleRow`` as a dict):
+the condition it holds under, whether its value is a cap or a floor, and the whole rule when the
+clause is part of a piecewise rule. Rules are read over whole paragraphs, so a clause whose
+condition is in an earlier clause of its sentence carries it, and the clauses of a piecewise rule
+(joined by ； or running over two sentences) are read as one rule.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Iterable
 from knowledge.loaders.tables import is_record_line
 from knowledge.numbers import extract_quantities, normalize_unit
 from knowledge.core.types import Chunk, Fact, Quantity
+from knowledge.rules import RuleRow, parse_rules
 
 __all__ = ["extract_facts", "find_conditions", "leading_phrase", "split_clauses"]
 
@@ -371,9 +378,43 @@ def _is_fact_value(q: Quantity) -> bool:
     return q.unit not in ("", "time", "页")
 
 
+def _rule_rows(text: str, quantities: list[Quantity]) -> list[RuleRow]:
+    """The rule rows of ``text``, value offsets into ``text``, read paragraph by paragraph (a piecewise
+    rule may run over several sentences; a condition binds the values of its own clause only).
+
+    >>> t = "工作已满1年不满10年的，年休假5天，病假3天。"
+    >>> [(r.value.text, t[r.value.start:r.value.end], str(r.condition)) for r in _rule_rows(t, extract_quantities(t))]
+    [('5天', '5天', '[12, 120) duration_months'), ('3天', '3天', '[12, 120) duration_months')]
+    """
+    rows: list[RuleRow] = []
+    for s, e in _paragraphs(text):
+        if not any(s <= q.start < e for q in quantities):
+            continue
+        for row in parse_rules(text[s:e].replace("\n", " ")):
+            if row.value is not None:
+                v = row.value
+                row.value = Quantity(v.text, v.value, v.unit, v.start + s, v.end + s, v.high)
+                rows.append(row)
+    return rows
+
+
+def _rule_of(rows: list[RuleRow], start: int, end: int, offset: int) -> dict | None:
+    """The rule a clause states: its first row with a condition, a cap or floor, or a piecewise rule."""
+    for row in rows:
+        v = row.value
+        if v is None or not start <= v.start < end:
+            continue
+        if row.condition is not None or row.direction != "eq" or row.piecewise:
+            d = row.to_dict()
+            d["value"].update(start=v.start + offset, end=v.end + offset)
+            return d
+    return None
+
+
 def _chunk_facts(chunk: Chunk) -> Iterable[Fact]:
     text = chunk.text
     quantities = [_with_header_unit(text, q) for q in extract_quantities(text)]
+    rules = _rule_rows(text, quantities)
     heading = _heading(chunk.heading_path)
     phrase = ""
     j = 0
@@ -400,6 +441,7 @@ def _chunk_facts(chunk: Chunk) -> Iterable[Fact]:
             page=chunk.page,
             start=chunk.start + s,
             end=chunk.start + e,
+            rule=_rule_of(rules, s, e, chunk.start),
         )
         j += 1
 

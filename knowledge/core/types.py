@@ -9,7 +9,7 @@ offsets into the text that was searched.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -91,6 +91,9 @@ class Fact:
     page: int | None = None
     start: int = 0
     end: int = 0
+    # The rule row the clause states (``knowledge.rules.RuleRow.to_dict()``: condition, value,
+    # direction, piecewise rule), or None. Optional, so facts.jsonl files written before it load.
+    rule: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -98,7 +101,15 @@ class Fact:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Fact":
-        d = dict(d)
+        """A fact from its dict; keys it does not know are ignored and missing optional ones default.
+
+        >>> f = Fact.from_dict({"fact_id": "f", "statement": "年假5天", "subject": "年假", "values": [],
+        ...                     "conditions": [], "source": "a.md", "chunk_id": "c"})
+        >>> f.rule is None
+        True
+        """
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
         d["values"] = [Quantity(**q) for q in d.get("values", [])]
         return cls(**d)
 
