@@ -798,7 +798,14 @@ def check_retrieval_questions(questions: Path, docs_dir: Path) -> list[str]:
 
 ROUTES = {"glossary", "fact", "rag", "refuse"}
 KINDS = {"plain", "ambiguous", "english", "colloquial", "table", "followup", "false_premise", "injection",
-         "near_absent", "absent"}
+         "near_absent", "absent",
+         # the tier/condition set (tiers.jsonl): which row of a tiered or piecewise rule applies
+         "tier", "boundary", "negation", "piecewise", "direction"}
+FORMS = ("plain", "colloquial", "english")
+"""The three wordings of one base question in a paired-forms file (paired.jsonl)."""
+QUESTION_SETS = {"questions": "questions.jsonl", "tiers": "tiers.jsonl", "paired": "paired.jsonl"}
+"""Question sets of a knowledge base and their files (the demo's ``questions`` set is
+``knowledge/demo/eval_questions.jsonl``)."""
 
 
 def kb_text(out_dir: Path) -> str:
@@ -848,12 +855,58 @@ def check_eval_questions(questions: Path, out_dir: Path | None = None) -> list[s
         if not isinstance(history, list) or any(not isinstance(h, dict) or h.get("role") not in ("user", "assistant")
                                                 or not isinstance(h.get("content"), str) for h in history):
             problems.append(f"{qid}: history must be a list of {{role: user|assistant, content}}")
+        other = q.get("other_rows", [])
+        if not isinstance(other, list) or not all(isinstance(o, str) and o for o in other):
+            problems.append(f"{qid}: other_rows must be a list of non-empty strings")
+        if "form" in q and q["form"] not in FORMS:
+            problems.append(f"{qid}: unknown form {q['form']!r} (one of {list(FORMS)})")
+        if ("form" in q) != ("pair" in q):
+            problems.append(f"{qid}: a paired line needs both 'pair' and 'form'")
         if q.get("kind") == "followup" and (not history or not q.get("standalone")):
             problems.append(f"{qid}: a followup needs a history and its standalone question")
         if text is not None and route != "refuse" and not q.get("derived"):
             for group in expected:
                 if not any(_squash(str(a)).casefold() in text for a in group):
                     problems.append(f"{qid}: none of {group} occurs in the documents (mark derived answers)")
+    return problems
+
+
+def check_paired_questions(questions: Path) -> list[str]:
+    """Problems with a paired-forms file beyond the per-line checks: a ``pair`` that does not have
+    exactly one line of each form, or whose forms disagree on route, refusal or expected groups
+    (the three wordings ask the same thing, so they share one answer).
+
+    Example:
+        >>> import tempfile
+        >>> rows = [{"id": f"p1-{f[0]}", "pair": "p1", "form": f, "question": "?", "route": "fact",
+        ...          "expected": [["3天"]] if f != "english" else [["3 days"]]} for f in FORMS]
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = Path(d) / "paired.jsonl"
+        ...     _ = path.write_text("\\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+        ...     check_paired_questions(path)
+        ['p1: the forms disagree on route, refuse or expected']
+    """
+    pairs: dict[str, list[dict[str, Any]]] = {}
+    problems: list[str] = []
+    for line in questions.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            q = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # reported by check_eval_questions
+        if "pair" not in q:
+            problems.append(f"{q.get('id')}: a paired-forms line needs 'pair' and 'form'")
+            continue
+        pairs.setdefault(str(q["pair"]), []).append(q)
+    for pid, rows in pairs.items():
+        forms = sorted(str(r.get("form")) for r in rows)
+        if forms != sorted(FORMS):
+            problems.append(f"{pid}: forms {forms}, want one each of {list(FORMS)}")
+        shapes = {json.dumps([r.get("route"), bool(r.get("refuse")), r.get("expected", [])], ensure_ascii=False)
+                  for r in rows}
+        if len(shapes) > 1:
+            problems.append(f"{pid}: the forms disagree on route, refuse or expected")
     return problems
 
 
@@ -880,6 +933,12 @@ def main(argv: list[str] | None = None) -> int:
                 questions = Path(kb) / "questions.jsonl"
             if questions.is_file():
                 problems += [f"{kb.name}: {p}" for p in check_eval_questions(questions, out)]
+            for set_name in ("tiers", "paired"):
+                extra = Path(kb) / QUESTION_SETS[set_name]
+                if extra.is_file():
+                    problems += [f"{kb.name}/{extra.name}: {p}" for p in check_eval_questions(extra, out)]
+                    if set_name == "paired":
+                        problems += [f"{kb.name}/{extra.name}: {p}" for p in check_paired_questions(extra)]
             retrieval = Path(kb) / "retrieval_questions.jsonl"
             if Path(kb).name == "demo":
                 retrieval = REPO / "tests" / "data" / "retrieval_questions.jsonl"
