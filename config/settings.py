@@ -99,6 +99,14 @@ class MeaningSettings(BaseModel):
     full_score: float = Field(2.0, gt=0)         # meaning score at which a unit covers a foreign-language question fully
 
 
+class RulesSettings(BaseModel):
+    """Answering from rules read as rules (``router.rules``; see router/conditions.py)."""
+
+    enabled: bool = True                         # the row whose condition holds answers a figure question
+    top_units: int = Field(8, ge=1)              # best evidence units whose rules are read
+    min_share: float = Field(0.6, ge=0, le=1)    # ... those covering at least this share of the best one's coverage
+
+
 class RouterSettings(BaseModel):
     backend: str = "signals"
     glossary_threshold: float = 0.55
@@ -111,6 +119,7 @@ class RouterSettings(BaseModel):
     answerability: dict[str, float] = {}
     disambiguation: DisambiguationSettings = DisambiguationSettings()
     meaning: MeaningSettings = MeaningSettings()
+    rules: RulesSettings = RulesSettings()
 
 
 class LLMSettings(BaseModel):

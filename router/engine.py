@@ -30,6 +30,7 @@ from config.lexicon import lexicon
 from retrieval.index import Hit
 from router.calibration import Calibration
 from router.compose import fact_answer, premise_note, quote_answer, select_units
+from router.conditions import facts_by_chunk, read_rules
 from router.conversation import has_topic_in, resolve
 from router.evidence import gather
 from router.meaning import MeaningReader
@@ -213,16 +214,36 @@ class Engine:
                                    calibration=self.calibration)
             choice = self.router.decide(signals)
         if choice.rewritten_query and choice.rewritten_query != rewritten:
-            # The router (the LoRA model) read the terms differently from the embedding
-            # disambiguator: retrieve again for its reading, so passages, facts and the
-            # answer's terms all follow the router of record.
-            hits, fact_hits = self._retrieve(choice.rewritten_query, timer)
-            evidence = gather(choice.rewritten_query, hits, self.index, fact_hits=fact_hits, background=background,
-                              asked=form.asked_units, focus=focus, reader=self.reader) if evidence is not None else None
-            signals = dataclasses.replace(signals, rewritten_query=choice.rewritten_query,
-                                          terms=list(choice.terms) or signals.terms, hits=hits,
-                                          fact_hits=fact_hits, evidence=evidence)
-        return choice, signals
+            signals, choice = self._reread(choice, signals, form, focus, background, timer)
+        return self._read_rules(choice, signals)
+
+    def _read_rules(self, choice: RouteChoice, signals: RouteSignals) -> tuple[RouteChoice, RouteSignals]:
+        """Read the rules the evidence states: the row whose condition holds decides the answer
+        (and a question the router sent to rag that a rule row answers becomes a fact question)."""
+        cfg = self.settings.router.rules
+        if not cfg.enabled or choice.route not in ("fact", "rag") or signals.evidence is None:
+            return choice, signals
+        ruled = read_rules(signals.question, signals.evidence, facts_by_chunk(self.index), signals.lang,
+                           top_units=cfg.top_units, min_share=cfg.min_share)
+        if ruled is None or (ruled.kind == "all_rows" and choice.route != "fact"):
+            return choice, signals
+        route = ruled.route if ruled.kind != "computed" else choice.route
+        choice = dataclasses.replace(choice, route=route, reason=f"rule read: {ruled.kind} ({choice.reason})")
+        return choice, dataclasses.replace(signals, ruled=ruled)
+
+    def _reread(self, choice: RouteChoice, signals: RouteSignals, form: Any, focus: str, background: float,
+                timer: Timer) -> tuple[RouteSignals, RouteChoice]:
+        """The router (the LoRA model) read the terms differently from the embedding disambiguator:
+        retrieve again for its reading, so passages, facts and the answer's terms all follow the
+        router of record."""
+        hits, fact_hits = self._retrieve(choice.rewritten_query, timer)
+        evidence = gather(choice.rewritten_query, hits, self.index, fact_hits=fact_hits, background=background,
+                          asked=form.asked_units, focus=focus, reader=self.reader) \
+            if signals.evidence is not None else None
+        signals = dataclasses.replace(signals, rewritten_query=choice.rewritten_query,
+                                      terms=list(choice.terms) or signals.terms, hits=hits,
+                                      fact_hits=fact_hits, evidence=evidence)
+        return signals, choice
 
     def _retrieve(self, query: str, timer: Timer) -> tuple[list[Any], list[Any]]:
         with timer.stage("retrieve"):
@@ -236,6 +257,9 @@ class Engine:
 
     def _route_fact(self, question: str, choice: RouteChoice, signals: RouteSignals,
                     timer: Timer, stream: bool) -> Iterator[dict[str, Any]]:
+        if signals.ruled is not None:
+            yield from self._answer_ruled(question, choice, signals, timer)
+            return
 
         composed = fact_answer(signals.evidence) if signals.evidence is not None else None
         if composed is None:
@@ -261,6 +285,9 @@ class Engine:
     def _route_rag(self, question: str, choice: RouteChoice, signals: RouteSignals,
                    timer: Timer, stream: bool) -> Iterator[dict[str, Any]]:
         """Gather evidence units → generate (sentence-gated) → verify → fall back to quoting."""
+        if signals.ruled is not None:  # a rule computes the answer: no generator needed
+            yield from self._answer_ruled(question, choice, signals, timer)
+            return
 
         units = select_units(signals.evidence) if signals.evidence is not None else []
         if signals.evidence is not None and not units:
@@ -369,6 +396,29 @@ class Engine:
             vdict["note"] = status_note
         citations = _rag_citations(text, hits)
         yield {"type": "final", "answer": self._answer(text, choice, signals, timer, citations, vdict)}
+
+    def _answer_ruled(self, question: str, choice: RouteChoice, signals: RouteSignals,
+                      timer: Timer) -> Iterator[dict[str, Any]]:
+        """The answer a rule row (or a piecewise computation) gives, quoted and verified: a computed
+        figure counts as supported by the rows it was computed from, with the steps as its detail."""
+        ruled = signals.ruled
+        text = self._with_premise(ruled.composed.text, ruled.composed.units, signals)
+        with timer.stage("verify"):
+            verification = self.verifier.check(text, self._unit_passages(ruled.composed.units), question)
+        result = ruled.computation
+        if result is not None:
+            for n in verification.numbers:
+                if not n.supported and abs(n.value - result.value) < 1e-9:
+                    n.supported, n.evidence = True, ruled.composed.units[0].chunk_id
+                    n.detail = "computed by the rule: " + "; ".join(result.steps)
+            if not verification.unsupported and verification.status == "flagged":
+                verification.status = "verified"
+        if verification.status == "flagged":  # a row read wrongly: let the passages speak instead
+            fallback = dataclasses.replace(choice, reason="the rule answer failed verification")
+            handler = self._route_rag if choice.route == "rag" else self._route_fact
+            yield from handler(question, fallback, dataclasses.replace(signals, ruled=None), timer, False)
+            return
+        yield from self._finish(text, choice, signals, timer, ruled.composed.citations, verification.to_dict())
 
     # -- helpers -------------------------------------------------------------------------
     def _with_premise(self, text: str, units: list[Any], signals: RouteSignals) -> str:

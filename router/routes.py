@@ -82,6 +82,7 @@ class RouteSignals:
     original: str = ""                    # the question as the user wrote it
     standalone: str = ""                  # the follow-up resolved into a standalone question ("" if none)
     calibration: Any = None               # router.calibration.Calibration of the index
+    ruled: Any = None                     # router.conditions.RuleReading: the rule row that decides it
 
 
 class Router(ABC):
