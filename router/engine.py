@@ -32,7 +32,8 @@ from router.calibration import Calibration
 from router.compose import fact_answer, premise_note, quote_answer, select_units
 from router.conditions import facts_by_chunk, read_rules
 from router.conversation import has_topic_in, resolve
-from router.evidence import gather
+from router.evidence import content_terms, gather
+from knowledge.numbers import extract_quantities
 from router.meaning import MeaningReader
 from router.llm import create_generator
 from router.llm.extractive import ExtractiveGenerator
@@ -342,6 +343,10 @@ class Engine:
                         yield {"type": "delta", "text": ok_text}
                 if failed:
                     break
+        if failed and gate.dangling and released and "".join(released).endswith(gate.dangling):
+            # the number-free head of the sentence that failed: not part of the answer
+            joined = "".join(released)[: -len(gate.dangling)]
+            released = [note, joined[len(note):]] if note else [joined]
         generated = "".join(released[1:] if note else released).strip()
         status_note = ""
         if failed and not generated:
@@ -361,7 +366,8 @@ class Engine:
                 released.append(retry)
         elif failed:
             status_note = "unsupported sentences were withheld"
-        if not generated or is_refusal(generated) or is_degenerate(generated):
+        if not generated or is_refusal(generated) or is_degenerate(generated) or \
+                is_echo(generated, f"{question}\n{prompt_q}"):
             # The generator declined or said nothing. Where the router was sure the passages answer,
             # quote them (a declining small model must never make the answer worse than the passages);
             # where it was unsure, the generator's reading settles it.
@@ -564,6 +570,22 @@ def is_degenerate(text: str) -> bool:
     return not re.sub(r"\[\d{1,2}\]|[\s\W_]", "", text)
 
 
+def is_echo(answer: str, question: str) -> bool:
+    """True when an answer adds nothing to the question: no word and no figure beyond its own (a
+    small model answering 「在多长时间内…」 with the question's words). Such an answer is replaced
+    by the quoted evidence.
+
+    >>> is_echo("员工应在多长时间内提交报销单[1]。", "员工应在多长时间内提交报销单？")
+    True
+    >>> is_echo("员工应在出差结束后30天内提交报销单[1]。", "员工应在多长时间内提交报销单？")
+    False
+    """
+    own = set(content_terms(question))
+    words = [w for w in content_terms(_CITE.sub("", answer)) if w not in own]
+    figures = {q.value for q in extract_quantities(answer)} - {q.value for q in extract_quantities(question)}
+    return not words and not figures
+
+
 def _with_status(verification: Any, status: str) -> Any:
     verification.status = status
     return verification
@@ -625,16 +647,30 @@ def _rag_citations(text: str, hits: list[Any]) -> list[dict[str, Any]]:
     return [hits[i].citation() for i in order]
 
 
-class _SentenceGate:
-    """Releases streamed text sentence by sentence once ``check(sentence)`` passes.
+_NUMERAL = re.compile(r"[0-9０-９零〇一二两三四五六七八九十百千万亿半%％]")
 
-    ``feed`` yields released sentences, or ``None`` when a sentence fails (then stop).
+
+class _SentenceGate:
+    """Releases streamed text as it comes, holding back only what may carry a number.
+
+    The head of an unfinished sentence is released up to its first digit or numeral character;
+    from there on the sentence waits for its end and is released once ``check(sentence)`` passes.
+    ``feed`` yields released text, or ``None`` when a sentence fails (then stop); ``dangling`` is
+    then the number-free head of the failed sentence that was already released.
+
+    >>> gate = _SentenceGate(lambda s: "999" not in s)
+    >>> list(gate.feed("住宿费按")), list(gate.feed("标准执行，每晚")), list(gate.feed("480元。其"))
+    (['住宿费按'], ['标准执行，每晚'], ['480元。', '其'])
+    >>> list(gate.feed("他999元。")), gate.dangling
+    ([None], '其')
     """
 
     def __init__(self, check: Any):
         self.check = check
         self.buf = ""
         self.raw = ""
+        self.shown = 0          # characters of ``buf`` (the unfinished sentence) already released
+        self.dangling = ""
 
     def feed(self, piece: str) -> Iterator[str | None]:
         self.buf += piece
@@ -642,17 +678,33 @@ class _SentenceGate:
         while True:
             m = _SENTENCE_END.search(self.buf, 1)
             if not m or m.end() == 0:
-                return
+                break
             cut = m.end() if m.end() > 0 else len(self.buf)
             sentence, self.buf = self.buf[:cut], self.buf[cut:]
             if not sentence:
+                break
+            shown, self.shown = self.shown, 0
+            if not self.check(sentence):
+                self.dangling = sentence[:shown]
+                yield None
                 return
-            yield sentence if self.check(sentence) else None
+            if sentence[shown:]:
+                yield sentence[shown:]
+        numeral = _NUMERAL.search(self.buf)
+        head = self.buf[: numeral.start()] if numeral else self.buf
+        if len(head) > self.shown:
+            yield head[self.shown:]
+            self.shown = len(head)
 
     def flush(self) -> Iterator[str | None]:
         if self.buf:
             sentence, self.buf = self.buf, ""
-            yield sentence if self.check(sentence) else None
+            shown, self.shown = self.shown, 0
+            if not self.check(sentence):
+                self.dangling = sentence[:shown]
+                yield None
+            elif sentence[shown:]:
+                yield sentence[shown:]
 
 
 # The process-wide engine holder lives in api/state.py (get_engine, set_engine, answer): the
