@@ -37,7 +37,7 @@ from knowledge.core.types import Fact, Quantity
 from knowledge.numbers import extract_quantities, normalize_unit, parse_chinese_numeral
 
 __all__ = ["Bound", "Computation", "QuestionReading", "RuleRow", "compute", "direction_conflict",
-           "parse_rules", "read_question", "rows_of_facts", "select_rows", "to_base"]
+           "parse_rules", "quantity_spans", "read_question", "rows_of_facts", "select_rows", "to_base"]
 
 _EPS = 1e-9
 
@@ -840,6 +840,39 @@ def _asked(norm: str, qs: list[_Q]) -> str | None:
                        for q in qs if q.start >= m.end()):
                 hits.append((m.start(), kind))
     return min(hits)[1] if hits else None
+
+
+def quantity_spans(question: str) -> list[tuple[int, int]]:
+    """Where a question states its quantities, each with the comparison word bound to it and the
+    words that join a compound ("一年零八个月"): the parts that set a condition, not the topic, so
+    word-overlap measures leave them out (刚满 is not a sibling of 不满).
+
+    >>> q = "怀孕刚满4个月流产，产假几天？"
+    >>> [q[a:b] for a, b in quantity_spans(q)]
+    ['满4个月']
+    >>> q = "在本院工作了一年零八个月，经济补偿按几个月算？"
+    >>> [q[a:b] for a, b in quantity_spans(q)]
+    ['一年零八个月']
+    """
+    norm = _norm(question)
+    spans: list[tuple[int, int]] = []
+    lo = 0
+    for q in _quantities(question, question=True):
+        pre = _prefix_word(norm, lo, q)
+        start = pre[1] if pre else q.start
+        post = _postfix_word(norm, q)
+        end = q.end + len(post) if post and norm[q.end:q.end + len(post)].lower() == post else q.end
+        if spans and start >= spans[-1][1] and not norm[spans[-1][1]:start].strip(
+                "".join(_words_join()) + " "):
+            spans[-1] = (spans[-1][0], end)            # 一年 + 零 + 八个月: one span
+        else:
+            spans.append((start, end))
+        lo = q.end
+    return spans
+
+
+def _words_join() -> list[str]:
+    return [w for w in conditions().get("compound_join", []) if len(w) == 1]
 
 
 def select_rows(rows: list[RuleRow], reading: QuestionReading) -> list[RuleRow]:

@@ -106,6 +106,16 @@ def _same_rule(anchor: _Candidate, others: list[_Candidate], facts_of: Callable[
     return sorted(rows, key=lambda c: (c.fact.chunk_id != anchor.fact.chunk_id, c.fact.start))
 
 
+def _names_subject(subject: str, terms: list[str]) -> bool:
+    """The question names the rule's subject: one of its terms occurs in the subject.
+
+    >>> _names_subject("试用期", ["聘用合同", "试用期"]), _names_subject("续订合同期限", ["试用期"])
+    (True, False)
+    """
+    s = _norm(subject)
+    return bool(s) and any(len(t) >= 2 and t in s for t in terms)
+
+
 def _unit_of(c: _Candidate) -> Unit:
     f = c.fact
     return Unit(f.statement, f.chunk_id, f.source, f.page, "sentence", f.start)
@@ -165,10 +175,12 @@ def _computed(rows: list[_Candidate], reading: QuestionReading, lang: str) -> Ru
         return None
     quote, units = _quote(piecewise, lang)
     total = f"{_fmt(result.value)}{'个' if result.unit == '月' and lang == 'zh' else ''}{result.unit}"
+    # The steps go into the verification detail, not the text: every figure of the text is either
+    # quoted from the rule or the computed result.
     if lang == "zh":
-        head = f"按规定计算为{total}（{'；'.join(result.steps)}）。\n依据："
+        head = f"按规定计算为{total}。\n依据："
     else:
-        head = f"By the rule this comes to {_fmt(result.value)} {result.unit} ({'; '.join(result.steps)}). Source: "
+        head = f"By the rule this comes to {_fmt(result.value)} {result.unit}. Source: "
     return RuleReading("computed", Composed(head + quote, units), [c.row for c in piecewise], result)
 
 
@@ -214,7 +226,10 @@ def read_rules(question: str, ev: Evidence | None, facts_of: Callable[[str], lis
     if not cands:
         return None
     reading = read_question(question)
-    anchor = min(cands, key=lambda c: (c.rank, -c.score))
+    # The rule the question is about: one whose subject the question names (试用期, not the
+    # 续订合同期限 of a neighbouring table that shares the question's other words), best unit first.
+    named = [c for c in cands if _names_subject(c.row.subject, ev.terms)]
+    anchor = min(named or cands, key=lambda c: (c.rank, -c.score))
     rows = _same_rule(anchor, cands, facts_of)
     for step in (_computed, _selected, _direction):
         found = step(rows, reading, lang)

@@ -33,6 +33,7 @@ from typing import Any, Iterable
 from config.lexicon import lexicon
 from knowledge.core.memo import BoundedMemo
 from knowledge.numbers import extract_quantities
+from knowledge.rules import quantity_spans
 from retrieval.bm25 import _jieba as shared
 from collections import Counter
 from retrieval.bm25 import tokenize
@@ -460,6 +461,17 @@ def _strip_question_words(term: str, qwords: frozenset[str]) -> str:
     return term
 
 
+def _blank(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each span replaced by one space.
+
+    >>> _blank("工作满15年年假几天", [(2, 6)])
+    '工作 年假几天'
+    """
+    for a, b in sorted(spans, reverse=True):
+        text = text[:a] + " " + text[b:]
+    return text
+
+
 def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[Any] = (), background: float = 0.0,
            asked: set[str] | None = None, extra_terms: Iterable[str] = (), stats: KBTerms | None = None,
            focus: str = "", reader: Any = None) -> Evidence:
@@ -475,7 +487,10 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
     """
     stats = stats or kb_terms(index)
     glued: list[str] = []
-    terms = resolve_terms(dict.fromkeys([*content_terms(question), *(t for t in extra_terms if t)]), stats, glued)
+    # The quantities a question states set conditions (满15年, 一年零八个月), they do not name its
+    # topic: their words are left out of the terms (刚满 is not a sibling of 不满, 十年 not of 一年).
+    topic = _blank(question, quantity_spans(question))
+    terms = resolve_terms(dict.fromkeys([*content_terms(topic), *(t for t in extra_terms if t)]), stats, glued)
     focused = set(resolve_terms(content_terms(focus), stats)) if focus else set()
     chunks: list[tuple[Any, float, int]] = []
     seen: set[str] = set()
