@@ -285,16 +285,71 @@ class Engine:
 
     def _route_rag(self, question: str, choice: RouteChoice, signals: RouteSignals,
                    timer: Timer, stream: bool) -> Iterator[dict[str, Any]]:
-        """Gather evidence units → generate (sentence-gated) → verify → fall back to quoting."""
+        """The rag answer as steps, each returning a value: the evidence to answer from
+        (:meth:`_rag_evidence`), a draft generated sentence by sentence behind the verifier
+        (:meth:`_draft`), one regeneration when the draft had unsupported numbers
+        (:meth:`_regenerate`), and the fallback policy — keep the draft, quote the evidence, or
+        refuse — decided in one place (:func:`settle`)."""
         if signals.ruled is not None:  # a rule computes the answer: no generator needed
             yield from self._answer_ruled(question, choice, signals, timer)
             return
-
-        units = select_units(signals.evidence) if signals.evidence is not None else []
-        if signals.evidence is not None and not units:
+        plan = self._rag_evidence(signals)
+        if plan is None:
             refused = dataclasses.replace(choice, reason="no passage sentence bears on the question")
             yield from self._route_refuse(question, refused, signals, timer, stream)
             return
+        if getattr(self.generator, "name", "") == "extractive" or plan.definition_only:
+            # No model, or a word the glossary lacks: never compose a definition, quote it.
+            text = plan.quoted.text if plan.quoted is not None else \
+                self.extractive.compose(signals.rewritten_query, plan.passages)
+            if not text or is_refusal(text):
+                yield from self._route_refuse(question, dataclasses.replace(choice, reason="nothing to quote"),
+                                              signals, timer, stream)
+                return
+            text = plan.note + text
+            with timer.stage("verify"):
+                verification = self.verifier.check(text, plan.ids, question)
+            citations = plan.quoted.citations if plan.quoted is not None else _rag_citations(text, plan.hits)
+            yield from self._finish(text, choice, signals, timer, citations, verification.to_dict(), stream)
+            return
+
+        draft = yield from self._draft(question, plan, signals, timer, stream)
+        if draft.failed and not draft.text:
+            retry = self._regenerate(question, plan, draft, signals, timer)
+            if retry:
+                draft.text, draft.note = retry, "regenerated after unsupported numbers"
+                draft.released.append(retry)
+                if stream:
+                    yield {"type": "delta", "text": retry}
+        elif draft.failed:
+            draft.note = "unsupported sentences were withheld"
+        unsure = choice.scores.get("answerable", 1.0) < self.settings.router.trust_generator_below
+        outcome = settle(draft.text, f"{question}\n{plan.prompt_question}", plan.quoted is not None, unsure,
+                         bool(draft.released))
+        if outcome == "refuse":
+            refused = dataclasses.replace(choice, reason="the generator found no answer in the passages")
+            yield from self._route_refuse(question, refused, signals, timer, stream)
+            return
+        if outcome == "quote":
+            yield from self._quote_instead(question, choice, signals, timer, stream, plan, draft)
+            return
+        text = "".join(draft.released)
+        with timer.stage("verify"):
+            verification = self.verifier.check(text, plan.ids, question)
+        if draft.failed:
+            verification = _with_status(verification, "corrected")
+        vdict = verification.to_dict()
+        if draft.note:
+            vdict["note"] = draft.note
+        citations = _rag_citations(text, plan.hits)
+        yield {"type": "final", "answer": self._answer(text, choice, signals, timer, citations, vdict)}
+
+    def _rag_evidence(self, signals: RouteSignals) -> "_RagPlan | None":
+        """The units that answer (None: the evidence holds none), as prompt passages, verification
+        passages and citation hits, with the premise note and the quoted fallback."""
+        units = select_units(signals.evidence) if signals.evidence is not None else []
+        if signals.evidence is not None and not units:
+            return None
         if units and self.settings.llm.rag_context == "units":
             passages, ids, hits = self._passages_of(units)
         else:  # whole chunks: passages given with the question, or llm.rag_context = chunks
@@ -302,33 +357,24 @@ class Engine:
             passages = [h.chunk.text for h in hits]
             ids = [(h.chunk.chunk_id, h.chunk.text) for h in hits]
         note = premise_note(signals.form.asserted, units, signals.lang) if signals.form is not None and units else ""
-        quoted = quote_answer(units, signals.lang) if units else None
-        definition_only = question_intent(signals.question)["definition"] and not signals.matches
-        if getattr(self.generator, "name", "") == "extractive" or definition_only:
-            # No model, or a word the glossary lacks: never compose a definition, quote it.
-            text = quoted.text if quoted is not None else self.extractive.compose(signals.rewritten_query, passages)
-            if not text or is_refusal(text):
-                yield from self._route_refuse(question, dataclasses.replace(choice, reason="nothing to quote"),
-                                              signals, timer, stream)
-                return
-            text = (note + text) if note else text
-            with timer.stage("verify"):
-                verification = self.verifier.check(text, ids, question)
-            citations = quoted.citations if quoted is not None else _rag_citations(text, hits)
-            yield from self._finish(text, choice, signals, timer, citations, verification.to_dict(), stream)
-            return
+        return _RagPlan(units=units, passages=passages, ids=ids, hits=hits, note=note,
+                        quoted=quote_answer(units, signals.lang) if units else None,
+                        prompt_question=_prompt_question(signals),
+                        definition_only=question_intent(signals.question)["definition"] and not signals.matches)
 
+    def _draft(self, question: str, plan: "_RagPlan", signals: RouteSignals, timer: Timer,
+               stream: bool) -> Iterator[dict[str, Any]]:
+        """Generate behind the sentence gate, streaming what passes; returns the :class:`_Draft`."""
         released: list[str] = []
-        if note:
-            released.append(note)
+        if plan.note:
+            released.append(plan.note)
             if stream:
-                yield {"type": "delta", "text": note}
-        prompt_q = _prompt_question(signals)
+                yield {"type": "delta", "text": plan.note}
         llm = self.settings.llm
-        gate = _SentenceGate(lambda sent: self.verifier.check(sent, ids, question).status != "flagged")
+        gate = _SentenceGate(lambda sent: self.verifier.check(sent, plan.ids, question).status != "flagged")
         failed = False
         with timer.stage("generate"):
-            pieces = self.generator.stream(build_rag_messages(prompt_q, passages, signals.lang),
+            pieces = self.generator.stream(build_rag_messages(plan.prompt_question, plan.passages, signals.lang),
                                            max_tokens=answer_budget(signals, llm.max_tokens) if llm.cap_by_kind
                                            else llm.max_tokens,
                                            temperature=llm.temperature)
@@ -343,65 +389,47 @@ class Engine:
                         yield {"type": "delta", "text": ok_text}
                 if failed:
                     break
-        if failed and gate.dangling and released and "".join(released).endswith(gate.dangling):
+        if failed and gate.dangling and "".join(released).endswith(gate.dangling):
             # the number-free head of the sentence that failed: not part of the answer
             joined = "".join(released)[: -len(gate.dangling)]
-            released = [note, joined[len(note):]] if note else [joined]
-        generated = "".join(released[1:] if note else released).strip()
-        status_note = ""
-        if failed and not generated:
-            # One regeneration with the offending numbers named.
-            with timer.stage("verify"):
-                first = self.verifier.check(gate.raw, ids, question)
-            with timer.stage("generate"):
-                retry = self.generator.generate(
-                    build_rag_messages(prompt_q, passages, signals.lang, unsupported_text(first)),
-                    max_tokens=llm.max_tokens, temperature=llm.temperature).strip()
-            with timer.stage("verify"):
-                retry_ok = self.verifier.check(retry, ids, question).status != "flagged"
-            if retry_ok and retry and not is_refusal(retry) and not is_degenerate(retry):
-                generated, status_note = retry, "regenerated after unsupported numbers"
-                if stream:
-                    yield {"type": "delta", "text": retry}
-                released.append(retry)
-        elif failed:
-            status_note = "unsupported sentences were withheld"
-        if not generated or is_refusal(generated) or is_degenerate(generated) or \
-                is_echo(generated, f"{question}\n{prompt_q}"):
-            # The generator declined or said nothing. Where the router was sure the passages answer,
-            # quote them (a declining small model must never make the answer worse than the passages);
-            # where it was unsure, the generator's reading settles it.
-            unsure = choice.scores.get("answerable", 1.0) < self.settings.router.trust_generator_below
-            if quoted is None or (is_refusal(generated) and unsure and not released):
-                refused = dataclasses.replace(choice, reason="the generator found no answer in the passages")
-                yield from self._route_refuse(question, refused, signals, timer, stream)
-                return
-            text = (note + quoted.text) if note else quoted.text
-            shown = "".join(released) if stream else ""
-            if stream and text.startswith(shown):
-                rest = text[len(shown):]
-            else:
-                rest = ("\n" if shown else "") + text if stream else ""
-            if rest:
-                yield {"type": "delta", "text": rest}
-            text = (shown + rest) if stream else text
-            with timer.stage("verify"):
-                verification = self.verifier.check(text, ids, question)
-            vdict = _with_status(verification, "corrected" if failed else verification.status).to_dict()
-            vdict["note"] = ("the generator declined or produced no content; the passages are quoted"
-                             if not failed else "generated answer had unsupported numbers; the passages are quoted")
-            yield {"type": "final", "answer": self._answer(text, choice, signals, timer, quoted.citations, vdict)}
-            return
-        text = "".join(released)
+            released = [plan.note, joined[len(plan.note):]] if plan.note else [joined]
+        text = "".join(released[1:] if plan.note else released).strip()
+        return _Draft(released=released, text=text, failed=failed, raw=gate.raw)
+
+    def _regenerate(self, question: str, plan: "_RagPlan", draft: "_Draft", signals: RouteSignals,
+                    timer: Timer) -> str:
+        """One regeneration with the offending numbers named ("" when it fails again or declines)."""
+        llm = self.settings.llm
         with timer.stage("verify"):
-            verification = self.verifier.check(text, ids, question)
-        if failed:
-            verification = _with_status(verification, "corrected")
-        vdict = verification.to_dict()
-        if status_note:
-            vdict["note"] = status_note
-        citations = _rag_citations(text, hits)
-        yield {"type": "final", "answer": self._answer(text, choice, signals, timer, citations, vdict)}
+            first = self.verifier.check(draft.raw, plan.ids, question)
+        with timer.stage("generate"):
+            retry = self.generator.generate(
+                build_rag_messages(plan.prompt_question, plan.passages, signals.lang, unsupported_text(first)),
+                max_tokens=llm.max_tokens, temperature=llm.temperature).strip()
+        with timer.stage("verify"):
+            retry_ok = self.verifier.check(retry, plan.ids, question).status != "flagged"
+        return retry if retry_ok and retry and not is_refusal(retry) and not is_degenerate(retry) else ""
+
+    def _quote_instead(self, question: str, choice: RouteChoice, signals: RouteSignals, timer: Timer,
+                       stream: bool, plan: "_RagPlan", draft: "_Draft") -> Iterator[dict[str, Any]]:
+        """The quoted evidence in place of a draft that declined, echoed or said nothing (what was
+        already streamed stays; the rest of the quote follows it)."""
+        assert plan.quoted is not None  # settle() quotes only when there is a quote
+        text = plan.note + plan.quoted.text
+        shown = "".join(draft.released) if stream else ""
+        if stream and text.startswith(shown):
+            rest = text[len(shown):]
+        else:
+            rest = ("\n" if shown else "") + text if stream else ""
+        if rest:
+            yield {"type": "delta", "text": rest}
+        text = (shown + rest) if stream else text
+        with timer.stage("verify"):
+            verification = self.verifier.check(text, plan.ids, question)
+        vdict = _with_status(verification, "corrected" if draft.failed else verification.status).to_dict()
+        vdict["note"] = ("the generator declined or produced no content; the passages are quoted"
+                         if not draft.failed else "generated answer had unsupported numbers; the passages are quoted")
+        yield {"type": "final", "answer": self._answer(text, choice, signals, timer, plan.quoted.citations, vdict)}
 
     def _answer_ruled(self, question: str, choice: RouteChoice, signals: RouteSignals,
                       timer: Timer) -> Iterator[dict[str, Any]]:
@@ -503,6 +531,54 @@ class Engine:
         if len(q) > limit:
             raise ValidationError(f"question has {len(q)} characters; the limit is {limit}")
         return q
+
+
+@dataclass
+class _RagPlan:
+    """What a rag answer is made from (see :meth:`Engine._rag_evidence`)."""
+
+    units: list[Any]
+    passages: list[str]
+    ids: list[tuple[str, str]]
+    hits: list[Any]
+    note: str
+    quoted: Any
+    prompt_question: str
+    definition_only: bool
+
+
+@dataclass
+class _Draft:
+    """A generated draft: the pieces released to the reader, its text, and whether the gate stopped it."""
+
+    released: list[str]
+    text: str
+    failed: bool
+    raw: str
+    note: str = ""
+
+
+def settle(text: str, question: str, can_quote: bool, unsure: bool, streamed: bool) -> str:
+    """The fallback policy of a rag answer, in one place: ``"generated"`` (keep the draft),
+    ``"quote"`` (quote the evidence instead) or ``"refuse"``.
+
+    A draft that is empty, declines, has no content or only echoes the question is not kept. It is
+    replaced by the quoted evidence — a declining small model must never make the answer worse
+    than the passages — except where the router was unsure the passages answer and the model
+    declined before anything was shown: then the model's reading settles it as a refusal.
+
+    >>> settle("每晚不超过480元[1]。", "住宿每晚多少？", True, False, True)
+    'generated'
+    >>> settle("住宿每晚多少[1]。", "住宿每晚多少？", True, False, True)
+    'quote'
+    >>> settle(REFUSAL_ZH, "住宿每晚多少？", True, True, False), settle("", "q", False, False, False)
+    ('refuse', 'refuse')
+    """
+    if text and not is_refusal(text) and not is_degenerate(text) and not is_echo(text, question):
+        return "generated"
+    if not can_quote or (is_refusal(text) and unsure and not streamed):
+        return "refuse"
+    return "quote"
 
 
 def answer_budget(signals: RouteSignals, configured: int) -> int:
