@@ -235,11 +235,14 @@ class JobStore:
         for r in rows:
             if not self.lease_expired(r["id"], r["owner"], r["heartbeat"]):
                 continue
+            # The reason first: an owner that sees its job process killed records this one.
+            self._write("UPDATE jobs SET error = ? WHERE id = ? AND state IN ('queued', 'running')",
+                        (INTERRUPTED, r["id"]))
             if stop_process(r["worker"], r["id"]) is False:
                 log.error("job %s: its process %s would not stop", r["id"], r["worker"])
             if self.finish(r["id"], "failed", error=INTERRUPTED):
                 self.append_log(r["id"], f"{time.strftime('%H:%M:%S')} failed: {INTERRUPTED}")
-                n += 1
+            n += 1
             self._seen.pop(r["id"], None)
         return n
 

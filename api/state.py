@@ -165,6 +165,7 @@ class EngineHolder:
             if self._broken == (now, stamp):
                 return False  # already tried, already logged: wait for a pointer to change
             if now == self.serving and (self._engine is not None or now.index is None):
+                self._broken, self.last_error = None, ""  # what is published is what is served
                 return False
             if now.index is None:
                 return False
