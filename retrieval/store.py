@@ -290,6 +290,7 @@ class IndexStore:
             if version not in self.versions():
                 raise IndexNotFoundError(f"index version {version!r} not found under {self.indexes_dir}; "
                                          f"known: {self.versions()}")
+            self.verify(version)  # a damaged version is never published (IndexDamagedError names its files)
             previous = self.current_version()
             self._publish(version)
             return previous
@@ -378,7 +379,8 @@ class IndexStore:
             for tmp in self.indexes_dir.glob(".building-*"):
                 self._remove_version_dir(tmp)
             cutoff = time.time() - stale_s
-            for folder, pattern in ((self.indexes_dir, ".current-*"), (self.documents_dir, "**/.copy-*"),
+            for folder, pattern in ((self.indexes_dir, ".current-*"), (self.indexes_dir, ".previous-*"),
+                                    (self.documents_dir, "**/.copy-*"),
                                     (self.glossary_dir, "**/.copy-*"), (self.home / ".uploads", "*")):
                 if not folder.is_dir():
                     continue

@@ -46,6 +46,8 @@ def test_the_manifest_records_every_file_and_a_damaged_one_is_refused(store):
     vectors.write_bytes(b"")  # what a power cut leaves of a file that was never synced
     with pytest.raises(IndexDamagedError, match=r"chunk_vectors.npy \(0 bytes, expected"):
         store.load()
+    with pytest.raises(IndexDamagedError, match="chunk_vectors.npy"):
+        store.publish(report.version)  # nor published again (kb index --publish / rollback)
     vectors.write_bytes(b"\0" * len(whole))  # the right size, zero-filled blocks
     with pytest.raises(IndexDamagedError, match=r"chunk_vectors.npy \(checksum differs\)"):
         store.load()
