@@ -6,16 +6,26 @@ A job is one row in ``KB_HOME/jobs.sqlite3`` (state, progress, log tail, result,
 Heavy builds run in **worker processes** (``python -m api.jobs run JOB_ID``, niced), never in
 a thread of the serving process: a crash, a segfault or the memory of a build cannot take the
 server down, and answering keeps the CPU first. The process that started a job holds its
-**lease** (``owner`` + ``lease_until``, renewed every few seconds while the job runs). So:
+**lease**: it bumps the row's ``heartbeat`` counter every ``lease_s / 3`` seconds while the
+job runs. A lease runs out when a reaper has seen the same heartbeat for ``lease_s`` seconds
+of its own monotonic clock, so setting the wall clock forward or back never expires a live
+job nor keeps a dead one (``lease_until`` is kept for people reading the table only). So:
 
-* at most one job of each kind runs per home: :meth:`JobStore.claim` creates the row only
-  when no job of that kind holds a live lease (one SQLite write transaction), so several
+* at most one job of each kind runs per home: :meth:`JobStore.claim` reaps first, then creates
+  the row only when no job of that kind is active (one SQLite write transaction), so several
   workers never start the same build twice;
 * a worker starting up fails only jobs whose lease ran out or whose owner process is gone
   (:meth:`JobStore.reap`), never a job another live worker is running;
+* a job that is reaped is stopped, not only marked: the reaper kills its job process
+  (``worker``, on this host) before it marks the row failed, and a job process that finds
+  its row no longer active exits at once (a reaper on another host), so a rerun never
+  runs beside it;
 * a job process that dies (``kill -9``, out of memory) is marked failed by its owner at
   once; an owner that dies takes its job process with it (``PR_SET_PDEATHSIG``) and the
   lease runs out, so the job is marked failed by the next reap and can be rerun.
+
+Jobs and the job database live on the machine that holds ``KB_HOME`` (SQLite in WAL mode
+needs a local file system); see the README's deployment guide.
 
 Cancellation is cooperative: the job process polls the cancel flag and
 :meth:`JobContext.check_cancelled` raises :class:`JobCancelled` between stages; a stage that
@@ -39,8 +49,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from api.processes import owner_alive, owner_id
+from api.processes import owner_alive, owner_id, stop_process
 from knowledge.core.errors import KBError
+from knowledge.core.files import file_lock
 from knowledge.core.registry import Registry
 from router.adapters import AdapterStore
 from config.settings import Settings
@@ -58,6 +69,7 @@ LOG_TAIL = 200  # lines kept per job; older lines are dropped
 INTERRUPTED = "interrupted by a server restart"
 LEASE_S = 15.0
 EXIT_CANCELLED = 3
+EXIT_REAPED = 4  # the job process found its row reaped (failed by another worker) and stopped
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -74,11 +86,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     finished_at REAL,
     owner TEXT,
-    lease_until REAL
+    lease_until REAL,
+    heartbeat INTEGER NOT NULL DEFAULT 0,
+    worker TEXT
 )
 """
 _JSON_COLUMNS = ("params", "result", "log")
-_ADDED_COLUMNS = {"owner": "TEXT", "lease_until": "REAL"}
+_ADDED_COLUMNS = {"owner": "TEXT", "lease_until": "REAL", "heartbeat": "INTEGER NOT NULL DEFAULT 0",
+                  "worker": "TEXT"}
 
 
 class JobCancelled(KBError):
@@ -93,6 +108,8 @@ class JobStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lease_s = float(lease_s)
         self._lock = threading.Lock()
+        # job id -> (heartbeat last seen, monotonic time it was first seen): the lease clock
+        self._seen: dict[str, tuple[int, float]] = {}
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
@@ -122,11 +139,13 @@ class JobStore:
 
     def claim(self, kind: str, params: dict[str, Any] | None = None,
               owner: str | None = None) -> tuple[dict[str, Any], bool]:
-        """Create a job of ``kind`` unless one holds a live lease; ``(job, created)``.
+        """Create a job of ``kind`` unless one is active; ``(job, created)``.
 
-        One write transaction, so two workers asked at once cannot both create one.
+        Jobs whose lease ran out are reaped (and their processes stopped) first; then one write
+        transaction, so two workers asked at once cannot both create one.
         """
         owner = owner or owner_id()
+        self.reap()
         now = time.time()
         with self._lock:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -134,7 +153,7 @@ class JobStore:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 row = db.execute("SELECT * FROM jobs WHERE kind = ? AND state IN ('queued', 'running') "
-                                 "AND lease_until >= ? ORDER BY created_at DESC LIMIT 1", (kind, now)).fetchone()
+                                 "ORDER BY created_at DESC LIMIT 1", (kind,)).fetchone()
                 if row is not None:
                     db.execute("COMMIT")
                     return _row(row), False
@@ -153,9 +172,9 @@ class JobStore:
         return self.get(job_id), True  # type: ignore[return-value]
 
     def renew(self, job_id: str, owner: str | None = None) -> None:
-        """Extend the lease of an active job (its owner calls this while it runs)."""
-        self._write("UPDATE jobs SET lease_until = ?, owner = COALESCE(?, owner) WHERE id = ? "
-                    "AND state IN ('queued', 'running')", (time.time() + self.lease_s, owner, job_id))
+        """Extend the lease of an active job (its owner calls this while it runs): one heartbeat."""
+        self._write("UPDATE jobs SET heartbeat = heartbeat + 1, lease_until = ?, owner = COALESCE(?, owner) "
+                    "WHERE id = ? AND state IN ('queued', 'running')", (time.time() + self.lease_s, owner, job_id))
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         with self._connect() as db:
@@ -172,7 +191,7 @@ class JobStore:
 
     def update(self, job_id: str, **fields: Any) -> None:
         unknown = set(fields) - {"state", "progress", "result", "error", "started_at", "finished_at",
-                                 "cancel_requested", "owner", "lease_until"}
+                                 "cancel_requested", "owner", "lease_until", "worker"}
         if unknown:
             raise KBError(f"unknown job fields {sorted(unknown)}")
         if "state" in fields and fields["state"] not in STATES:
@@ -201,18 +220,43 @@ class JobStore:
             db.execute("UPDATE jobs SET log = ? WHERE id = ?", (json.dumps(lines, ensure_ascii=False), job_id))
 
     def reap(self) -> int:
-        """Fail every active job whose lease ran out or whose owner process is gone; how many."""
-        now = time.time()
+        """Stop and fail every active job whose lease ran out or whose owner process is gone; how many.
+
+        A lease runs out when this store has seen the same heartbeat for ``lease_s`` seconds
+        of its monotonic clock (:meth:`lease_expired`). The job's process is killed before
+        its row is marked failed, so nothing of it runs once the job reads ``failed``.
+        """
         with self._connect() as db:
-            rows = db.execute("SELECT id, owner, lease_until FROM jobs WHERE state IN ('queued', 'running')").fetchall()
-        dead = [r["id"] for r in rows
-                if r["lease_until"] is None or r["lease_until"] < now or owner_alive(r["owner"]) is False]
+            rows = db.execute("SELECT id, owner, heartbeat, worker FROM jobs "
+                              "WHERE state IN ('queued', 'running')").fetchall()
+        active = {r["id"] for r in rows}
+        self._seen = {k: v for k, v in self._seen.items() if k in active}
         n = 0
-        for job_id in dead:
-            if self.finish(job_id, "failed", error=INTERRUPTED):
-                self.append_log(job_id, f"{time.strftime('%H:%M:%S')} failed: {INTERRUPTED}")
-                n += 1
+        for r in rows:
+            if not self.lease_expired(r["id"], r["owner"], r["heartbeat"]):
+                continue
+            # The reason first: an owner that sees its job process killed records this one.
+            self._write("UPDATE jobs SET error = ? WHERE id = ? AND state IN ('queued', 'running')",
+                        (INTERRUPTED, r["id"]))
+            if stop_process(r["worker"], r["id"]) is False:
+                log.error("job %s: its process %s would not stop", r["id"], r["worker"])
+            if self.finish(r["id"], "failed", error=INTERRUPTED):
+                self.append_log(r["id"], f"{time.strftime('%H:%M:%S')} failed: {INTERRUPTED}")
+            n += 1
+            self._seen.pop(r["id"], None)
         return n
+
+    def lease_expired(self, job_id: str, owner: str | None, heartbeat: int) -> bool:
+        """Whether an active job's lease ran out: no owner, an owner process that is gone, or
+        a heartbeat this store has seen unchanged for ``lease_s`` monotonic seconds."""
+        if owner is None or owner_alive(owner) is False:
+            return True
+        now = time.monotonic()
+        seen = self._seen.get(job_id)
+        if seen is None or seen[0] != heartbeat:
+            self._seen[job_id] = (heartbeat, now)
+            return False
+        return now - seen[1] >= self.lease_s
 
     def mark_interrupted(self) -> int:
         """Kept for callers of the old name: :meth:`reap`."""
@@ -375,10 +419,13 @@ class JobRunner:
         try:
             # Spawned from this thread, which lives until the child exits (PDEATHSIG is per thread).
             proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            self.store.update(job_id, worker=f"{self.owner.rpartition(':')[0]}:{proc.pid}")  # what a reap stops
             code = proc.wait()
             row = self.store.get(job_id) or {}
             if code == 0:
                 state, fields = "succeeded", {"result": row.get("result") or {}, "progress": 100.0}
+            elif code == EXIT_REAPED:
+                fields = {"error": INTERRUPTED}
             elif code == EXIT_CANCELLED:
                 state, fields = "cancelled", {"error": row.get("error") or f"job {job_id} cancelled on request"}
             else:
@@ -434,6 +481,11 @@ def run_job_process(job_id: str, db: Path) -> int:
     def watch_cancel() -> None:
         while not stop.wait(0.5):
             row = store.get(job_id)
+            if row is not None and row["state"] not in ACTIVE:
+                # Reaped by a worker that could not kill us (another host): stop now, mid-stage,
+                # as a kill -9 would, so a rerun never runs beside this process.
+                log.error("job %s was marked %s while running: stopping", job_id, row["state"])
+                os._exit(EXIT_REAPED)
             if row is None or row["cancel_requested"]:
                 ctx.cancel_event.set()
                 return
@@ -515,10 +567,13 @@ def run_retrain(ctx: JobContext, settings: Any,
     commands = retrain_commands()
     before = _current_adapter(settings.home)
     env = {**os.environ, "KB_HOME": str(settings.home), "HF_HUB_OFFLINE": "1"}
-    for i, cmd in enumerate(commands):
-        ctx.check_cancelled()
-        ctx.progress(100 * i / len(commands), f"running kb {cmd[-1]}")
-        _run_logged(ctx, cmd, env)
+    # One retrain at a time per home, whoever started it (this job, another worker, `kb train`
+    # by hand): the distilled dataset and the train_runs/<hash> folder are written by one only.
+    with file_lock(retrain_lock_path(settings.home)):
+        for i, cmd in enumerate(commands):
+            ctx.check_cancelled()
+            ctx.progress(100 * i / len(commands), f"running kb {cmd[-1]}")
+            _run_logged(ctx, cmd, env)
     after = _current_adapter(settings.home)
     result: dict[str, Any] = {"steps": list(RETRAIN_STEPS), "adapter_version": after, "previous_adapter": before}
     if after and after != before and publish_adapter is not None:
@@ -526,6 +581,11 @@ def run_retrain(ctx: JobContext, settings: Any,
         result["hot_swapped"] = True
         ctx.log(f"serving adapter {after}")
     return result
+
+
+def retrain_lock_path(home: Any) -> Path:
+    """The lock a retrain holds from distillation to the adapter gate (``train_runs/.retrain.lock``)."""
+    return Path(home) / "train_runs" / ".retrain.lock"
 
 
 def _current_adapter(home: Any) -> str | None:

@@ -12,7 +12,11 @@ holder's lock, then swaps one reference. So:
 * several worker processes on one home all converge on the published versions without a
   restart (each follows the same pointers);
 * each request fetches the engine once and keeps it to the end, so no answer mixes
-  versions; the swap is one attribute assignment.
+  versions; the swap is one attribute assignment;
+* a published version that does not load (a power cut emptied its files, a disk error) is
+  never fatal: the holder serves ``indexes/previous`` instead (or keeps what it serves), says
+  so in :attr:`EngineHolder.last_error` (``/healthz`` shows it and reports ``degraded``), logs
+  it once, and does not try that version again until a pointer is rewritten.
 
 Engines are built by :func:`build_engine` only, so the ``Engine`` constructor can change
 in one place.
@@ -25,7 +29,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
-from knowledge.core.errors import IndexNotFoundError, KBError
+from knowledge.core.errors import IndexNotFoundError
 from retrieval.store import IndexStore
 from router.engine import Engine
 from config import get_settings
@@ -54,6 +58,19 @@ def published(home: Path | str) -> Published:
     """Both pointers of a knowledge-base home (two small file reads)."""
     home = Path(home)
     return Published(read_pointer(home / "indexes" / "current"), read_pointer(home / "adapters" / "current"))
+
+
+def pointer_stamp(home: Path | str) -> tuple[int, ...]:
+    """Identity of both pointer files as last written (inode, size and mtime in ns; zeros when
+    absent): it changes whenever a pointer is rewritten, even to the same name."""
+    out: list[int] = []
+    for path in (Path(home) / "indexes" / "current", Path(home) / "adapters" / "current"):
+        try:
+            st = path.stat()
+            out += [st.st_ino, st.st_size, st.st_mtime_ns]
+        except OSError:
+            out += [0, 0, 0]
+    return tuple(out)
 
 
 def build_engine(settings: Any, index: Any, previous: Any = None, *, reuse_router: bool = True,
@@ -117,6 +134,9 @@ class EngineHolder:
         self.listeners: list[Callable[[Any, Any], None]] = []
         self.swaps = 0
         self.last_error = ""
+        # The pointers (names and file identities) whose index would not load: not retried
+        # until a pointer changes, so a follower does not rebuild a broken version every tick.
+        self._broken: tuple[Published, tuple[int, ...]] | None = None
         now = published(self.home)
         version = getattr(getattr(engine, "index", None), "version", None)
         # A prebuilt engine serves what it was built over; the adapter is taken as current.
@@ -134,45 +154,84 @@ class EngineHolder:
     def refresh(self) -> bool:
         """Serve the currently published versions; True when the engine was swapped.
 
-        Failures (a version that cannot be loaded) are logged and leave the served engine
-        in place; the next refresh tries again.
+        When the published index does not load, the holder serves ``indexes/previous`` (or
+        keeps the engine it serves), records why in :attr:`last_error`, logs it once and
+        leaves that version alone until a pointer is rewritten.
         """
 
         with self._lock:
             now = published(self.home)
+            stamp = pointer_stamp(self.home)
+            if self._broken == (now, stamp):
+                return False  # already tried, already logged: wait for a pointer to change
             if now == self.serving and (self._engine is not None or now.index is None):
+                self._broken, self.last_error = None, ""  # what is published is what is served
                 return False
             if now.index is None:
                 return False
             old = self._engine
             try:
-                if old is not None and now.index == self.serving.index:
-                    index = old.index
-                else:
-                    embedder = old.index.embedder if old is not None else None
-                    index = IndexStore(self.home, self.settings).load(now.index, embedder=embedder)
-                new = self.factory(self.settings, index, old, reuse_router=now.adapter == self.serving.adapter)
-            except (KBError, OSError, ValueError) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("could not serve published index %s / adapter %s: %s", now.index, now.adapter, exc)
-                return False
+                new = self._build(now.index, now.adapter, old)
+                served = now
+            except Exception as exc:  # noqa: BLE001 - whatever a damaged version raises, serving goes on
+                self._broken = (now, stamp)
+                reason = f"{type(exc).__name__}: {exc}"
+                fallback = self._fallback(now, old)
+                if fallback is None:
+                    self.last_error = f"published index {now.index} cannot be served ({reason})"
+                    if old is not None:
+                        self.last_error += f"; still serving {self.serving.index}"
+                    log.error("%s", self.last_error)
+                    return False
+                new, served = fallback
+                self.last_error = (f"published index {now.index} cannot be served ({reason}); "
+                                   f"serving the previous index {served.index} instead")
+                log.error("%s", self.last_error)
+                if new is old:
+                    self.serving = served
+                    return False
+            else:
+                self._broken = None
+                self.last_error = ""
             self._engine, previous = new, self.serving
-            self.serving = now
+            self.serving = served
             self.swaps += 1
-            self.last_error = ""
-        log.info("serving index %s adapter %s (was %s / %s)", now.index, now.adapter, previous.index,
+        log.info("serving index %s adapter %s (was %s / %s)", served.index, served.adapter, previous.index,
                  previous.adapter)
         for listener in list(self.listeners):
             listener(old, new)
         return True
 
-    def set(self, engine: Any) -> Any:
-        """Serve ``engine`` (tests, tools); returns the previous one."""
-        with self._lock:
-            old, self._engine = self._engine, engine
-            version = getattr(getattr(engine, "index", None), "version", None)
-            self.serving = Published(version, published(self.home).adapter)
-        return old
+    def _build(self, index_version: str, adapter: str | None, old: Any) -> Any:
+        """An engine over ``index_version`` (the served index object when it is the same)."""
+        if old is not None and index_version == self.serving.index:
+            index = old.index
+        else:
+            embedder = old.index.embedder if old is not None else None
+            index = IndexStore(self.home, self.settings).load(index_version, embedder=embedder)
+        return self.factory(self.settings, index, old, reuse_router=adapter == self.serving.adapter)
+
+    def _fallback(self, now: Published, old: Any) -> tuple[Any, Published] | None:
+        """What to serve while ``now.index`` is broken: ``indexes/previous`` (the engine already
+        serving it when it is, else a new one), or else the index already served; ``None`` when
+        there is nothing to serve."""
+        store = IndexStore(self.home, self.settings)
+        try:  # the pointer a publish writes; homes published before it existed: the version before
+            previous = store.previous_pointer() or store.previous_version()
+        except Exception:  # noqa: BLE001 - unreadable pointers: nothing to fall back to
+            previous = None
+        target = previous if previous is not None and previous != now.index else None
+        if target is None and old is not None:
+            target = self.serving.index
+        if target is None:
+            return None
+        if old is not None and self.serving == Published(target, now.adapter):
+            return old, self.serving
+        try:
+            return self._build(target, now.adapter, old), Published(target, now.adapter)
+        except Exception as exc:  # noqa: BLE001 - the previous version is damaged too
+            log.error("previous index %s cannot be served either: %s: %s", target, type(exc).__name__, exc)
+            return (old, self.serving) if old is not None else None
 
     # -- following the pointers --------------------------------------------------------------
     def follow(self, interval: float, also: Callable[[], None] | None = None) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from config.settings import get_settings
 from knowledge.core.errors import ConfigError
+from knowledge.core.files import file_lock
 from finetune import export
 from finetune.data import data_hash, dataset_files
 from finetune.datasets import current_dataset
@@ -99,6 +100,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig.load(args.config, overrides, settings)
     dataset = Path(args.dataset) if args.dataset else current_dataset(settings.home)
     out = Path(args.out) if args.out else default_run_dir(settings.home, dataset, config)
+    # Two trainings of the same data and config share a run folder (checkpoints, adapter):
+    # the second waits for the first, then resumes its finished run instead of writing beside it.
+    with run_lock(out):
+        return _train_and_gate(args, settings, config, dataset, out)
+
+
+def run_lock(run_dir: Path) -> Any:
+    """The lock a training holds on its run folder for the whole run (``.<name>.lock`` beside it,
+    across processes and threads)."""
+    return file_lock(run_dir.parent / f".{run_dir.name}.lock")
+
+
+def _train_and_gate(args: argparse.Namespace, settings: Any, config: Any, dataset: Path, out: Path) -> int:
     print(f"training on {dataset} into {out}", file=sys.stderr)
     result = train(config, dataset, out, resume=not args.no_resume)
     metrics = {**result.metrics(), **evaluate_hook(out, settings)}

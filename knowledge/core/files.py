@@ -2,9 +2,12 @@
 
 Atomic means a reader sees the old file or the new one, never half of one: the data goes into
 a temporary file in the same folder (so the rename stays on one file system), is flushed and
-``fsync``-ed, then moved over the target with ``os.replace``. On any failure the temporary file
-is removed and the target is left as it was. Folders are published the same way: built under a
-temporary name beside the final one, then renamed.
+``fsync``-ed, then moved over the target with ``os.replace``, and the folder holding it is
+``fsync``-ed so the rename itself survives a power cut. On any failure the temporary file is
+removed and the target is left as it was. Folders are published the same way: every file and
+sub-folder of the temporary folder is synced (:func:`fsync_tree`), then it is renamed and its
+parent synced, so a pointer switched afterwards never names a folder whose files a power cut
+emptied.
 
 Versioned artifacts (index, adapter and dataset versions, glossary versions) are folders with a
 ``manifest.json`` next to a ``current`` pointer file naming the published one;
@@ -28,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -71,6 +75,8 @@ def atomic_file(path: str | Path, mode: str = "w", *, encoding: str | None = "ut
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if fsync:
+        fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
@@ -100,6 +106,8 @@ def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if fsync:
+        fsync_dir(path.parent)
 
 
 def atomic_write(path: str | Path, data: str | bytes, *, fsync: bool = True, file_mode: int | None = None,
@@ -140,27 +148,87 @@ def atomic_dir(final: str | Path, *, replace: bool = True) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
     try:
         yield tmp
+        fsync_tree(tmp)
         if replace and final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        fsync_dir(final.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def fsync_dir(path: str | Path) -> None:
+    """``fsync`` a folder, so the names created, renamed or removed in it survive a power cut
+    (a no-op where folders cannot be opened, as on Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (PermissionError, IsADirectoryError):  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems that cannot sync a folder (EINVAL)
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str | Path) -> None:
+    """``fsync`` every file and folder under ``root`` (and ``root`` itself), deepest first:
+    call it before renaming a finished folder into place.
+
+    >>> import tempfile; root = Path(tempfile.mkdtemp()); (root / "sub").mkdir()
+    >>> _ = (root / "sub" / "a.bin").write_bytes(b"x"); fsync_tree(root)
+    """
+    root = Path(root)
+    for folder, dirs, names in os.walk(root, topdown=False):
+        for name in names:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                continue
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(folder)
+
+
+_held = threading.local()  # paths this thread holds a file_lock on -> depth
+
+
 @contextlib.contextmanager
 def file_lock(path: str | Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` across processes (POSIX ``flock``; a no-op where
-    ``fcntl`` is missing, as on Windows)."""
+    """An exclusive advisory lock on ``path`` across processes and threads (POSIX ``flock``; a
+    no-op where ``fcntl`` is missing, as on Windows).
+
+    Re-entrant within one thread (a locked operation may call another that takes the same
+    lock); another thread of the same process waits like another process does.
+
+    >>> import tempfile; lock = Path(tempfile.mkdtemp()) / ".lock"
+    >>> with file_lock(lock):
+    ...     with file_lock(lock):
+    ...         print("nested")
+    nested
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    key = os.path.abspath(path)
+    held: dict[str, int] = getattr(_held, "paths", None) or {}
+    _held.paths = held
+    if held.get(key):
+        held[key] += 1
+        try:
+            yield
+        finally:
+            held[key] -= 1
+        return
     with open(path, "a+b") as fh:
         if fcntl is None:  # pragma: no cover - Windows: no cross-process lock
             yield
             return
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        held[key] = 1
         try:
             yield
         finally:
+            held.pop(key, None)
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
@@ -186,6 +254,50 @@ def sha256_text(text: str) -> str:
     'ba7816bf8f01cfea'
     """
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def folder_checksums(root: str | Path, skip: Iterable[str] = (MANIFEST,)) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"bytes", "sha256"}}`` of every file under ``root`` but ``skip`` (names at
+    the top level): what a manifest records so a reader can tell a whole version from one a
+    power cut or a disk error damaged (:func:`damaged_files`).
+
+    >>> import tempfile; root = Path(tempfile.mkdtemp()); _ = (root / "a.bin").write_bytes(b"abc")
+    >>> folder_checksums(root)["a.bin"]["bytes"]
+    3
+    """
+    root = Path(root)
+    skipped = set(skip)
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not path.is_symlink() and rel not in skipped:
+            out[rel] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return out
+
+
+def damaged_files(root: str | Path, recorded: dict[str, dict[str, Any]], hashes: bool = True) -> list[str]:
+    """Files of ``recorded`` (:func:`folder_checksums`) that are missing, of another size, or
+    (``hashes``) of other content under ``root``; ``[]`` when the folder is whole.
+
+    >>> import tempfile; root = Path(tempfile.mkdtemp()); _ = (root / "a.bin").write_bytes(b"abc")
+    >>> sums = folder_checksums(root); _ = (root / "a.bin").write_bytes(b"")
+    >>> damaged_files(root, sums), damaged_files(root, {"b": {"bytes": 1}})
+    (['a.bin (0 bytes, expected 3)'], ['b (missing)'])
+    """
+    root = Path(root)
+    bad: list[str] = []
+    for rel, want in sorted(recorded.items()):
+        path = root / rel
+        try:
+            size = path.stat().st_size
+        except OSError:
+            bad.append(f"{rel} (missing)")
+            continue
+        if want.get("bytes") is not None and size != want["bytes"]:
+            bad.append(f"{rel} ({size} bytes, expected {want['bytes']})")
+        elif hashes and want.get("sha256") and sha256_file(path) != want["sha256"]:
+            bad.append(f"{rel} (checksum differs)")
+    return bad
 
 
 # --- JSONL ------------------------------------------------------------------------------------
@@ -266,9 +378,11 @@ def claim_version(root: str | Path, folder: str | Path, before: Callable[[str], 
 
     ``before(name)`` runs before each attempt (to write the version into the manifest). A rename
     onto an existing, non-empty folder fails, so two writers racing for one number cannot
-    overwrite each other: the loser takes the next number.
+    overwrite each other: the loser takes the next number. The folder's files are synced
+    before the rename and ``root`` after it, so a claimed version survives a power cut whole.
     """
     root = Path(root)
+    fsync_tree(folder)
     for _ in range(1000):
         names = numbered_versions(root, require=None)
         name = f"v{int(names[-1][1:]) + 1 if names else 1:04d}"
@@ -276,7 +390,8 @@ def claim_version(root: str | Path, folder: str | Path, before: Callable[[str], 
             before(name)
         try:
             os.rename(folder, root / name)
-            return name
         except OSError:
             continue
+        fsync_dir(root)
+        return name
     raise KBError(f"could not claim a new version folder in {root}")

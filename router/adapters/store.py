@@ -18,6 +18,11 @@ metric is at least as good as the current adapter's; otherwise it is stored as
 ``rejected`` together with the comparison, so the decision can be read and overridden later
 (``kb adapters publish VERSION``). :meth:`rollback` returns to the previously published
 version. The serving side reads ``current`` only, so it never sees a half-copied adapter.
+
+Publish, rollback and admit read and rewrite ``history.json``, the manifests and ``current``
+under one lock (``adapters/.lock``, across processes and threads), so two administrators at
+once cannot leave the pointer and the history disagreeing. A new version's files are synced
+to disk before its folder is renamed into place (:func:`knowledge.core.files.claim_version`).
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from knowledge.core.errors import KBError
-from knowledge.core.files import (MANIFEST, atomic_write_json, claim_version, is_version_name, numbered_versions,
-                        read_pointer, write_pointer)
+from knowledge.core.files import (MANIFEST, atomic_write_json, claim_version, damaged_files, file_lock,
+                                  folder_checksums, is_version_name, numbered_versions, read_pointer,
+                                  write_pointer)
 from knowledge.failpoints import hit
 
 DEFAULT_KEY_METRICS = ("route_accuracy", "expansion_accuracy", "answer_accuracy")
@@ -141,6 +147,7 @@ class AdapterStore:
                 "status": status,
                 "report": report or {},
                 "source": str(src),
+                "files": folder_checksums(tmp),
             }
             return self._claim_version(tmp, manifest)
         finally:
@@ -164,34 +171,53 @@ class AdapterStore:
         default: the metrics stored when the current adapter was admitted.
         """
         keys = list(key_metrics)
-        current = self.current()
-        cur_metrics = (current_metrics if current_metrics is not None else self.manifest(current)["metrics"]) \
-            if current else None
-        comparison = compare_metrics(metrics, cur_metrics, keys)
-        report = {"gate": "every key metric >= current", "key_metrics": keys, "compared_with": current,
-                  "current_rescored": current_metrics is not None and current is not None, **comparison}
-        version = self.add(candidate_dir, metrics, status="rejected", report=report)
-        if comparison["passed"]:
-            self.publish(version)
+        with self.lock():  # the adapter compared with stays current until the decision is published
+            current = self.current()
+            cur_metrics = (current_metrics if current_metrics is not None else self.manifest(current)["metrics"]) \
+                if current else None
+            comparison = compare_metrics(metrics, cur_metrics, keys)
+            report = {"gate": "every key metric >= current", "key_metrics": keys, "compared_with": current,
+                      "current_rescored": current_metrics is not None and current is not None, **comparison}
+            version = self.add(candidate_dir, metrics, status="rejected", report=report)
+            if comparison["passed"]:
+                self.publish(version)
         return comparison["passed"]
+
+    def verify(self, version: str) -> None:
+        """KBError when ``version``'s files do not match its manifest (missing, truncated, other
+        content); versions stored before manifests recorded their files pass."""
+        bad = damaged_files(self.path(version), self.manifest(version).get("files") or {})
+        if bad:
+            raise KBError(f"adapter version {version} is damaged: {', '.join(bad)}; not published")
+
+    def lock(self) -> Any:
+        """The lock every writer of ``current``, ``history.json`` and the manifests holds
+        (re-entrant in one thread: :meth:`admit` publishes under it)."""
+        return file_lock(self.root / ".lock")
 
     def publish(self, version: str) -> None:
         """Make ``version`` the current adapter (also a rejected one: an explicit override)."""
-        manifest = self.manifest(version)
-        manifest["status"] = "published"
-        manifest["published_at"] = _now()
-        _write_json(self.path(version) / MANIFEST, manifest)
-        history = self._history()
-        history["stack"].append(version)
-        history["events"].append({"action": "publish", "version": version, "at": _now()})
-        hit("adapter.publish")  # manifest says published, the pointer does not yet
-        self._switch(version, history)
+        with self.lock():
+            self.verify(version)
+            manifest = self.manifest(version)
+            manifest["status"] = "published"
+            manifest["published_at"] = _now()
+            _write_json(self.path(version) / MANIFEST, manifest)
+            history = self._history()
+            history["stack"].append(version)
+            history["events"].append({"action": "publish", "version": version, "at": _now()})
+            hit("adapter.publish")  # manifest says published, the pointer does not yet
+            self._switch(version, history)
 
     def rollback(self, to: str | None = None) -> str:
         """Return to the previously published version (or to ``to``); returns the new current.
 
         Rollbacks walk back the publish stack, so rolling back twice goes two versions back.
         """
+        with self.lock():
+            return self._rollback(to)
+
+    def _rollback(self, to: str | None) -> str:
         history = self._history()
         stack = [v for v in history["stack"] if (self.root / v / MANIFEST).is_file()]
         current = self.current()
@@ -208,6 +234,7 @@ class AdapterStore:
             else:
                 stack.append(to)
             target = to
+        self.verify(target)
         if current and current != target:
             old = self.manifest(current)
             old["rolled_back_at"] = _now()
