@@ -378,6 +378,7 @@ class Evidence:
     best_dense: float = 0.0
     index: Any = None
     equivalents: dict[str, str] = field(default_factory=dict)  # question word -> the documents' word for it
+    focus_absent: list[str] = field(default_factory=list)      # a follow-up's new subject, none of it in the KB
 
     @property
     def best(self) -> Unit | None:
@@ -491,7 +492,7 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
     # topic: their words are left out of the terms (刚满 is not a sibling of 不满, 十年 not of 一年).
     topic = _blank(question, quantity_spans(question))
     terms = resolve_terms(dict.fromkeys([*content_terms(topic), *(t for t in extra_terms if t)]), stats, glued)
-    focused = set(resolve_terms(content_terms(focus), stats)) if focus else set()
+    focused = set(resolve_terms(content_terms(_blank(focus, quantity_spans(focus))), stats)) if focus else set()
     chunks: list[tuple[Any, float, int]] = []
     seen: set[str] = set()
     for rank, h in enumerate(hits):
@@ -561,8 +562,13 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
         if near:
             siblings[t] = near
     best_dense = max((d for _, d, _ in chunks[: len(hits)]), default=0.0)
+    # What a follow-up brings ("那探亲假呢？") is its whole new subject: when none of it is in the
+    # knowledge base, the previous turn's passages must not answer it.
+    focus_terms = [equivalents.get(t, t) for t in focused]
+    focus_absent = [t for t in focus_terms if not stats.present(t)] if focus_terms and all(
+        not stats.present(t) for t in focus_terms) else []
     return Evidence(terms=terms, weights=weights, absent=absent, siblings=siblings, units=units,
-                    asked_units=set(asked or ()), equivalents=equivalents,
+                    asked_units=set(asked or ()), equivalents=equivalents, focus_absent=focus_absent,
                     best_coverage=max((u.coverage for u in units if u.kind != "heading"), default=0.0),
                     absent_share=sum(weights[t] for t in absent) / total,
                     peak=best_dense - background, best_dense=best_dense, index=index)

@@ -228,6 +228,10 @@ class SignalRouter(Router):
             return glossary
         p = answerability(features, self.weights)
         scores["answerable"] = round(p, 4)
+        if ev.focus_absent:
+            return RouteChoice("refuse", max(0.8, 1 - p), signals.terms, signals.rewritten_query, scores,
+                               f"the follow-up asks about {', '.join(ev.focus_absent[:3])}, which the documents "
+                               f"do not cover")
         if ev.missing_sibling:
             t, sibs = next(iter(ev.siblings.items()))
             return RouteChoice("refuse", max(0.8, 1 - p), signals.terms, signals.rewritten_query, scores,

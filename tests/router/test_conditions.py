@@ -77,3 +77,12 @@ def test_rule_facts_are_indexed_by_chunk(demo_index):
     with_rules = [f for f in demo_index.facts if f.rule]
     assert with_rules, "the index carries parsed rules"
     assert all(f in facts_of(f.chunk_id) for f in with_rules[:20])
+
+
+def test_a_follow_up_about_an_uncovered_topic_is_refused(extractive_engine):
+    """The previous turn's leave rules must not answer a kind of leave the documents never name."""
+    history = [{"role": "user", "content": "婚假有几天？"}, {"role": "assistant", "content": "婚假3天。"}]
+    a = extractive_engine.answer("那宠物假呢？", history)
+    assert a.route == "refuse", (a.answer, a.reason)
+    covered = extractive_engine.answer("那产假呢？", history)
+    assert covered.route != "refuse"
