@@ -31,6 +31,7 @@ class Lexicon:
     asserted_after: re.Pattern[str]
     confirm_words: re.Pattern[str]
     numeric_question: re.Pattern[str]
+    exclusion: re.Pattern[str] = re.compile(r"(?!x)x")
 
 
 @lru_cache(maxsize=1)
@@ -52,6 +53,7 @@ def lexicon() -> Lexicon:
         asserted_after=re.compile(data["asserted_after"], flags),
         confirm_words=re.compile(data["confirm_words"], flags),
         numeric_question=re.compile(data["numeric_question"], flags),
+        exclusion=re.compile(data.get("exclusion") or r"(?!x)x", flags),
     )
 
 

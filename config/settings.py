@@ -115,6 +115,7 @@ class RouterSettings(BaseModel):
     peak_threshold: float = 0.04
     ambiguity_margin: float = 0.02
     fact_coverage: float = 0.25
+    polarity_weight: float = 0.15
     trust_generator_below: float = 0.7
     answerability: dict[str, float] = {}
     disambiguation: DisambiguationSettings = DisambiguationSettings()

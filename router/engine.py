@@ -207,7 +207,8 @@ class Engine:
             background = background_similarity(self.index, rewritten)
             focus = conv.question if conv is not None and conv.followup else ""
             evidence = gather(rewritten, hits, self.index, fact_hits=fact_hits, background=background,
-                              asked=form.asked_units, focus=focus, reader=self.reader) \
+                              asked=form.asked_units, focus=focus, reader=self.reader,
+                              polarity_weight=self.settings.router.polarity_weight) \
                 if hasattr(self.index, "bm25") else None
             signals = RouteSignals(standalone, rewritten, resolutions, matches, hits, fact_hits,
                                    detect_language(question), background, evidence=evidence, form=form,
@@ -239,7 +240,8 @@ class Engine:
         router of record."""
         hits, fact_hits = self._retrieve(choice.rewritten_query, timer)
         evidence = gather(choice.rewritten_query, hits, self.index, fact_hits=fact_hits, background=background,
-                          asked=form.asked_units, focus=focus, reader=self.reader) \
+                          asked=form.asked_units, focus=focus, reader=self.reader,
+                              polarity_weight=self.settings.router.polarity_weight) \
             if signals.evidence is not None else None
         signals = dataclasses.replace(signals, rewritten_query=choice.rewritten_query,
                                       terms=list(choice.terms) or signals.terms, hits=hits,

@@ -475,7 +475,7 @@ def _blank(text: str, spans: list[tuple[int, int]]) -> str:
 
 def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[Any] = (), background: float = 0.0,
            asked: set[str] | None = None, extra_terms: Iterable[str] = (), stats: KBTerms | None = None,
-           focus: str = "", reader: Any = None) -> Evidence:
+           focus: str = "", reader: Any = None, polarity_weight: float = 0.0) -> Evidence:
     """Rank the units of the retrieved chunks (and of the chunks of the nearest facts) for ``question``.
 
     ``focus`` is the part of the question that matters most (what a follow-up brings): its terms
@@ -485,6 +485,9 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
     the units *mean*: each unit's meaning score joins its rank, and a question word the knowledge
     base never uses is replaced by the documents' word for it (年假 → 年休假) when a unit that means
     what the question asks holds that word.
+
+    ``polarity_weight`` is added to the rank of a unit that states an exclusion (the lexicon's
+    ``exclusion``) when the question asks about one: 「哪些情况不享受年休假？」 gets the excluded cases.
     """
     stats = stats or kb_terms(index)
     glued: list[str] = []
@@ -532,6 +535,8 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
     # A question in another language than the documents shares no words with them: there a
     # unit's meaning is the only measure of how much of the question it covers.
     cross = reader is not None and bool(_CJK_RE.search(question)) != (stats.lang == "zh")
+    exclusion = lexicon().exclusion
+    excluding = bool(exclusion.search(question))
     units: list[Unit] = []
     for (u, rank), meaning in zip(candidates, meaning_scores):
         text = _norm(u.text)
@@ -547,6 +552,9 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
         u.units = value_units(u.text)
         u.chunk_rank = rank
         ask_bonus = 0.08 if asked and u.units & asked else 0.0
+        if excluding and polarity_weight:
+            # the unit (or the line introducing its list) says what is left out, as the question asks
+            ask_bonus += polarity_weight if exclusion.search(u.text) or exclusion.search(u.context) else 0.0
         u.meaning = meaning
         sense = reader.weight * max(-1.0, min(2.0, meaning)) if reader is not None and meaning is not None else 0.0
         u.score = u.coverage + sense + ask_bonus + 0.05 / (1 + rank) + (0.0 if u.kind != "heading" else -0.3)

@@ -97,3 +97,15 @@ def test_calibrating_measures_this_index(extractive_engine):
     cal = calibrate_index(extractive_engine)
     assert cal.source == "index"
     assert 0.0 < cal.peak_mid < 0.2 and cal.peak_scale > 0
+
+
+def test_a_question_about_exclusions_ranks_the_excluded_cases_first():
+    chunks = [Chunk("p1", "benefit.md", "第九条　下列人员享受交通补贴：\n（一）正式员工；\n（二）外派人员。\n"
+                                        "第十条　下列人员不享受交通补贴：\n（一）实习生；\n（二）退休返聘人员。")]
+    q = "哪些人员不享受交通补贴？"
+    index, stats = _Index(chunks), KBTerms(chunks=chunks)
+    plain = gather(q, [_Hit(c) for c in chunks], index, stats=stats)
+    read = gather(q, [_Hit(c) for c in chunks], index, stats=stats, polarity_weight=0.15)
+    items = [u.text for u in read.units if u.kind == "item"]
+    assert set(items[:2]) == {"（一）实习生；", "（二）退休返聘人员。"}
+    assert set([u.text for u in plain.units if u.kind == "item"][:2]) != set(items[:2])
