@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from knowledge.core.errors import IngestError, KBError
 from knowledge.core.registry import Registry
 from knowledge.core.types import Block
+from config.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ class Loader(ABC):
     def warn(self, message: str) -> None:
         """Record a problem that does not stop the document from loading."""
         self.warnings.append(message)
+
+    def ingest_options(self) -> Any:
+        """The ingest settings this load runs with (:attr:`options`, else the process-wide ones)."""
+        return self.options if self.options is not None else get_settings().ingest
 
 
 _REGISTRY: Registry[type[Loader]] = Registry("loader for extension")
@@ -182,6 +187,32 @@ def check_zip_safety(path: Path, zf: zipfile.ZipFile) -> None:
                                     f"x (a zip bomb?); refused")
     if total > MAX_UNZIPPED_BYTES:
         raise IngestError(path, f"archive inflates to {total >> 20} MB (limit {MAX_UNZIPPED_BYTES >> 20} MB); refused")
+
+
+def check_member_size(path: Path, member: str, max_mb: float, setting: str) -> None:
+    """Raise :class:`IngestError` when zip ``member`` inflates to more than ``max_mb`` MB.
+
+    The size is measured by inflating the member (a stream, nothing kept), not taken from the
+    size its header declares, so an XML bomb is refused before any XML parser sees it. A
+    missing member is not an error here (the loader reports it).
+    """
+    limit = int(max_mb * 1024 * 1024)
+    with zipfile.ZipFile(path) as zf:
+        try:
+            info = zf.getinfo(member)
+        except KeyError:
+            return
+        size = info.file_size
+        if size <= limit:
+            size = 0
+            with zf.open(info) as fh:
+                while chunk := fh.read(1 << 20):
+                    size += len(chunk)
+                    if size > limit:
+                        break
+    if size > limit:
+        raise IngestError(path, f"{member} inflates to more than {max_mb:g} MB (setting {setting}); "
+                                f"refused unparsed (an XML bomb?)")
 
 
 def _check_zip_member(path: Path, ext: str, member: str) -> None:
