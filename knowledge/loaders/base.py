@@ -189,30 +189,37 @@ def check_zip_safety(path: Path, zf: zipfile.ZipFile) -> None:
         raise IngestError(path, f"archive inflates to {total >> 20} MB (limit {MAX_UNZIPPED_BYTES >> 20} MB); refused")
 
 
-def check_member_size(path: Path, member: str, max_mb: float, setting: str) -> None:
-    """Raise :class:`IngestError` when zip ``member`` inflates to more than ``max_mb`` MB.
+def check_xml_sizes(path: Path, max_mb: float, setting: str, streamed: tuple[str, ...] = ()) -> None:
+    """Raise :class:`IngestError` when an XML part of an Office file inflates to more than
+    ``max_mb`` MB: the parts a library parses whole (``word/document.xml``, shared strings,
+    styles), whatever the archive names them. Members under a ``streamed`` prefix (worksheets,
+    read row by row) are not checked.
 
-    The size is measured by inflating the member (a stream, nothing kept), not taken from the
-    size its header declares, so an XML bomb is refused before any XML parser sees it. A
-    missing member is not an error here (the loader reports it).
+    The size is measured by inflating the part (a stream, nothing kept), not taken from the
+    size its header declares, so an XML bomb is refused before any XML parser sees it.
     """
     limit = int(max_mb * 1024 * 1024)
     with zipfile.ZipFile(path) as zf:
-        try:
-            info = zf.getinfo(member)
-        except KeyError:
-            return
-        size = info.file_size
-        if size <= limit:
-            size = 0
-            with zf.open(info) as fh:
-                while chunk := fh.read(1 << 20):
-                    size += len(chunk)
-                    if size > limit:
-                        break
-    if size > limit:
-        raise IngestError(path, f"{member} inflates to more than {max_mb:g} MB (setting {setting}); "
-                                f"refused unparsed (an XML bomb?)")
+        for info in zf.infolist():
+            name = info.filename
+            if not name.lower().endswith((".xml", ".rels")) or name.startswith(streamed):
+                continue
+            if _inflated_size(zf, info, limit) > limit:
+                raise IngestError(path, f"{name} inflates to more than {max_mb:g} MB (setting {setting}); "
+                                        f"refused unparsed (an XML bomb?)")
+
+
+def _inflated_size(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> int:
+    """The member's inflated size, counted up to just past ``limit``."""
+    if info.file_size > limit:
+        return info.file_size
+    size = 0
+    with zf.open(info) as fh:
+        while chunk := fh.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                break
+    return size
 
 
 def _check_zip_member(path: Path, ext: str, member: str) -> None:

@@ -15,7 +15,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from knowledge.loaders.base import Loader, check_member_size, read_text_file, register_loader
+from knowledge.loaders.base import Loader, check_xml_sizes, read_text_file, register_loader
 from knowledge.loaders.tables import find_header_row, row_text, table_blocks
 from knowledge.text_utils import join_lines
 from knowledge.core.types import Block
@@ -53,15 +53,15 @@ def read_xlsx_rows(path: Path, max_cells: int | None = None,
     (``A1:XFD20000``) is ignored, each row stops at its last non-empty cell and empty rows
     after the last filled one are dropped. At most ``max_cells`` cells (padding inside a row
     and empty rows included) are read from the whole workbook (default: the
-    ``ingest.max_sheet_cells`` setting); the rest is skipped with a warning. Shared strings
-    larger than ``max_xml_mb`` (default ``ingest.max_xml_mb``) are refused unread: openpyxl
-    loads them whole, even in read-only mode.
+    ``ingest.max_sheet_cells`` setting); the rest is skipped with a warning. An XML part
+    other than a worksheet (shared strings, styles: openpyxl loads them whole, even in
+    read-only mode) larger than ``max_xml_mb`` (default ``ingest.max_xml_mb``) is refused unread.
     """
     import openpyxl  # deferred: openpyxl, .xlsx files only
 
     budget = _cell_budget(max_cells)
     xml_mb = max_xml_mb if max_xml_mb is not None else get_settings().ingest.max_xml_mb
-    check_member_size(path, "xl/sharedStrings.xml", xml_mb, "ingest.max_xml_mb")
+    check_xml_sizes(path, xml_mb, "ingest.max_xml_mb", streamed=("xl/worksheets/",))
     values_wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     formulas_wb = openpyxl.load_workbook(path, read_only=True, data_only=False)
     sheets, warnings = [], []
