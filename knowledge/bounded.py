@@ -25,7 +25,6 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,15 +74,17 @@ def call_bounded(target: str, path: Path | str, kwargs: dict[str, Any], limits: 
                           "memory_mb": limits.memory_mb}, ensure_ascii=False)
     env = {**os.environ, "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-    started = time.monotonic()
     try:
         proc = subprocess.run([sys.executable, "-m", "knowledge.bounded"], input=request.encode("utf-8"),
                               capture_output=True, env=env, timeout=limits.timeout_s, check=False)
     except subprocess.TimeoutExpired:  # subprocess.run has killed and reaped the child
         raise IngestError(path, f"reading stopped after {limits.timeout_s:g} s "
                                 f"(setting ingest.parse_timeout_s)") from None
-    if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL) and time.monotonic() - started < limits.timeout_s:
+    if proc.returncode == -signal.SIGXCPU:
         raise IngestError(path, f"reading used more than {limits.cpu_s} s of CPU (setting ingest.parse_cpu_s)")
+    if proc.returncode == -signal.SIGKILL:   # the hard CPU limit, or the kernel out of memory
+        raise IngestError(path, f"the reading process was killed (more than {limits.cpu_s} s of CPU, setting "
+                                f"ingest.parse_cpu_s, or out of memory, ingest.parse_memory_mb)")
     try:
         reply = json.loads(proc.stdout.decode("utf-8"))
     except ValueError:
