@@ -105,6 +105,19 @@ def test_docx_whose_xml_inflates_past_the_cap_is_refused_unparsed(tmp_path):
     assert "500元" in load_document(path, options=IngestSettings(max_xml_mb=8)).text
 
 
+def test_pptx_xml_past_the_cap_is_refused_unparsed(tmp_path):
+    from pptx import Presentation
+
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[1])
+    slide.shapes.title.text = "差旅标准"
+    slide.placeholders[1].text = "住宿每晚500元。" + _noise(40_000)
+    deck.save(tmp_path / "deck.pptx")
+    with pytest.raises(IngestError, match=r"slide1\.xml inflates to more than 0.02 MB .*ingest\.max_xml_mb"):
+        load_document(tmp_path / "deck.pptx", options=IngestSettings(max_xml_mb=0.02))
+    assert "500元" in load_document(tmp_path / "deck.pptx", options=IngestSettings(max_xml_mb=1)).text
+
+
 def test_workbook_shared_strings_past_the_cap_are_refused(tmp_path):
     from openpyxl import Workbook
 
