@@ -25,6 +25,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,24 @@ class Limits:
     cpu_s: int
     memory_mb: int
     timeout_s: float
+    concurrency: int = 2   # children of this process reading at once; a caller waits for a slot
 
     @classmethod
     def from_ingest(cls, ingest: Any) -> "Limits":
-        """The ``ingest.parse_cpu_s`` / ``parse_memory_mb`` / ``parse_timeout_s`` settings."""
-        return cls(int(ingest.parse_cpu_s), int(ingest.parse_memory_mb), float(ingest.parse_timeout_s))
+        """The ``ingest.parse_cpu_s`` / ``parse_memory_mb`` / ``parse_timeout_s`` /
+        ``parse_concurrency`` settings."""
+        return cls(int(ingest.parse_cpu_s), int(ingest.parse_memory_mb), float(ingest.parse_timeout_s),
+                   int(ingest.parse_concurrency))
+
+
+_SLOTS: dict[int, threading.BoundedSemaphore] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def _slots(n: int) -> threading.BoundedSemaphore:
+    """The process-wide semaphore for ``n`` concurrent children."""
+    with _SLOTS_LOCK:
+        return _SLOTS.setdefault(n, threading.BoundedSemaphore(max(1, n)))
 
 
 def apply_limits(cpu_s: int, memory_mb: int) -> None:
@@ -70,6 +84,17 @@ def call_bounded(target: str, path: Path | str, kwargs: dict[str, Any], limits: 
     Raises what the function raised on purpose (same class), or :class:`IngestError` when the
     child ran past a limit or died.
     """
+    slots = _slots(limits.concurrency)
+    if not slots.acquire(timeout=limits.timeout_s):
+        raise IngestError(path, f"not read: {limits.concurrency} other file(s) were being read for "
+                                f"{limits.timeout_s:g} s (settings ingest.parse_concurrency, ingest.parse_timeout_s)")
+    try:
+        return _call(target, path, kwargs, limits)
+    finally:
+        slots.release()
+
+
+def _call(target: str, path: Path | str, kwargs: dict[str, Any], limits: Limits) -> Any:
     request = json.dumps({"target": target, "kwargs": kwargs, "cpu_s": limits.cpu_s,
                           "memory_mb": limits.memory_mb}, ensure_ascii=False)
     env = {**os.environ, "HF_HUB_OFFLINE": "1",

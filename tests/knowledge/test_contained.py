@@ -219,6 +219,25 @@ def test_child_limits_wall_clock_cpu_and_memory(hostile_module):
         call_bounded(f"{hostile_module}:fail", "g.xlsx", {}, Limits(30, 512, 30))
 
 
+def test_children_are_bounded_in_number(hostile_module):
+    from concurrent.futures import ThreadPoolExecutor
+
+    limits = Limits(30, 512, 4, concurrency=1)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(call_bounded, f"{hostile_module}:sleep", "a.xlsx", {"seconds": 3}, limits)
+        time.sleep(0.5)
+        second = pool.submit(call_bounded, f"{hostile_module}:sleep", "b.xlsx", {"seconds": 0}, limits)
+        assert first.result() is None
+        assert second.result() is None          # it waited for the slot, then ran
+    short = Limits(30, 512, 1, concurrency=1)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(call_bounded, f"{hostile_module}:sleep", "a.xlsx", {"seconds": 3}, Limits(30, 512, 10, 1))
+        time.sleep(0.1)
+        with pytest.raises(IngestError, match="ingest.parse_concurrency"):
+            pool.submit(call_bounded, f"{hostile_module}:sleep", "b.xlsx", {"seconds": 0}, short).result()
+        first.result()
+
+
 def test_the_child_is_not_this_interpreter_module_cache():
     # The child imports the code base from this checkout, whatever the caller's cwd.
     assert call_bounded("knowledge.bounded:echo", "x", {"value": sys.version_info[:2]}, LIMITS) == list(sys.version_info[:2])
