@@ -59,7 +59,7 @@ def read_xlsx_rows(path: Path, max_cells: int | None = None,
     """
     import openpyxl  # deferred: openpyxl, .xlsx files only
 
-    budget = _cell_budget(max_cells)
+    budget = limit = _cell_budget(max_cells)
     xml_mb = max_xml_mb if max_xml_mb is not None else get_settings().ingest.max_xml_mb
     check_xml_sizes(path, xml_mb, "ingest.max_xml_mb", streamed=("xl/worksheets/",))
     values_wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
@@ -69,14 +69,14 @@ def read_xlsx_rows(path: Path, max_cells: int | None = None,
         for ws_values, ws_formulas in zip(values_wb.worksheets, formulas_wb.worksheets):
             if budget <= 0:
                 warnings.append(f"{path.name}: sheet {ws_values.title!r} was not read: the workbook reached "
-                                f"the cell budget (ingest.max_sheet_cells={_cell_budget(max_cells)})")
+                                f"the cell budget (ingest.max_sheet_cells={limit})")
                 continue
             declared = _declared_cells(ws_values)
             rows, missing, budget, cut = _sheet_rows(ws_values, ws_formulas, budget)
-            if declared > _cell_budget(max_cells):
+            if declared > limit:
                 width = max((len(r) for r in rows), default=0)
                 warnings.append(f"{path.name}: sheet {ws_values.title!r} declares {declared} cells (more than "
-                                f"ingest.max_sheet_cells={_cell_budget(max_cells)}) but holds {len(rows)} row(s) "
+                                f"ingest.max_sheet_cells={limit}) but holds {len(rows)} row(s) "
                                 f"of at most {width} column(s); only the cells it holds were read")
             if missing:
                 warnings.append(f"{path.name}: sheet {ws_values.title!r} has {missing} formula cell(s) "
@@ -85,7 +85,7 @@ def read_xlsx_rows(path: Path, max_cells: int | None = None,
             if cut:
                 warnings.append(f"{path.name}: sheet {ws_values.title!r} was read only up to row {len(rows)}: "
                                 f"the workbook reached the cell budget (ingest.max_sheet_cells="
-                                f"{_cell_budget(max_cells)}); the rest was not indexed")
+                                f"{limit}); the rest was not indexed")
             sheets.append((ws_values.title, rows))
     finally:
         values_wb.close()
@@ -108,7 +108,7 @@ def _sheet_rows(ws_values: Any, ws_formulas: Any, budget: int) -> tuple[list[lis
         last = _last_filled(vrow)
         for v, f in zip(vrow[:last], frow[:last]):
             missing += v is None and isinstance(f, str) and f.startswith("=")
-        for f in frow[last:len(frow)]:   # a formula without a value past the last filled cell
+        for f in frow[last:]:   # a formula without a value past the last filled cell
             missing += isinstance(f, str) and f.startswith("=")
         rows.append([format_cell(v) for v in vrow[:last]])
         if last:
