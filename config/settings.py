@@ -41,6 +41,14 @@ class IngestSettings(BaseModel):
     ocr_dpi: int = Field(200, ge=72, le=600)
     ocr_threads: int = Field(1, ge=1)
     ocr_min_confidence: float = Field(0.5, ge=0.0, le=1.0)  # boxes below are dropped
+    # Hostile documents: what one document may cost to read (see config/default.yaml).
+    max_sheet_cells: int = Field(2_000_000, ge=1)      # cells read per workbook, padding included
+    max_xml_mb: float = Field(64, gt=0)                # inflated Office XML part parsed whole
+    max_render_pixels: int = Field(40_000_000, ge=10_000)  # pixels of one rendered page (OCR)
+    parse_timeout_s: float = Field(60, gt=0)           # wall clock of an upload's parse child
+    parse_cpu_s: int = Field(60, ge=1)                 # CPU seconds of a parse child (RLIMIT_CPU)
+    parse_memory_mb: int = Field(2048, ge=256)         # address space of a parse child (RLIMIT_AS)
+    parse_concurrency: int = Field(2, ge=1)            # parse children of one server process at once
 
     @field_validator("chunk_overlap")
     @classmethod

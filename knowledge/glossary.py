@@ -227,10 +227,12 @@ class _Collector:
         return GlossaryImport(entries=list(self.entries.values()), skipped=self.skipped)
 
 
-def import_glossary(path: Path) -> GlossaryImport:
+def import_glossary(path: Path, max_cells: int | None = None, max_xml_mb: float | None = None) -> GlossaryImport:
     """Read a glossary file (.xlsx/.xlsm, .csv/.tsv/.txt, .json).
 
     Raises :class:`GlossaryError` naming the file when it cannot be read or holds no entry.
+    A workbook is read within ``max_cells`` / ``max_xml_mb`` (:func:`read_xlsx_rows`; default
+    the ``ingest`` settings).
     """
     path = Path(path)
     if not path.is_file():
@@ -240,7 +242,7 @@ def import_glossary(path: Path) -> GlossaryImport:
         if ext == ".json":
             result = _import_json(path)
         elif ext in (".xlsx", ".xlsm"):
-            result = _import_workbook(path)
+            result = _import_workbook(path, max_cells, max_xml_mb)
         elif ext in (".csv", ".tsv", ".txt"):
             result = _import_csv(path)
         elif ext == ".xls":
@@ -265,7 +267,7 @@ _MIN_DETECTED_ENTRIES = 3
 _MAX_TERM_CHARS = 24
 
 
-def looks_like_glossary(path: Path) -> bool:
+def looks_like_glossary(path: Path, max_cells: int | None = None, max_xml_mb: float | None = None) -> bool:
     r"""Whether a spreadsheet or CSV among the documents is an abbreviation list.
 
     It is when one of its sheets has a glossary header (:func:`detect_header`: a term column
@@ -289,7 +291,7 @@ def looks_like_glossary(path: Path) -> bool:
         if path.suffix.lower() in (".csv", ".tsv"):
             tables = [read_csv_rows(path)]
         else:
-            tables = [rows for _, rows in read_xlsx_rows(path)[0]]
+            tables = [rows for _, rows in read_xlsx_rows(path, max_cells, max_xml_mb)[0]]
     except Exception:  # noqa: BLE001 - unreadable here: let the document loader report it
         return False
     for rows in tables:
@@ -303,6 +305,23 @@ def looks_like_glossary(path: Path) -> bool:
         if len(entries) >= _MIN_DETECTED_ENTRIES and len(short) >= 0.9 * len(entries):
             return True
     return False
+
+
+def glossary_entries(path: str, max_cells: int, max_xml_mb: float) -> int:
+    """How many entries ``path`` imports as a glossary (:class:`GlossaryError` when none).
+
+    The reading half of a glossary upload, run by the API in a limited child process
+    (:func:`knowledge.bounded.call_bounded`), so a hostile workbook never holds the server.
+    """
+    return len(import_glossary(Path(path), max_cells, max_xml_mb).entries)
+
+
+def detected_glossary_entries(path: str, max_cells: int, max_xml_mb: float) -> int:
+    """Entries of ``path`` when it :func:`looks_like_glossary`, else 0 (a child-process target
+    like :func:`glossary_entries`, for documents uploaded that may be abbreviation lists)."""
+    if not looks_like_glossary(Path(path), max_cells, max_xml_mb):
+        return 0
+    return len(import_glossary(Path(path), max_cells, max_xml_mb).entries)
 
 
 def _import_rows(collector: _Collector, rows: list[list[str]], where: str = "") -> bool:
@@ -330,9 +349,9 @@ def _import_rows(collector: _Collector, rows: list[list[str]], where: str = "") 
     return True
 
 
-def _import_workbook(path: Path) -> GlossaryImport:
+def _import_workbook(path: Path, max_cells: int | None = None, max_xml_mb: float | None = None) -> GlossaryImport:
 
-    sheets, _ = read_xlsx_rows(path)
+    sheets, _ = read_xlsx_rows(path, max_cells, max_xml_mb)
     collector = _Collector(path.name)
     with_header = [(name, rows) for name, rows in sheets if detect_header(rows) is not None]
     # Several sheets with a header (A-M, N-Z) are all read; otherwise the first sheet with data.

@@ -7,6 +7,11 @@ file of the request passed, so a request stores all of its files or none of them
 
 The upload endpoints parse the form themselves (after the key check), so an unauthenticated
 caller cannot make the server read a large body first.
+
+The server itself checks an upload's type, size and archive sanity only. Reading its content
+(the preview warnings of a document, whether a spreadsheet is an abbreviation list, the import
+check of a glossary workbook) happens in a child process with CPU, memory and wall-clock
+limits (``ingest.parse_*``, :mod:`knowledge.bounded`), so a hostile file cannot hold the server.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from starlette.datastructures import UploadFile
 
 from api.deps import AdminAuth, JobsDep, SettingsDep
 from api.schemas import DeleteResult, JobList, JobStatus, ReindexRequest, UploadResult
-from knowledge.core.errors import GlossaryError, IngestError, ValidationError
+from knowledge.core.errors import GlossaryError, IngestError, KBError, ValidationError
 from api.jobs import retrain_commands
 from knowledge.core.files import sha256_file
-from knowledge.glossary import import_glossary
-from knowledge.loaders import SUPPORTED_EXTENSIONS, loader_for, SNIFF_BYTES, decode_text, sniff_content, load_document
+from knowledge.bounded import Limits, call_bounded
+from knowledge.glossary import GLOSSARY_SHEET_EXTENSIONS, import_glossary
+from knowledge.loaders import SUPPORTED_EXTENSIONS, loader_for, SNIFF_BYTES, decode_text, sniff_content
 from knowledge.loaders.base import check_content
 from retrieval.store import IndexStore
 
@@ -150,6 +156,7 @@ def _commit(settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> li
 
 def _store_files(store: IndexStore, settings: Any, staged: list[tuple[Path, str]],
                  glossary: bool) -> list[dict[str, Any]]:
+    previews = {} if glossary else {path: preview(path, settings) for path, _ in staged}
     out = []
     for path, family in staged:
         sha = sha256_file(path)
@@ -165,11 +172,14 @@ def _store_files(store: IndexStore, settings: Any, staged: list[tuple[Path, str]
                 raise HTTPException(422, f"{path.name}: {exc}") from None
             item["status"] = "glossary"
         else:
-            item["warnings"] = preflight_warnings(path, settings)
+            item["warnings"] = previews[path]["warnings"]
         out.append(item)
     if not glossary:
-        # An abbreviation list uploaded as a document is imported as the glossary instead.
-        report = store.ingest([p for p, _ in staged])
+        # An abbreviation list uploaded as a document is imported as the glossary instead
+        # (the child found it; the store checks it again, within the sheet budget).
+        lists = [p for p, _ in staged if previews[p]["glossary_entries"]]
+        report = store.ingest(lists)
+        store.add_documents([p for p, _ in staged if p not in lists])
         as_glossary = {g["file"]: g["entries"] for g in report.glossaries}
         for item in out:
             if item["name"] in as_glossary:
@@ -178,37 +188,50 @@ def _store_files(store: IndexStore, settings: Any, staged: list[tuple[Path, str]
     return out
 
 
-def preflight_warnings(path: Path, settings: Any) -> list[str]:
-    """Read an upload with its real loader, so the uploader learns now what the next reindex
-    will report: pages without a text layer (scanned), encoding fallbacks, or why the file
-    will not be indexed at all (a fully scanned or encrypted PDF). Never refuses the file."""
+def preview(path: Path, settings: Any) -> dict[str, Any]:
+    """Read an upload with its real loader in a limited child process, so the uploader learns
+    now what the next reindex will report: pages without a text layer (scanned), encoding
+    fallbacks, a sheet cut at its cell budget, or why the file will not be indexed at all
+    (a fully scanned or encrypted PDF); and whether it is an abbreviation list. Never refuses
+    the file: one that cannot be read within the limits is stored with a warning saying so."""
 
     try:
-        doc = load_document(path, max_bytes=int(settings.ingest.max_file_mb * 1024 * 1024))
-    except IngestError as exc:
-        return [f"will not be indexed: {exc.reason}"]
-    except Exception as exc:  # a loader bug must not fail the upload; the build reports it too
-        return [f"will not be indexed: {type(exc).__name__}: {exc}"]
-    return list(doc.warnings)
+        return call_bounded("knowledge.preflight:preview_upload", path,
+                            {"path": str(path), "options": settings.ingest.model_dump(mode="json")},
+                            Limits.from_ingest(settings.ingest))
+    except KBError as exc:  # past a limit, or a loader bug: the build reports it too
+        reason = exc.reason if isinstance(exc, IngestError) else str(exc)
+        return {"glossary_entries": 0, "warnings": [f"not previewed: {reason}"]}
 
 
 async def _upload(request: Request, settings: Any, glossary: bool) -> dict[str, Any]:
     staging, staged = await _stage(request, settings, glossary)
     try:
         if glossary:  # check every glossary imports before storing any of them
-            await run_in_threadpool(_import_all, [p for p, _ in staged])
+            await run_in_threadpool(_import_all, [p for p, _ in staged], settings)
         return {"stored": await run_in_threadpool(_commit, settings, staged, glossary)}
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _import_all(paths: list[Path]) -> None:
+def _import_all(paths: list[Path], settings: Any) -> None:
+    """422 unless every file imports as a glossary. Spreadsheets and CSV files are read in a
+    limited child process (:func:`knowledge.glossary.glossary_entries`); JSON and plain text
+    lists, read in one linear pass, here."""
 
+    ingest = settings.ingest
     for path in paths:
         try:
-            import_glossary(path)
+            if path.suffix.lower() in GLOSSARY_SHEET_EXTENSIONS:
+                call_bounded("knowledge.glossary:glossary_entries", path,
+                             {"path": str(path), "max_cells": ingest.max_sheet_cells, "max_xml_mb": ingest.max_xml_mb},
+                             Limits.from_ingest(ingest))
+            else:
+                import_glossary(path)
         except GlossaryError as exc:
             raise HTTPException(422, f"{path.name}: {exc}") from None
+        except IngestError as exc:
+            raise HTTPException(422, f"{path.name}: not imported: {exc.reason}") from None
 
 
 @router.post("/documents", response_model=UploadResult, status_code=status.HTTP_201_CREATED,

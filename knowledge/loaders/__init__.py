@@ -34,12 +34,13 @@ from knowledge.core.types import Block, LoadedDocument
 
 # Importing the format modules registers their loaders.
 from knowledge.loaders import docx, html, pdf, pptx, sheet, text  # noqa: E402,F401  isort: skip
-from config.settings import get_settings
+from config.settings import IngestSettings, get_settings
 from tqdm import tqdm
 
 __all__ = [
     "SUPPORTED_EXTENSIONS", "Loader", "register_loader", "unregister_loader", "loader_for",
     "load_document", "load_documents", "read_text_file", "decode_text", "sniff_content",
+    "inspect_document",
 ]
 
 
@@ -103,6 +104,22 @@ def load_documents(
         except Exception as exc:  # a bug in one loader must not lose the other documents
             errors.append(IngestError(path, f"unexpected error ({type(exc).__name__}: {exc})"))
     return documents, errors
+
+
+def inspect_document(path: str, options: dict[str, Any]) -> list[str]:
+    """What the next index build will report about one file: the loader's warnings (scanned
+    pages, encoding fallbacks, a sheet cut at its cell budget), or why it will not be indexed.
+
+    ``options`` are the ingest settings as a dict. The API runs this in a limited child
+    process (:func:`knowledge.bounded.call_bounded`) when a document is uploaded, never in
+    the server.
+    """
+    ingest = IngestSettings.model_validate(options)
+    try:
+        doc = load_document(Path(path), max_bytes=int(ingest.max_file_mb * 1024 * 1024), options=ingest)
+    except IngestError as exc:
+        return [f"will not be indexed: {exc.reason}"]
+    return list(doc.warnings)
 
 
 def source_name(path: Path, root: Path | None) -> str:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from knowledge.core.errors import IngestError, KBError
 from knowledge.core.registry import Registry
 from knowledge.core.types import Block
+from config.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ class Loader(ABC):
     def warn(self, message: str) -> None:
         """Record a problem that does not stop the document from loading."""
         self.warnings.append(message)
+
+    def ingest_options(self) -> Any:
+        """The ingest settings this load runs with (:attr:`options`, else the process-wide ones)."""
+        return self.options if self.options is not None else get_settings().ingest
 
 
 _REGISTRY: Registry[type[Loader]] = Registry("loader for extension")
@@ -182,6 +187,39 @@ def check_zip_safety(path: Path, zf: zipfile.ZipFile) -> None:
                                     f"x (a zip bomb?); refused")
     if total > MAX_UNZIPPED_BYTES:
         raise IngestError(path, f"archive inflates to {total >> 20} MB (limit {MAX_UNZIPPED_BYTES >> 20} MB); refused")
+
+
+def check_xml_sizes(path: Path, max_mb: float, setting: str, streamed: tuple[str, ...] = ()) -> None:
+    """Raise :class:`IngestError` when an XML part of an Office file inflates to more than
+    ``max_mb`` MB: the parts a library parses whole (``word/document.xml``, shared strings,
+    styles), whatever the archive names them. Members under a ``streamed`` prefix (worksheets,
+    read row by row) are not checked.
+
+    The size is measured by inflating the part (a stream, nothing kept), not taken from the
+    size its header declares, so an XML bomb is refused before any XML parser sees it.
+    """
+    limit = int(max_mb * 1024 * 1024)
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name = info.filename
+            if not name.lower().endswith((".xml", ".rels")) or name.startswith(streamed):
+                continue
+            if _inflated_size(zf, info, limit) > limit:
+                raise IngestError(path, f"{name} inflates to more than {max_mb:g} MB (setting {setting}); "
+                                        f"refused unparsed (an XML bomb?)")
+
+
+def _inflated_size(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> int:
+    """The member's inflated size, counted up to just past ``limit``."""
+    if info.file_size > limit:
+        return info.file_size
+    size = 0
+    with zf.open(info) as fh:
+        while chunk := fh.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                break
+    return size
 
 
 def _check_zip_member(path: Path, ext: str, member: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from knowledge.loaders.base import Loader, register_loader
+from knowledge.loaders.base import Loader, check_xml_sizes, register_loader
 from knowledge.loaders.tables import table_blocks
 from knowledge.text_utils import join_lines
 from knowledge.core.types import Block
@@ -41,6 +41,7 @@ class DocxLoader(Loader):
         import docx  # deferred: python-docx, .docx files only
         from docx.table import Table  # deferred: python-docx, .docx files only
 
+        check_xml_sizes(path, self.ingest_options().max_xml_mb, "ingest.max_xml_mb")  # python-docx parses them whole
         document = docx.Document(str(path))
         self.doc_title = document.core_properties.title or ""
         blocks: list[Block] = []

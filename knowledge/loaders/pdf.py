@@ -30,7 +30,7 @@ from knowledge.core.types import Block
 from config.settings import get_settings
 from knowledge.loaders.sheet import find_header_row, row_text
 from knowledge.ocr import group_rows
-from knowledge.ocr import get_ocr_engine
+from knowledge.ocr import get_ocr_engine, render_dpi
 from statistics import median
 from tqdm.auto import tqdm
 
@@ -111,6 +111,10 @@ class PdfLoader(Loader):
             ocr = _PageOcr(path, self._ingest_options(), self.progress)
             raw, empty_pages = _read_pages(doc, pymupdf, ocr)
         self.ocr_pages = dict(ocr.pages)  # the build report names them (a note, not a warning)
+        for number, dpi in sorted(ocr.lowered.items()):
+            self.warn(f"{path.name}: page {number} is too large to render at ingest.ocr_dpi="
+                      f"{ocr.options.ocr_dpi} within ingest.max_render_pixels={ocr.options.max_render_pixels}; "
+                      f"it was read by OCR at {dpi} dpi")
         if not raw:
             raise IngestError(path, f"no text layer (scanned PDF?) in any of its {len(empty_pages)} "
                                     f"pages{ocr.why_not}")
@@ -139,6 +143,7 @@ class _PageOcr:
         self.pages: dict[int, float] = {}      # page -> mean confidence
         self.over_limit: list[int] = []
         self.no_text: list[int] = []           # OCR'd, but nothing recognised
+        self.lowered: dict[int, int] = {}      # page -> the dpi it was rendered at (pixel cap)
         self.unavailable = "" if options.ocr else "OCR is switched off (ingest.ocr)"
         self.engine_name = options.ocr_engine
         self._engine = None
@@ -179,7 +184,11 @@ class _PageOcr:
         if self._bar is None and self.progress:
             self._bar = tqdm(desc=f"OCR {self.path.name}", unit="page",
                              total=min(self.expected or page_count, self.options.ocr_max_pages))
-        raw, confidence = ocr_page(page, number, engine, self.options.ocr_dpi, self.options.ocr_min_confidence)
+        dpi = render_dpi(page.rect.width, page.rect.height, self.options.ocr_dpi, self.options.max_render_pixels)
+        if dpi < self.options.ocr_dpi:
+            self.lowered[number] = dpi
+        raw, confidence = ocr_page(page, number, engine, dpi, self.options.ocr_min_confidence,
+                                   self.options.max_render_pixels)
         if raw:
             self.pages[number] = round(confidence, 4)
             self._confidence.extend(c for b in raw for c in b.ocr)
@@ -204,11 +213,14 @@ class _PageOcr:
         return self._engine
 
 
-def ocr_page(page, number: int, engine, dpi: int, min_confidence: float) -> tuple[list[_RawBlock], float]:  # type: ignore[no-untyped-def]
+def ocr_page(page, number: int, engine, dpi: int, min_confidence: float,  # type: ignore[no-untyped-def]
+             max_pixels: int | None = None) -> tuple[list[_RawBlock], float]:
     """Render one page, OCR it and return its rows as positioned lines (PDF points), with the
-    page's character-weighted mean confidence. Boxes below ``min_confidence`` are dropped."""
+    page's character-weighted mean confidence. Boxes below ``min_confidence`` are dropped.
+    The image has at most ``max_pixels`` pixels: a larger page is rendered at a lower ``dpi``."""
 
-
+    if max_pixels is not None:
+        dpi = render_dpi(page.rect.width, page.rect.height, dpi, max_pixels)
     png = page.get_pixmap(dpi=dpi).tobytes("png")
     boxes = [b for b in engine.recognize(png) if b.text.strip() and b.score >= min_confidence]
     scale = 72.0 / dpi

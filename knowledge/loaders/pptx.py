@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from knowledge.loaders.base import Loader, register_loader
+from knowledge.loaders.base import Loader, check_xml_sizes, register_loader
 from knowledge.loaders.tables import table_blocks
 from knowledge.text_utils import join_lines
 from knowledge.core.types import Block
@@ -20,6 +20,7 @@ class PptxLoader(Loader):
     def load(self, path: Path) -> list[Block]:
         from pptx import Presentation  # deferred: python-pptx, .pptx files only
 
+        check_xml_sizes(path, self.ingest_options().max_xml_mb, "ingest.max_xml_mb")  # python-pptx parses them whole
         deck = Presentation(str(path))
         self.doc_title = deck.core_properties.title or ""
         blocks: list[Block] = []

@@ -12,6 +12,7 @@ from .base import (
     get_ocr_engine,
     group_rows,
     register_ocr_engine,
+    render_dpi,
 )
 from .rapid import RapidOcrEngine
 
@@ -19,5 +20,5 @@ register_ocr_engine("rapidocr", RapidOcrEngine)
 
 __all__ = [
     "OcrBox", "OcrEngine", "RapidOcrEngine", "available_ocr_engines", "get_ocr_engine", "group_rows",
-    "register_ocr_engine",
+    "register_ocr_engine", "render_dpi",
 ]

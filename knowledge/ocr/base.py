@@ -66,6 +66,23 @@ def group_rows(boxes: list[OcrBox]) -> list[list[OcrBox]]:
     return rows
 
 
+def render_dpi(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> int:
+    """The resolution to render a ``width_pt`` x ``height_pt`` page at (PDF points, 72 a
+    inch): ``dpi``, lowered so that the image has at most ``max_pixels`` pixels (a hostile
+    page declares a size of metres; at 200 dpi that is gigabytes of pixels). At least 1.
+
+    >>> render_dpi(595, 842, 200, 40_000_000)       # A4: unchanged
+    200
+    >>> render_dpi(14400, 14400, 200, 40_000_000)   # a 200-inch square page
+    31
+    """
+    pixels = (width_pt * dpi / 72.0) * (height_pt * dpi / 72.0)
+    if pixels <= max_pixels:
+        return dpi
+    scale = (max_pixels / pixels) ** 0.5
+    return max(1, int(dpi * scale))
+
+
 _REGISTRY: Registry[type[OcrEngine]] = Registry("OCR engine (ingest.ocr_engine)")
 _INSTANCES: dict[tuple[str, int], OcrEngine] = {}
 _LOCK = threading.Lock()
