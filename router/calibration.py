@@ -78,12 +78,16 @@ def features_for(signals: Any) -> dict[str, float]:
     found = any(u.units & asked for u in ev.units[:5] if u.coverage >= 0.3) if asked else False
     kb_lang = getattr(kb_terms(signals_index(signals)), "lang", "") if signals_index(signals) is not None else ""
     cross = bool(kb_lang) and signals.lang != kb_lang
+    coverage, cov3, absent_share = ev.best_coverage, sum(top3) / 3, ev.absent_share
     if cross:
         # Words of an English question do not occur in Chinese rules (nor the reverse): word
-        # coverage says nothing there, so it is set to a neutral value and the margin decides.
-        coverage, cov3, absent_share, found = NEUTRAL["coverage"], NEUTRAL["coverage_top3"], NEUTRAL["absent_share"], 0.0
-    else:
-        coverage, cov3, absent_share = ev.best_coverage, sum(top3) / 3, ev.absent_share
+        # coverage says only as much as the share of the question's words that were translated
+        # into the documents' words (router.bilingual); the rest is neutral and the margin decides.
+        share = max(0.0, min(1.0, getattr(ev, "translated_share", 0.0)))
+        coverage = share * coverage + (1 - share) * NEUTRAL["coverage"]
+        cov3 = share * cov3 + (1 - share) * NEUTRAL["coverage_top3"]
+        absent_share = share * absent_share + (1 - share) * NEUTRAL["absent_share"]
+        found = found if share else 0.0
     return {"coverage": round(coverage, 4), "coverage_top3": round(cov3, 4),
             "absent_share": round(absent_share, 4), "missing_sibling": float(ev.missing_sibling),
             "peak_z": round(max(-3.0, min(3.0, peak_z)), 4), "asked_found": float(found),

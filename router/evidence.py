@@ -379,6 +379,7 @@ class Evidence:
     index: Any = None
     equivalents: dict[str, str] = field(default_factory=dict)  # question word -> the documents' word for it
     focus_absent: list[str] = field(default_factory=list)      # a follow-up's new subject, none of it in the KB
+    translated_share: float = 0.0   # weight share of the terms that are translations of a foreign question's words
 
     @property
     def best(self) -> Unit | None:
@@ -520,8 +521,10 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
         top_texts = [_norm(candidates[i][0].text + " " + candidates[i][0].context)
                      for m, i in reversed(ranked[-reader.top_units:]) if m >= reader.min_score]
         # a word with missing siblings (丧假 where 婚假 and 产假 exist) names a near topic, never a synonym
-        unknown = [t for t in terms if not stats.present(t) and not stats.siblings(t)]
-        equivalents = reader.equivalents(question, unknown + glued, top_texts)
+        # In the other language than the documents, every word wants the documents' word for it.
+        cross = bool(_CJK_RE.search(question)) != (stats.lang == "zh")
+        unknown = [t for t in terms if cross or (not stats.present(t) and not stats.siblings(t))]
+        equivalents = reader.equivalents(question, unknown + glued, top_texts, stats.lang)
         if equivalents:
             replaced = []
             for t in terms + [g for g in glued if g in equivalents]:
@@ -533,7 +536,7 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
     absent = [t for t in terms if not stats.present(t)]
     total = sum(weights.values()) or 1.0
     # A question in another language than the documents shares no words with them: there a
-    # unit's meaning is the only measure of how much of the question it covers.
+    # unit's meaning measures how much of the question it covers, beside the translated words.
     cross = reader is not None and bool(_CJK_RE.search(question)) != (stats.lang == "zh")
     exclusion = lexicon().exclusion
     excluding = bool(exclusion.search(question))
@@ -575,8 +578,10 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
     focus_terms = [equivalents.get(t, t) for t in focused]
     focus_absent = [t for t in focus_terms if not stats.present(t)] if focus_terms and all(
         not stats.present(t) for t in focus_terms) else []
+    translated = sum(weights.get(w, 0.0) for w in set(equivalents.values())) / total if cross else 0.0
     return Evidence(terms=terms, weights=weights, absent=absent, siblings=siblings, units=units,
                     asked_units=set(asked or ()), equivalents=equivalents, focus_absent=focus_absent,
+                    translated_share=translated,
                     best_coverage=max((u.coverage for u in units if u.kind != "heading"), default=0.0),
                     absent_share=sum(weights[t] for t in absent) / total,
                     peak=best_dense - background, best_dense=best_dense, index=index)

@@ -36,6 +36,7 @@ import numpy as np
 
 from config.lexicon import lexicon
 from knowledge.core.files import atomic_write
+from router.bilingual import bilingual
 from router.evidence import _CJK_RE, _units_cached, content_terms
 
 __all__ = ["Meaning", "MeaningCalibration", "build_meaning", "meaning_of", "unit_key", "vocabulary"]
@@ -322,9 +323,15 @@ class MeaningReader:
         top = np.argsort(-sims)[: self.cfg.neighbours]
         return [(self.meaning.vocab[i], (float(sims[i]) - med) / spread) for i in top]
 
-    def equivalents(self, question: str, unknown: list[str], top_texts: list[str]) -> dict[str, str]:
+    def equivalents(self, question: str, unknown: list[str], top_texts: list[str],
+                    kb_lang: str = "") -> dict[str, str]:
         """``{question word: the documents' word}`` for the unknown words whose near vocabulary word
-        occurs in one of ``top_texts`` (the units that mean most nearly what the question asks)."""
+        occurs in one of ``top_texts`` (the units that mean most nearly what the question asks).
+
+        A word in the other language than the documents (``kb_lang``) is looked up in the
+        bilingual lexicon first (:mod:`router.bilingual`): hotel -> 酒店, annual leave -> 年假 and,
+        one step on by meaning, -> 年休假.
+        """
         if not unknown or not top_texts:
             return {}
         out: dict[str, str] = {}
@@ -333,12 +340,41 @@ class MeaningReader:
         for t in [*phrases, *unknown]:
             if t in out:
                 continue
-            for w, closeness in self.word_closeness(t):
-                if closeness < self.cfg.min_word_closeness:
-                    break
-                if w != t and any(w in text for text in top_texts):
-                    out[t] = w
-                    for part in t.split() if " " in t else ():
-                        out.setdefault(part, w)
-                    break
+            foreign = kb_lang and (kb_lang == "zh") == bool(re.match(r"^[a-z]", t))
+            w = (self._translated(t, kb_lang, top_texts) if foreign else None) or self._nearest_in(t, top_texts)
+            if w:
+                out[t] = w
+                for part in t.split() if " " in t else ():
+                    out.setdefault(part, w)
         return out
+
+    def _nearest_in(self, word: str, top_texts: list[str]) -> str | None:
+        """The nearest vocabulary word to ``word`` (close enough) that the top units hold."""
+        for w, closeness in self.word_closeness(word):
+            if closeness < self.cfg.min_word_closeness:
+                return None
+            if w != word and any(w in text for text in top_texts):
+                return w
+        return None
+
+    def _translated(self, word: str, kb_lang: str, top_texts: list[str]) -> str | None:
+        """The documents' word for a word of the other language: a dictionary translation the top
+        units hold, or one meaning-step from such a translation (年假 -> 年休假)."""
+        lexicon_ = bilingual()
+        if lexicon_ is None:
+            return None
+        if kb_lang == "zh":
+            candidates = [c for c in lexicon_.chinese(word) if len(c) >= 2][:8]
+            for c in candidates:
+                if any(c in text for text in top_texts):
+                    return c
+            for c in candidates[:3]:
+                near = self._nearest_in(c, top_texts)
+                if near:
+                    return near
+            return None
+        for gloss in lexicon_.english(word)[:8]:
+            pattern = re.compile(rf"(?<![a-z]){re.escape(gloss)}(?![a-z])")
+            if any(pattern.search(text) for text in top_texts):
+                return gloss
+        return None
