@@ -161,6 +161,24 @@ def split_sentences(text: str) -> list[str]:
     return [p for p in pieces if p and any(ch.isalnum() for ch in p)]
 
 
+def cut_sentences(text: str) -> list[str]:
+    """``text`` cut after each :data:`SENTENCE_BREAK`; the pieces join back to ``text`` (a line break
+    stays with the sentence before it).
+
+    >>> cut_sentences("第一条。第二条；三")
+    ['第一条。', '第二条；', '三']
+    >>> cut_sentences("一。二！three. four\\n五")
+    ['一。', '二！', 'three.', ' four\\n', '五']
+    """
+    pieces, start = [], 0
+    for m in SENTENCE_BREAK.finditer(text):
+        if start < m.end() < len(text):
+            pieces.append(text[start:m.end()])
+            start = m.end()
+    pieces.append(text[start:])
+    return [p for p in pieces if p]
+
+
 def ends_sentence(text: str) -> bool:
     """True when ``text`` ends with sentence-final punctuation (closing quotes ignored).
 
