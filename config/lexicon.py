@@ -31,6 +31,9 @@ class Lexicon:
     asserted_after: re.Pattern[str]
     confirm_words: re.Pattern[str]
     numeric_question: re.Pattern[str]
+    intent: dict[str, re.Pattern[str]]          # definition, quantity, synthesis, filler
+    followup_slot: dict[str, re.Pattern[str]]   # zh_strip, zh_tail, en_strip, en_drop, ranked_label
+    question_form: dict[str, re.Pattern[str]]   # clause_end, lead_conjunction, figure_tail
     exclusion: re.Pattern[str] = re.compile(r"(?!x)x")
 
 
@@ -40,6 +43,8 @@ def lexicon() -> Lexicon:
 
     >>> sorted(next(u for p, u in lexicon().asked_units if p.search("婚假是几天？")))
     ['周', '天', '工作日']
+    >>> bool(lexicon().intent["definition"].search("PM是什么意思")), lexicon().followup_slot["zh_strip"].sub("", "那二类城市")
+    (True, '二类城市')
     """
     data = layered(DEFAULT_LEXICON, "KB_LEXICON", "a lexicon")
     flags = re.IGNORECASE
@@ -53,8 +58,16 @@ def lexicon() -> Lexicon:
         asserted_after=re.compile(data["asserted_after"], flags),
         confirm_words=re.compile(data["confirm_words"], flags),
         numeric_question=re.compile(data["numeric_question"], flags),
+        intent=_patterns(data["intent"], flags),
+        followup_slot=_patterns(data["followup_slot"], flags),
+        question_form=_patterns(data["question_form"], flags),
         exclusion=re.compile(data.get("exclusion") or r"(?!x)x", flags),
     )
+
+
+def _patterns(section: dict[str, str], flags: int) -> dict[str, re.Pattern[str]]:
+    """A section of named patterns, each compiled."""
+    return {name: re.compile(str(pattern), flags) for name, pattern in section.items()}
 
 
 @lru_cache(maxsize=1)

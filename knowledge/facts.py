@@ -29,6 +29,7 @@ from knowledge.loaders.tables import is_record_line
 from knowledge.numbers import extract_quantities, normalize_unit
 from knowledge.core.types import Chunk, Fact, Quantity
 from knowledge.rules import RuleRow, parse_rules
+from knowledge.text_utils import HAN, HAN_RE, SENTENCE_END, is_cjk
 
 __all__ = ["extract_facts", "find_conditions", "leading_phrase", "split_clauses"]
 
@@ -106,7 +107,7 @@ def _norm_condition(word: str) -> str:
 
 
 # --- clauses --------------------------------------------------------------------------------------
-_SENTENCE_END_RE = re.compile(r"[。；;！？!?]+|\n+|\.(?=\s|$)")
+_SENTENCE_END_RE = re.compile(rf"[{SENTENCE_END}]+|\n+|\.(?=\s|$)")
 _COMMA_RE = re.compile(r"，|,(?!\d)|(?<!\d),")
 _LEAD_RE = re.compile(r"[\s\-•·*]*(?:(?:\d{1,2}(?:\.\d{1,2})+(?=\s)|\d{1,3}[.、)）]|\d{1,2}(?=[ \t\u3000])"
                       r"|[（(](?:\d{1,3}|[一二三四五六七八九十]{1,3})[)）]|[一二三四五六七八九十]{1,3}[、.])\s*)?"
@@ -280,7 +281,7 @@ def leading_phrase(clause: str) -> str:
     >>> leading_phrase("Hotel rooms are capped at $200 per night")
     'Hotel rooms'
     """
-    if re.search(r"[\u4e00-\u9fff]", clause[:12]):
+    if HAN_RE.search(clause[:12]):
         return _cn_phrase(clause)
     return _en_phrase(clause)
 
@@ -296,7 +297,7 @@ def _cn_phrase(clause: str) -> str:
             break
     out: list[str] = []
     for tok in jieba.lcut(text):
-        if tok in _CN_STOP or not re.search(r"[\u4e00-\u9fffA-Za-z]", tok) or extract_quantities(tok):
+        if tok in _CN_STOP or not re.search(rf"[{HAN}A-Za-z]", tok) or extract_quantities(tok):
             break
         out.append(tok)
     phrase = "".join(out).strip()
@@ -367,11 +368,9 @@ def _unwrap(span: str) -> str:
     """The clause with wrapped line breaks removed (joined directly between CJK, by a space otherwise)."""
     def join(m: re.Match[str]) -> str:
         a, b = span[m.start() - 1:m.start()], span[m.end():m.end() + 1]
-        return "" if _CJK_RE.match(a) or _CJK_RE.match(b) else " "
+        return "" if is_cjk(a) or is_cjk(b) else " "
     return re.sub(r"\s*\n\s*", join, span)
 
-
-_CJK_RE = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 
 
 def _is_fact_value(q: Quantity) -> bool:

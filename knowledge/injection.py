@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from knowledge.text_utils import cut_sentences
+
 _MARKERS = re.compile("|".join([
     r"(忽略|无视|不要理会|忘记|忘掉)(掉)?(以上|上面|之前|前面|此前|先前|所有|全部|一切)+的?(所有|全部|一切)?(的)?(规则|指令|指示|要求|提示|设定|约束)",
     r"系统提示\s*[:：]",
@@ -49,15 +51,13 @@ def fold(text: str) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences with their end marks (Chinese and English), joined they give ``text``.
+    """Sentences with their end marks (Chinese and English), joined they give ``text``
+    (:func:`knowledge.text_utils.cut_sentences`).
 
-    >>> split_sentences("一。二！three. four")
-    ['一。', '二！', 'three. four']
+    >>> split_sentences("一。二！three. Four")
+    ['一。', '二！', 'three.', ' Four']
     """
-    out: list[str] = []
-    for part in re.split(r"(?<=[。！？!?；;\n])", text):
-        out.extend(p for p in re.split(r"(?<=\.)(?=\s+[A-Z])", part) if p)
-    return out
+    return cut_sentences(text)
 
 
 def strip_instructions(text: str) -> tuple[str, int]:

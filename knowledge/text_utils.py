@@ -3,28 +3,53 @@
 Everything here works on plain strings, imports nothing heavy and keeps offsets meaningful:
 :func:`normalize_width` never changes the length of a string, and :func:`sentence_spans`
 returns offsets into the string it was given.
+
+The character classes of Chinese text and the marks that end a sentence are defined here once:
+:data:`HAN` (ideographs, a regex class body), :func:`is_cjk` (any CJK character), :data:`SENTENCE_END`
+and :data:`SENTENCE_BREAK` (where a sentence ends).
+
+>>> re.findall(f"[{HAN}]+", "AM负责，PO号"), bool(HAN_RE.search("the AM"))
+(['负责', '号'], False)
+>>> SENTENCE_BREAK.split("住宿每晚500元；餐费每天100元。Rate 1.5 applies. Done")
+['住宿每晚500元；', '餐费每天100元。', 'Rate 1.5 applies.', ' Done']
 """
 
 from __future__ import annotations
 
 import re
 
+# The one definition of the character classes of Chinese text; every module that asks "is this
+# Chinese?" builds on these rather than writing its own range.
+_HAN_RANGES = (
+    ("\u3400", "\u4dbf"),   # extension A
+    ("\u4e00", "\u9fff"),   # unified ideographs
+    ("\uf900", "\ufaff"),   # compatibility ideographs
+)
 # CJK ideographs, kana, hangul, CJK punctuation and full-width forms. Used to decide whether a
 # line break sits inside Chinese text (join directly) or between English words (join with a space).
 _CJK_RANGES = (
     ("\u2e80", "\u2fff"),   # radicals
     ("\u3000", "\u303f"),   # CJK symbols and punctuation (。、「」 ideographic space)
     ("\u3040", "\u30ff"),   # hiragana, katakana
-    ("\u3400", "\u4dbf"),   # extension A
-    ("\u4e00", "\u9fff"),   # unified ideographs
+    *_HAN_RANGES,
     ("\uac00", "\ud7af"),   # hangul
-    ("\uf900", "\ufaff"),   # compatibility ideographs
     ("\ufe30", "\ufe4f"),   # CJK compatibility forms
     ("\uff00", "\uffef"),   # full-width forms (，！？：；（）)
 )
 
+# Chinese ideographs as the body of a regex character class (f"[{HAN}]+" is a run of them):
+# ideographs only, no punctuation, kana or full-width forms (:func:`is_cjk` takes those too).
+HAN = "".join(f"{lo}-{hi}" for lo, hi in _HAN_RANGES)
+HAN_RE = re.compile(f"[{HAN}]")   # one ideograph: HAN_RE.search(text) says the text holds Chinese
+
 SENTENCE_END = "。！？；!?;"
 """Characters that end a sentence wherever they appear (``.`` is handled separately)."""
+
+# Where a sentence ends: right after one of SENTENCE_END, after "." before whitespace (so 1.5 and
+# e.g.x stay whole), and at a line break. Zero-width except the line break, so
+# SENTENCE_BREAK.split(text) keeps the end marks with their sentences (see split_sentences) and a
+# match's end() is where the next sentence starts, also in a text still being streamed.
+SENTENCE_BREAK = re.compile(rf"(?<=[{SENTENCE_END}])|(?<=[.])(?=\s)|\n")
 
 _CLOSERS = "”’」』）)】》\"'"
 
@@ -123,6 +148,35 @@ def collapse_whitespace(text: str) -> str:
     for part in parts[1:]:
         out += part if is_cjk(out[-1]) and is_cjk(part[0]) else " " + part
     return out
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` (cut at :data:`SENTENCE_BREAK`), stripped, end marks kept; pieces
+    without a letter or digit (a stray mark) are dropped.
+
+    >>> split_sentences("住宿每晚500元；餐费每天100元。Taxis are fine. Rate 1.5 applies\\n。")
+    ['住宿每晚500元；', '餐费每天100元。', 'Taxis are fine.', 'Rate 1.5 applies']
+    """
+    pieces = (p.strip() for p in SENTENCE_BREAK.split(text))
+    return [p for p in pieces if p and any(ch.isalnum() for ch in p)]
+
+
+def cut_sentences(text: str) -> list[str]:
+    """``text`` cut after each :data:`SENTENCE_BREAK`; the pieces join back to ``text`` (a line break
+    stays with the sentence before it).
+
+    >>> cut_sentences("第一条。第二条；三")
+    ['第一条。', '第二条；', '三']
+    >>> cut_sentences("一。二！three. four\\n五")
+    ['一。', '二！', 'three.', ' four\\n', '五']
+    """
+    pieces, start = [], 0
+    for m in SENTENCE_BREAK.finditer(text):
+        if start < m.end() < len(text):
+            pieces.append(text[start:m.end()])
+            start = m.end()
+    pieces.append(text[start:])
+    return [p for p in pieces if p]
 
 
 def ends_sentence(text: str) -> bool:

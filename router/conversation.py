@@ -29,27 +29,18 @@ from typing import Any, Callable
 
 from config.lexicon import lexicon
 from knowledge.numbers import extract_quantities
+from knowledge.text_utils import HAN, HAN_RE
 from router.evidence import _jieba, content_terms, kb_terms
 
 __all__ = ["Resolution", "is_followup", "resolve", "resolve_followup"]
 
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_RE = re.compile(f"[{_CJK}]")
 _PUNCT_END = "？?。！!；;，, "
-# What a question asks, at its end (Chinese): stripped to find the topic of a turn.
-_ZH_ASK_TAIL = re.compile(r"(是多少|有多少|多少钱|多少|是什么|是啥|有哪些|有什么|哪些|什么|怎么办|怎么处理|怎么算|"
-                          r"如何|怎么|吗|呢|几天|几个|几次|多久|多长时间)[？?。！!\s]*$")
-_SHAPES = [
-    re.compile(r"^[A-Za-z]+\d+[A-Za-z]?$"),                           # L3, SEV1, P2
-    re.compile(r"^\d+(?:\.\d+)?\s*[A-Za-z\u4e00-\u9fff]{0,3}$"),    # 4.2米, 30天, 5 days
-    re.compile(r"^[一二三四五六七八九十两\d]+[类级档等期号星]"),       # 一类城市, 二级动火
-]
-_EN_SLOT_STRIP = re.compile(r"^(what about|how about|and what about|and for|and if|what if|same for|and|also|"
-                            r"but what about|then what about|ok and|okay and|so for|for|if|the|a|an)\b\s*",
-                            re.IGNORECASE)
-_ZH_SLOT_STRIP = re.compile(r"^(那么|那如果|那要是|如果是|要是|假如是|假如|假设是|假设|还有|另外|同样|换成|改成|换作|那|是|对于|对|如果|"
-                            r"我是|我们是|作为|我们|我)+")
-_ZH_SLOT_TAIL = re.compile(r"(的话)?(呢|的呢|又如何|又怎样|怎么算|也一样吗|也是吗|也这样吗|一样吗)?[？?。！!\s]*$")
+# Shapes of a span a slot may replace; the third, a ranked label (一类城市, 二级动火), is made of
+# words and lives in config/lexicon.yaml (followup_slot.ranked_label), as do the follow-up words.
+_SHAPES = (
+    re.compile(r"^[A-Za-z]+\d+[A-Za-z]?$"),                  # L3, SEV1, P2
+    re.compile(rf"^\d+(?:\.\d+)?\s*[A-Za-z{HAN}]{{0,3}}$"),    # 4.2米, 30天, 5 days
+)
 
 
 @dataclass
@@ -85,7 +76,7 @@ def is_followup(question: str, has_topic: Callable[[str], bool] | None = None) -
     """
     f = lexicon().followup
     q = question.strip()
-    zh = bool(_CJK_RE.search(q))
+    zh = bool(HAN_RE.search(q))
     if zh:
         if f["zh_open"].search(q) or f["zh_close"].search(q):
             return True
@@ -108,24 +99,25 @@ def _slot(question: str) -> str:
     >>> _slot("那二类城市呢？"), _slot("如果是夜班呢"), _slot("What about L5?"), _slot("and for SEV2?")
     ('二类城市', '夜班', 'L5', 'SEV2')
     """
+    words = lexicon().followup_slot
     q = question.strip()
-    if _CJK_RE.search(q):
-        q = _ZH_SLOT_STRIP.sub("", q)
-        q = _ZH_SLOT_TAIL.sub("", q)
+    if HAN_RE.search(q):
+        q = words["zh_strip"].sub("", q)
+        q = words["zh_tail"].sub("", q)
         return q.strip(_PUNCT_END)
-    q = _EN_SLOT_STRIP.sub("", q.strip())
-    q = _EN_SLOT_STRIP.sub("", q)
-    return re.sub(r"[\s?.!]+$", "", re.sub(r"\b(then|too|as well)\b", "", q, flags=re.IGNORECASE)).strip(" ,")
+    q = words["en_strip"].sub("", q.strip())
+    q = words["en_strip"].sub("", q)
+    return re.sub(r"[\s?.!]+$", "", words["en_drop"].sub("", q)).strip(" ,")
 
 
 def _candidates(text: str) -> list[tuple[int, int]]:
     """Spans of an earlier question a slot may replace: Latin tokens, numbers with their unit,
     and runs of Chinese characters cut at word boundaries (jieba), up to four words long."""
     spans: list[tuple[int, int]] = []
-    for m in re.finditer(r"[A-Za-z]+\d+[A-Za-z]?|\d+(?:\.\d+)?\s*[A-Za-z\u4e00-\u9fff]{0,2}|[A-Za-z][A-Za-z\-]+", text):
+    for m in re.finditer(rf"[A-Za-z]+\d+[A-Za-z]?|\d+(?:\.\d+)?\s*[A-Za-z{HAN}]{{0,2}}|[A-Za-z][A-Za-z\-]+", text):
         spans.append((m.start(), m.end()))
 
-    for m in re.finditer(f"[{_CJK}]+", text):
+    for m in re.finditer(f"[{HAN}]+", text):
         words, pos = [], m.start()
         for w in _jieba().lcut(m.group(), HMM=True):
             words.append((pos, pos + len(w)))
@@ -151,7 +143,7 @@ def _common_prefix(a: str, b: str) -> int:
 
 
 def _shape(text: str) -> int:
-    for i, pattern in enumerate(_SHAPES):
+    for i, pattern in enumerate((*_SHAPES, lexicon().followup_slot["ranked_label"])):
         if pattern.match(text):
             return i
     return -1
@@ -175,22 +167,16 @@ def _slot_score(span: str, slot: str) -> float:
             score += 0.5  # same unit
     suf = _common_suffix(a, b)
     pre = _common_prefix(a, b)
-    if _CJK_RE.search(a) and _CJK_RE.search(b):
+    if HAN_RE.search(a) and HAN_RE.search(b):
         if 0 < suf < min(len(a), len(b)) + (1 if len(a) != len(b) else 0):
             score += 1.0 + 0.4 * suf          # 白班 / 夜班, 主任医师 / 住院医师
         elif 0 < pre < min(len(a), len(b)):
             score += 0.6 + 0.2 * pre          # 年假 / 年休假 (weaker)
         score -= 0.15 * abs(len(a) - len(b))
-    elif not _CJK_RE.search(a) and not _CJK_RE.search(b):
+    elif not HAN_RE.search(a) and not HAN_RE.search(b):
         if sa < 0 and sb < 0 and pre >= 2 and a[:pre].isalpha() and re.search(r"\d", a + b):
             score += 1.0
     return max(score, 0.0)
-
-
-def _ask_part(question: str) -> str:
-    """The end of a question that says what it asks (是多少, 怎么办, …)."""
-    m = _ZH_ASK_TAIL.search(question)
-    return m.group(0) if m else ""
 
 
 def _swap_quantity(slot: str, previous: str) -> tuple[str, str] | None:
@@ -243,8 +229,8 @@ def resolve_followup(question: str, previous: str, has_topic: Callable[[str], bo
             return Resolution(question, standalone, True, "slot", previous[a:b])
     prev = previous.strip()
     if not prev.endswith(tuple("？?。！!")):
-        prev += "？" if _CJK_RE.search(prev) else "?"
-    joiner = "" if _CJK_RE.search(prev) else " "
+        prev += "？" if HAN_RE.search(prev) else "?"
+    joiner = "" if HAN_RE.search(prev) else " "
     return Resolution(question, f"{prev}{joiner}{q}", True, "joined")
 
 

@@ -13,7 +13,6 @@ company knows.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from config.lexicon import lexicon
@@ -21,9 +20,6 @@ from knowledge.numbers import extract_quantities
 from knowledge.core.types import Quantity
 
 __all__ = ["QuestionForm", "analyze", "asked_units", "asserted_quantities", "strip_injection"]
-
-_LEAD_CONJ = re.compile(r"^\s*(并且|并|然后|再|and then|and|then)\s*", re.IGNORECASE)
-_CLAUSE_END = re.compile(r"[，,。；;！!？?：:\n]|\s+and\s+|\s+then\s+", re.IGNORECASE)
 
 
 @dataclass
@@ -54,7 +50,8 @@ def strip_injection(question: str) -> tuple[str, bool]:
     >>> strip_injection("出差住宿标准是多少？")
     ('出差住宿标准是多少？', False)
     """
-    pattern = lexicon().injection
+    lex = lexicon()
+    pattern, clause_end, lead = lex.injection, lex.question_form["clause_end"], lex.question_form["lead_conjunction"]
     text, found = question, False
     for _ in range(4):  # a handful of instructions at most; each pass removes one
         m = pattern.search(text)
@@ -64,9 +61,9 @@ def strip_injection(question: str) -> tuple[str, bool]:
         if m.group(0).rstrip().endswith(("】", "]")) and len(m.group(0)) > 10:
             cut = m.end()          # a bracketed fake notice ends where its bracket does
         else:
-            end = _CLAUSE_END.search(text, m.end())
+            end = clause_end.search(text, m.end())
             cut = end.end() if end else len(text)
-        text = (text[: m.start()] + _LEAD_CONJ.sub("", text[cut:])).strip(" ，,。;；")
+        text = (text[: m.start()] + lead.sub("", text[cut:])).strip(" ，,。;；")
     return (text if text.strip() else question), found
 
 
@@ -87,7 +84,7 @@ def asserted_quantities(question: str) -> list[Quantity]:
     out = []
     for q in extract_quantities(question):
         before, after = question[max(0, q.start - 12): q.start], question[q.end: q.end + 12]
-        after = re.sub(r"^(内|以内|之内|以上|以下|左右)", "", after)
+        after = lex.question_form["figure_tail"].sub("", after)
         if lex.asserted_before.search(before) or lex.asserted_after.match(after):
             out.append(q)
     return out

@@ -108,30 +108,8 @@ def create_router(name: str, **kwargs: Any) -> Router:
 
 # --- question intent -------------------------------------------------------------------
 # Why patterns and not a model here: these are closed-class words of the question's form
-# (how people ask what something means, or how much), not company knowledge.
-_DEFINITION = re.compile(
-    r"(是什么意思|是啥意思|什么意思|啥意思|是什么|是啥|指什么|指的是|是指|代表什么|代表的是|全称|全写|英文全称|中文意思|中文名|"
-    r"缩写|简称|含义|意思是|怎么解释|的解释|"
-    r"\bmeans?\b|\bmeaning\b|stand(s)? for|abbreviat|acronym|full (form|name)|long form|short for|"
-    r"\bdefinition\b|\bdefine\b|what is (an? |the )?(?-i:[A-Z]{2,})\b(?!'s))",
-    re.IGNORECASE,
-)
-_QUANTITY = re.compile(
-    r"(多少|几天|几个|几次|几年|几小时|几周|几月|几位|几家|几分|几块|几点|百分之几|多久|多长|多高|多大|"
-    r"上限|下限|标准是|额度|期限|时限|最短|最长|"
-    r"最多|最少|至少|最高|最低|是否需要|需不需要|要不要|需要.{0,6}吗|须.{0,6}吗|"
-    r"how (much|many|long|often)|what is the (limit|maximum|minimum|deadline|standard|amount)|"
-    r"\bmax(imum)?\b|\bmin(imum)?\b|\blimit\b|\bdeadline\b|within how)",
-    re.IGNORECASE,
-)
-_SYNTHESIS = re.compile(
-    r"(流程|步骤|怎么办|怎么做|怎样|如何|怎么|区别|不同|比较|对比|分别|哪些|有哪些|为什么|"
-    r"(和|与|加上|加|再加).{1,15}(一共|总共|合计|加起来)|"
-    r"并且|同时|而且|以及|和.{1,12}(分别|各)|如果.{1,30}(又|还|并)|"
-    r"\bhow (do|can|should|to)\b|\bprocess\b|\bprocedure\b|\bsteps?\b|\bdifference\b|\bcompare\b|"
-    r"\bwhy\b|\bboth\b|\band also\b|\bwhich\b.*\band\b)",
-    re.IGNORECASE,
-)
+# (how people ask what something means, or how much), not company knowledge. They live in
+# config/lexicon.yaml (``intent:``).
 
 
 def question_intent(question: str) -> dict[str, bool]:
@@ -142,16 +120,11 @@ def question_intent(question: str) -> dict[str, bool]:
     >>> question_intent("报销流程是怎样的")["synthesis"]
     True
     """
-    return {
-        "definition": bool(_DEFINITION.search(question)),
-        "quantity": bool(_QUANTITY.search(question)),
-        "synthesis": bool(_SYNTHESIS.search(question)),
-    }
+    intent = lexicon().intent
+    return {name: bool(intent[name].search(question)) for name in ("definition", "quantity", "synthesis")}
 
 
 _CLAUSE = re.compile(r"[，,。？?！!；;：:\n]")
-_FILLER = re.compile(r"(请问|公司|我们|这里|此处|这个|那个|其中|的|中|里|呢|吗|啊|在|一下|"
-                     r"\b(the|in|of|our|company|what|does|do|is|you|know|here|this)\b)", re.IGNORECASE)
 
 
 def _residual_length(question: str, matches: list[Any]) -> int:
@@ -165,13 +138,14 @@ def _residual_length(question: str, matches: list[Any]) -> int:
     >>> _residual_length("AM是什么意思？", [M()])
     0
     """
+    definition, filler = lexicon().intent["definition"], lexicon().intent["filler"]
     spans = [(m.start, m.end) for m in matches]
     pieces, pos = [], 0
     for part in _CLAUSE.split(question):
         start = question.find(part, pos)
         pos = start + len(part)
         pieces.append((start, part))
-    asking = [(st, p) for st, p in pieces if _DEFINITION.search(p)] or pieces
+    asking = [(st, p) for st, p in pieces if definition.search(p)] or pieces
     best = None
     for st, part in asking:
         text = part
@@ -179,8 +153,8 @@ def _residual_length(question: str, matches: list[Any]) -> int:
             a2, b2 = max(a - st, 0), min(b - st, len(part))
             if a2 < b2:
                 text = text[:a2] + text[b2:]
-        text = _DEFINITION.sub("", text)
-        text = _FILLER.sub("", text)
+        text = definition.sub("", text)
+        text = filler.sub("", text)
         text = re.sub(r"[\s\W_]+", "", text)
         best = len(text) if best is None else min(best, len(text))
     return best or 0

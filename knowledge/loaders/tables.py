@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 
 from knowledge.core.types import Block
+from knowledge.text_utils import HAN_RE, ends_paragraph
 
 HEADER_SCAN_ROWS = 20
 CHINESE_SEPARATOR = "；"
@@ -28,8 +29,6 @@ _NOTE_RE = re.compile(
     r"|(?:notes?|n\.\s?b\.|remarks?)\s*\d*\s*[:：.])",
     re.IGNORECASE,
 )
-_SENTENCE_END = "。！？!?."
-_IDEOGRAPH_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_WORD_RE = re.compile(r"[A-Za-z]+")
 _RECORD_FIELD_RE = re.compile(r"(?P<key>[^；;:：\n]{1,24})[:：]\s*(?P<val>[^；;\n]*)")
 
@@ -110,7 +109,7 @@ def is_chinese(text: str) -> bool:
     >>> is_chinese("客户经理（AM）、FAE"), is_chinese("Hotel cap: USD 300"), is_chinese("")
     (True, False, False)
     """
-    ideographs = len(_IDEOGRAPH_RE.findall(text))
+    ideographs = len(HAN_RE.findall(text))
     return ideographs > 0 and ideographs >= len(_LATIN_WORD_RE.findall(text))
 
 
@@ -207,7 +206,7 @@ def _same_cells(a: list[str], b: list[str]) -> bool:
 
 
 def _reads_as_note(text: str) -> bool:
-    return is_note_text(text) or text.rstrip().endswith(tuple(_SENTENCE_END))
+    return is_note_text(text) or ends_paragraph(text)
 
 
 def is_record_line(line: str) -> bool:
