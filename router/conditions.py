@@ -106,14 +106,16 @@ def _same_rule(anchor: _Candidate, others: list[_Candidate], facts_of: Callable[
     return sorted(rows, key=lambda c: (c.fact.chunk_id != anchor.fact.chunk_id, c.fact.start))
 
 
-def _names_subject(subject: str, terms: list[str]) -> bool:
-    """The question names the rule's subject: one of its terms occurs in the subject.
+def _subject_weight(subject: str, ev: Evidence) -> float:
+    """How much of the question the rule's subject names: the weights of the question's terms
+    it holds (试用期 outweighs the 合同 that 续订合同期限 shares with the question).
 
-    >>> _names_subject("试用期", ["聘用合同", "试用期"]), _names_subject("续订合同期限", ["试用期"])
-    (True, False)
+    >>> class E: terms, weights = ["合同", "试用期"], {"合同": 0.8, "试用期": 2.5}
+    >>> _subject_weight("试用期", E()), _subject_weight("续订合同期限", E())
+    (2.5, 0.8)
     """
     s = _norm(subject)
-    return bool(s) and any(len(t) >= 2 and t in s for t in terms)
+    return sum(ev.weights.get(t, 0.0) for t in ev.terms if len(t) >= 2 and t in s) if s else 0.0
 
 
 def _unit_of(c: _Candidate) -> Unit:
@@ -228,8 +230,7 @@ def read_rules(question: str, ev: Evidence | None, facts_of: Callable[[str], lis
     reading = read_question(question)
     # The rule the question is about: one whose subject the question names (试用期, not the
     # 续订合同期限 of a neighbouring table that shares the question's other words), best unit first.
-    named = [c for c in cands if _names_subject(c.row.subject, ev.terms)]
-    anchor = min(named or cands, key=lambda c: (c.rank, -c.score))
+    anchor = min(cands, key=lambda c: (-_subject_weight(c.row.subject, ev), c.rank, -c.score))
     rows = _same_rule(anchor, cands, facts_of)
     for step in (_computed, _selected, _direction):
         found = step(rows, reading, lang)

@@ -34,6 +34,7 @@ from router.conditions import facts_by_chunk, read_rules
 from router.conversation import has_topic_in, resolve
 from router.evidence import content_terms, gather
 from knowledge.numbers import extract_quantities
+from knowledge.text_utils import SENTENCE_BREAK
 from router.meaning import MeaningReader
 from router.llm import create_generator
 from router.llm.extractive import ExtractiveGenerator
@@ -44,7 +45,7 @@ from router.verifier import Verifier
 import numpy as np
 
 _CITE = re.compile(r"\[(\d{1,2})\]")
-_SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|(?<=[.])(?=\s)|\n")
+_SENTENCE_END = SENTENCE_BREAK
 
 
 def _sentences(text: str) -> list[str]:

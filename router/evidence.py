@@ -34,14 +34,14 @@ from config.lexicon import lexicon
 from knowledge.core.memo import BoundedMemo
 from knowledge.numbers import extract_quantities
 from knowledge.rules import quantity_spans
+from knowledge.text_utils import HAN, HAN_RE
 from retrieval.bm25 import _jieba as shared
 from collections import Counter
 from retrieval.bm25 import tokenize
 
 __all__ = ["Evidence", "KBTerms", "Unit", "content_terms", "gather", "kb_terms", "split_units"]
 
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_RE = re.compile(f"[{_CJK}]")
+_CJK, _CJK_RE = HAN, HAN_RE
 # A short Latin or numeric label glued to a classifier is one term: A类, C级, 3C类, B2区.
 _LABEL = "[类级档型号区组等]"
 _RUN_RE = re.compile(rf"((?<![A-Za-z0-9])[A-Za-z0-9]{{1,3}}{_LABEL}|[{_CJK}]+)|([A-Za-z][A-Za-z0-9&+\-]*[A-Za-z0-9]|[A-Za-z])"
