@@ -11,6 +11,8 @@ caller cannot make the server read a large body first.
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import tempfile
 import unicodedata
@@ -21,17 +23,18 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import AdminAuth, JobsDep, SettingsDep
+from api.deps import AdminAuth, AdminRoute, JobsDep, SettingsDep
 from api.schemas import DeleteResult, JobList, JobStatus, ReindexRequest, UploadResult
 from knowledge.core.errors import GlossaryError, IngestError, ValidationError
 from api.jobs import retrain_commands
 from knowledge.core.files import sha256_file
+from knowledge.failpoints import hit
 from knowledge.glossary import import_glossary
 from knowledge.loaders import SUPPORTED_EXTENSIONS, loader_for, SNIFF_BYTES, decode_text, sniff_content, load_document
 from knowledge.loaders.base import check_content
 from retrieval.store import IndexStore
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth], route_class=AdminRoute)
 
 _MAX_NAME_BYTES = 255
 MAX_FILES = 20  # files per upload request
@@ -39,6 +42,7 @@ _UPLOAD_FORM = {"requestBody": {"content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["files"],
     "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
 GLOSSARY_EXTENSIONS = {".xlsx", ".xlsm", ".csv", ".tsv", ".txt", ".json"}
+log = logging.getLogger("kb.api")
 
 
 def safe_filename(raw: str) -> str:
@@ -135,13 +139,45 @@ async def _save_limited(upload: UploadFile, dest: Path, limit: int) -> None:
                 raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                                     f"{dest.name}: larger than the {limit} byte limit (ingest.max_file_mb)")
             fh.write(chunk)
+            hit("upload.stage")  # a full disk while staging (tests/api/test_inputs.py)
 
 
 def _commit(settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> list[dict[str, Any]]:
+    """Store every staged file, or none: on any error (a full disk midway) the files this call
+    replaced are put back and the ones it added are removed, then the error goes on."""
 
     store = IndexStore(settings.home, settings)
+    backup = staged[0][0].parent / ".replaced" if staged else None
+    touched: list[tuple[Path, Path | None]] = []  # (stored path, hard link to what it held before)
+    if backup is not None:
+        backup.mkdir(exist_ok=True)
+        for i, (path, _) in enumerate(staged):
+            for folder in (store.documents_dir, store.glossary_dir):
+                target = folder / path.name
+                saved = None
+                if target.is_file():
+                    saved = backup / f"{i}-{folder.name}"
+                    os.link(target, saved)  # no copy: the old bytes stay reachable without more disk
+                touched.append((target, saved))
+    try:
+        return _commit_all(store, settings, staged, glossary)
+    except BaseException:
+        for target, saved in touched:
+            try:
+                if saved is not None:
+                    os.replace(saved, target)
+                elif target.exists():
+                    target.unlink()
+            except OSError:
+                log.exception("could not undo %s after a failed upload", target.name)
+        raise
+
+
+def _commit_all(store: Any, settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> list[dict[str, Any]]:
     out = []
-    for path, family in staged:
+    for n, (path, family) in enumerate(staged):
+        if n and glossary:
+            hit("upload.commit")  # a full disk between two stored files (tests/api/test_inputs.py)
         sha = sha256_file(path)
         existing = (store.glossary_dir if glossary else store.documents_dir) / path.name
         item: dict[str, Any] = {"name": path.name, "bytes": path.stat().st_size, "kind": family, "sha256": sha,
@@ -159,8 +195,11 @@ def _commit(settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> li
         out.append(item)
     if not glossary:
         # An abbreviation list uploaded as a document is imported as the glossary instead.
-        report = store.ingest([p for p, _ in staged])
-        as_glossary = {g["file"]: g["entries"] for g in report.glossaries}
+        as_glossary: dict[str, int] = {}
+        for n, (path, _) in enumerate(staged):
+            if n:
+                hit("upload.commit")  # a full disk between two stored files (tests/api/test_inputs.py)
+            as_glossary.update({g["file"]: g["entries"] for g in store.ingest([path]).glossaries})
         for item in out:
             if item["name"] in as_glossary:
                 item.update(imported_as="glossary", glossary_entries=as_glossary[item["name"]],
@@ -219,7 +258,12 @@ async def upload_glossary(request: Request, settings: SettingsDep) -> Any:
 def delete_document(name: str, settings: SettingsDep) -> Any:
     """Remove a stored document (a path relative to ``documents/``); publish with a reindex."""
     root = (Path(settings.home) / "documents").resolve()
-    target = (root / name).resolve()
+    if any(unicodedata.category(ch) == "Cc" for ch in name):  # a NUL byte makes resolve() raise ValueError
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid document name {name!r}: control character")
+    try:
+        target = (root / name).resolve()
+    except (ValueError, OSError):  # a name the file system cannot take (too long, a symlink loop)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid document name {name!r}") from None
     if not target.is_relative_to(root) or target == root:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid document name {name!r}")
     if not target.is_file():
