@@ -266,7 +266,11 @@ def delete_document(name: str, settings: SettingsDep) -> Any:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid document name {name!r}") from None
     if not target.is_relative_to(root) or target == root:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid document name {name!r}")
-    if not target.is_file():
+    try:
+        found = target.is_file()
+    except OSError:  # a name the file system refuses (ENAMETOOLONG)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid document name {name[:80]!r}") from None
+    if not found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document {name!r}")
     target.unlink()
     return {"deleted": target.relative_to(root).as_posix()}
