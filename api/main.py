@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Callable
 
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.deps import is_admin
+from api.deps import require_admin_key
 from api.jobs import JobRunner, JobStore
 from api.limits import BodyLimitMiddleware, RequestIdMiddleware, request_id
 from api.metrics import Metrics, RequestMetricsMiddleware
@@ -23,7 +23,7 @@ from config import get_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from fastapi import FastAPI, HTTPException, Request, status  # noqa: E402
+from fastapi import FastAPI, Request, status  # noqa: E402
 from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
 
@@ -85,9 +85,8 @@ def create_app(settings: Any = None, engine: Any = None) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> PlainTextResponse:
-        if not metrics_public(settings) and not is_admin(request):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unauthorized: /metrics needs the admin key "
-                                "(api.metrics_public)", headers={"WWW-Authenticate": "Bearer"})
+        if not metrics_public(settings):  # the admin key, or 403 when none is set (api.metrics_public)
+            require_admin_key(request, request.headers.get("authorization"), request.headers.get("x-api-key"))
         return PlainTextResponse(app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app

@@ -295,6 +295,8 @@ def test_without_an_admin_key_a_loopback_server_shows_everything(copy_home):
     with AppServer(_app(copy_home)) as url:
         assert httpx.get(f"{url}/metrics").status_code == 200
         assert httpx.get(f"{url}/healthz").json()["chunks"] > 0
+    with AppServer(_app(copy_home, metrics_public=False)) as url:  # closed, and no key to open it
+        assert httpx.get(f"{url}/metrics").status_code == 403
 
 
 class _Failing:
@@ -325,6 +327,15 @@ def test_error_bodies_are_generic_with_a_request_id(copy_home, caplog):
         assert s.status_code == 200 and '"server_error"' in text and "request id" in text, text
         assert "10.1.2.3" not in text and "GenerationError" not in text
     assert "10.1.2.3" in caplog.text  # the detail is in the server log
+    with AppServer(_app(copy_home, generator=_Broken())) as url:  # a bug, not an upstream failure
+        r = httpx.post(f"{url}/v1/chat/completions", json=question, timeout=60)
+        assert r.status_code == 500 and r.json()["request_id"], r.text
+        assert "/srv/secret" not in r.text and "RuntimeError" not in r.text
+
+
+class _Broken(_Failing):
+    def generate(self, messages, *, max_tokens, temperature, stop=None):
+        raise RuntimeError("cannot open /srv/secret/model.bin")
 
 
 # --- the acceptance run: hostile input against a running server ----------------------------------
