@@ -219,8 +219,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OSError)
     async def _os_error(request: Request, exc: OSError) -> JSONResponse:
         if _disk_full(exc):
-            return _hidden(request, status.HTTP_507_INSUFFICIENT_STORAGE, "not enough disk space; nothing was "
-                           "stored", "insufficient_storage", exc)
+            return _hidden(request, status.HTTP_507_INSUFFICIENT_STORAGE, "not enough disk space on the server",
+                           "insufficient_storage", exc)
         return _hidden(request, status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error", "server_error", exc)
 
     @app.exception_handler(Exception)
