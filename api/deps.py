@@ -164,16 +164,23 @@ def require_admin_key(
 
 
 def is_admin(request: Request) -> bool:
-    """Whether the caller may see server details (``/healthz`` paths and models, ``/metrics``):
-    it sent the admin key, or no admin key is set (the server then binds to loopback only,
-    unless ``--allow-insecure``). A wrong key counts as a failed attempt (401/429)."""
-    if request.app.state.settings.admin_api_key is None:
+    """Whether the caller may see server details (``/healthz`` counts, models and errors): it
+    sent the admin key, or no admin key is set (the server then binds to loopback only, unless
+    ``--allow-insecure``). Never refuses: a wrong key just gets the public view, and counts as a
+    failed admin attempt (the chat key sent by a chat client does not)."""
+    settings = request.app.state.settings
+    expected = settings.admin_api_key
+    if expected is None:
         return True
     given = _bearer(request.headers.get("authorization"), request.headers.get("x-api-key"))
     if given is None:
         return False
-    require_admin_key(request, request.headers.get("authorization"), request.headers.get("x-api-key"))
-    return True
+    if _key_ok(given, expected.get_secret_value()):
+        return True
+    chat = settings.chat_api_key
+    if chat is None or not _key_ok(given, chat.get_secret_value()):
+        _limiter(request).fail(("admin", client_of(request)))
+    return False
 
 
 class KeyFirstRoute(APIRoute):

@@ -1,6 +1,6 @@
 // Entry point: tabs, language switch, server health, the passage drawer and error reporting.
 import { applyStatic, getLang, setLang, t } from "./i18n.js";
-import { api, ApiError, banner, clear, el } from "./util.js";
+import { api, banner, clear, el } from "./util.js";
 import { initChat, renderChat } from "./chat.js";
 import { initAdmin, showAdmin } from "./admin.js";
 import { closePassage } from "./passage.js";
@@ -13,15 +13,9 @@ window.addEventListener("unhandledrejection", (e) => banner(t("banner.jsError", 
 
 // Counts and the model name come only with the admin key (when the server has one); without it
 // /healthz gives the status and the versions, and the line shows just those.
-async function health() {
+function health() {
   const key = sessionStorage.getItem("kb.adminKey");
-  if (!key) return api("/healthz");
-  try {
-    return await api("/healthz", { headers: { Authorization: `Bearer ${key}` } });
-  } catch (err) {
-    if (err instanceof ApiError && (err.status === 401 || err.status === 429)) return api("/healthz");
-    throw err;
-  }
+  return api("/healthz", { headers: key ? { Authorization: `Bearer ${key}` } : {} });
 }
 
 export async function refreshHealth() {
