@@ -215,13 +215,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_bind(host, s)  # ConfigError → exit status 1 with the reason
     print(f"serving on http://{host}:{port} with {workers} worker(s)  (web console: /ui/, OpenAI-compatible: /v1, "
           "native: /api/ask, health: /healthz)", file=sys.stderr)
+    # proxy_headers=False: uvicorn would believe X-Forwarded-For from any local peer; the app
+    # reads it itself, only from api.trusted_proxies (api.deps.client_of).
     # Counters of an earlier run's workers must not be summed into this one.
     shutil.rmtree(Path(s.home) / ".run" / "metrics", ignore_errors=True)
     if workers > 1:
         os.environ["KB_HOME"] = str(s.home)
-        uvicorn.run("api.main:app_factory", factory=True, host=host, port=port, workers=workers, log_level="info")
+        uvicorn.run("api.main:app_factory", factory=True, host=host, port=port, workers=workers, log_level="info",
+                    proxy_headers=False)
     else:
-        uvicorn.run(create_app(s), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(s), host=host, port=port, log_level="info", proxy_headers=False)
     return 0
 
 

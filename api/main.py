@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import logging
 import math
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
+
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.deps import require_admin_key
 from api.jobs import JobRunner, JobStore
+from api.limits import BodyLimitMiddleware, RequestIdMiddleware, request_id
 from api.metrics import Metrics, RequestMetricsMiddleware
 from api.routes import admin, chat, console, manage, native
 from api.state import EngineHolder
 from config import get_settings
-import ipaddress
-from fastapi.middleware.cors import CORSMiddleware
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -62,6 +67,9 @@ def create_app(settings: Any = None, engine: Any = None) -> FastAPI:
     app.state.jobs = None
     app.state.metrics = Metrics(settings.home, engine_stats=lambda: _generator_stats(holder.engine))
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    # Outermost last: the id first, then the body limit, before anything reads the body.
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limits(settings))
+    app.add_middleware(RequestIdMiddleware)
     if settings.api.cors_origins:  # off by default: no Access-Control-* headers at all
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.api.cors_origins),
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type",
@@ -76,10 +84,33 @@ def create_app(settings: Any = None, engine: Any = None) -> FastAPI:
     console.mount(app)
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> PlainTextResponse:
+    def metrics(request: Request) -> PlainTextResponse:
+        if not metrics_public(settings):  # the admin key, or 403 when none is set (api.metrics_public)
+            require_admin_key(request, request.headers.get("authorization"), request.headers.get("x-api-key"))
         return PlainTextResponse(app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app
+
+
+def metrics_public(settings: Any) -> bool:
+    """``api.metrics_public``, where ``null`` means: public only while no admin key is set."""
+    configured = settings.api.metrics_public
+    return settings.admin_api_key is None if configured is None else bool(configured)
+
+
+UPLOAD_PATHS = ("/admin/documents", "/admin/glossary")
+
+
+def body_limits(settings: Any) -> Callable[[str, str], int]:
+    """Bytes a request body may have: ``api.max_body_mb``, and for an upload (multipart POST
+    to ``/admin/documents`` or ``/admin/glossary``) ``MAX_FILES`` files of ``ingest.max_file_mb``."""
+    default = int(settings.api.max_body_mb * 1024 * 1024)
+    upload = admin.MAX_FILES * int(settings.ingest.max_file_mb * 1024 * 1024) + (1 << 20)  # + the form's own lines
+
+    def limit_for(method: str, path: str) -> int:
+        return upload if method == "POST" and path.rstrip("/") in UPLOAD_PATHS else default
+
+    return limit_for
 
 
 def app_factory() -> FastAPI:
@@ -130,9 +161,25 @@ def check_bind(host: str, settings: Any) -> None:
                       "pass --allow-insecure (KB_API__ALLOW_INSECURE_BIND=true)")
 
 
-def _error(code: int, message: str, kind: str) -> JSONResponse:
+def _error(code: int, message: str, kind: str, rid: str = "") -> JSONResponse:
     # Both shapes at once: OpenAI clients read error.message, FastAPI users read detail.
-    return JSONResponse(status_code=code, content={"detail": message, "error": {"message": message, "type": kind}})
+    content: dict[str, Any] = {"detail": message, "error": {"message": message, "type": kind}}
+    if rid:
+        content["request_id"] = rid
+    return JSONResponse(status_code=code, content=content)
+
+
+def _hidden(request: Request, code: int, message: str, kind: str, exc: BaseException) -> JSONResponse:
+    """A generic body for a stranger (no upstream addresses, paths or exception text); the
+    detail goes to the server log under the request id the body names."""
+    rid = request_id(request)
+    log.error("request %s %s %s -> %d: %s: %s", rid, request.method, request.url.path, code,
+              type(exc).__name__, exc, exc_info=code >= 500 and not isinstance(exc, GenerationError))
+    return _error(code, f"{message} (request id {rid}; the server log has the details)", kind, rid)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -165,8 +212,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(GenerationError)
-    async def _upstream(_: Request, exc: GenerationError) -> JSONResponse:
-        return _error(status.HTTP_502_BAD_GATEWAY, str(exc), "upstream_error")
+    async def _upstream(request: Request, exc: GenerationError) -> JSONResponse:
+        return _hidden(request, status.HTTP_502_BAD_GATEWAY, "the language model did not answer", "upstream_error",
+                       exc)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if _disk_full(exc):
+            return _hidden(request, status.HTTP_507_INSUFFICIENT_STORAGE, "not enough disk space on the server",
+                           "insufficient_storage", exc)
+        return _hidden(request, status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error", "server_error", exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return _hidden(request, status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error", "server_error", exc)
 
     @app.exception_handler(KBError)
     async def _kb(_: Request, exc: KBError) -> JSONResponse:

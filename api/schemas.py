@@ -76,16 +76,18 @@ class GlossaryEntryOut(BaseModel):
 
 
 class HealthOut(BaseModel):
+    """Without the admin key only ``status`` and the versions are sent (api.deps.is_admin)."""
+
     status: Literal["ok", "degraded"]
     index_version: str | None
     adapter_version: str | None = None
-    documents: int
-    chunks: int
-    facts: int
-    glossary_terms: int
-    embedder: str
-    generator: str
-    router: str = Field(description="the router that is really deciding (the rule fallback when an adapter failed)")
+    documents: int | None = None
+    chunks: int | None = None
+    facts: int | None = None
+    glossary_terms: int | None = None
+    embedder: str = ""
+    generator: str = ""
+    router: str = Field("", description="the router that is really deciding (the rule fallback when an adapter failed)")
     router_configured: str = ""
     router_reason: str = Field("", description="why the configured router is not the one deciding")
     worker: int = Field(0, description="process id of the API worker that answered")
@@ -93,15 +95,24 @@ class HealthOut(BaseModel):
 
 
 # --- OpenAI-compatible chat ---------------------------------------------------------------
+class ContentPart(BaseModel):
+    """One part of an OpenAI message's ``content`` list; only text parts are read (an image or
+    audio part is accepted and ignored), and a text part's ``text`` must be a string."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: str = "text"
+    text: str | None = None
+
+
 class ChatMessage(BaseModel):
     # OpenAI clients send extra keys (name, tool_calls, ...): accepted and ignored.
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
-            return "".join(p.get("text", "") for p in self.content if isinstance(p, dict))
+            return "".join(p.text or "" for p in self.content if p.type == "text")
         return self.content or ""
 
 

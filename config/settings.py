@@ -15,6 +15,7 @@ Code below ``api/`` never calls :func:`get_settings`: it receives the settings o
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -163,6 +164,27 @@ class APISettings(BaseModel):
     allow_insecure_bind: bool = False     # serve on a non-loopback address without an admin key
     follow_interval_s: float = Field(1.0, gt=0, description="how often a worker checks the current pointers")
     job_lease_s: float = Field(15, gt=1, description="a running job's lease; renewed while it runs")
+    max_body_mb: float = Field(2, gt=0, description="largest request body (except uploads); 413 above, "
+                               "refused before it is read or parsed")
+    max_history_turns: int = Field(50, ge=0, description="earlier turns a chat request may carry")
+    max_history_chars: int = Field(20000, ge=0, description="characters of all earlier turns together")
+    client_ip_header: str = Field("", description="header naming the client behind a trusted proxy, e.g. "
+                                  "X-Forwarded-For; empty = always the direct peer")
+    trusted_proxies: list[str] = Field([], description="peer addresses or networks whose client_ip_header "
+                                       "is believed")
+    metrics_public: bool | None = Field(None, description="/metrics without the admin key; null = only when "
+                                        "no admin key is set")
+
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"api.trusted_proxies: {item!r} is not an address or network") from None
+        return v
 
 
 class FinetuneSettings(BaseModel):

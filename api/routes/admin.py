@@ -17,6 +17,8 @@ limits (``ingest.parse_*``, :mod:`knowledge.bounded`), so a hostile file cannot 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import shutil
 import tempfile
 import unicodedata
@@ -27,18 +29,19 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from api.deps import AdminAuth, JobsDep, SettingsDep
+from api.deps import AdminAuth, AdminRoute, JobsDep, SettingsDep
 from api.schemas import DeleteResult, JobList, JobStatus, ReindexRequest, UploadResult
 from knowledge.core.errors import GlossaryError, IngestError, KBError, ValidationError
 from api.jobs import retrain_commands
 from knowledge.core.files import sha256_file
 from knowledge.bounded import Limits, call_bounded
+from knowledge.failpoints import hit
 from knowledge.glossary import GLOSSARY_SHEET_EXTENSIONS, import_glossary
 from knowledge.loaders import SUPPORTED_EXTENSIONS, loader_for, SNIFF_BYTES, decode_text, sniff_content
 from knowledge.loaders.base import check_content
 from retrieval.store import IndexStore
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth], route_class=AdminRoute)
 
 _MAX_NAME_BYTES = 255
 MAX_FILES = 20  # files per upload request
@@ -46,6 +49,7 @@ _UPLOAD_FORM = {"requestBody": {"content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["files"],
     "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
 GLOSSARY_EXTENSIONS = {".xlsx", ".xlsm", ".csv", ".tsv", ".txt", ".json"}
+log = logging.getLogger("kb.api")
 
 
 def safe_filename(raw: str) -> str:
@@ -142,23 +146,52 @@ async def _save_limited(upload: UploadFile, dest: Path, limit: int) -> None:
                 raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                                     f"{dest.name}: larger than the {limit} byte limit (ingest.max_file_mb)")
             fh.write(chunk)
+            hit("upload.stage")  # a full disk while staging (tests/api/test_inputs.py)
 
 
 def _commit(settings: Any, staged: list[tuple[Path, str]], glossary: bool) -> list[dict[str, Any]]:
-    """Store the staged files; glossary files under the glossary lock for the whole request: a save
-    (``PUT /admin/glossary``) that replaces the folder's files runs before or after it, never in
+    """Store every staged file, or none, and glossary files under the glossary lock for the whole
+    request. On any error (a full disk midway) the files this call replaced are put back and the
+    ones it added are removed, then the error goes on. Under the lock, a save (``PUT
+    /admin/glossary``) that replaces the folder's files runs before or after the upload, never in
     between, so a file answered 201 is never deleted by a save that listed the folder earlier."""
+
     store = IndexStore(settings.home, settings)
-    # Documents: only a file imported as the glossary touches glossary/ (under the lock, in ingest).
-    with store.glossary_lock() if glossary else contextlib.nullcontext():
-        return _store_files(store, settings, staged, glossary)
+    backup = staged[0][0].parent / ".replaced" if staged else None
+    touched: list[tuple[Path, Path | None]] = []  # (stored path, hard link to what it held before)
+    if backup is not None:
+        backup.mkdir(exist_ok=True)
+        for i, (path, _) in enumerate(staged):
+            for folder in (store.documents_dir, store.glossary_dir):
+                target = folder / path.name
+                saved = None
+                if target.is_file():
+                    saved = backup / f"{i}-{folder.name}"
+                    os.link(target, saved)  # no copy: the old bytes stay reachable without more disk
+                touched.append((target, saved))
+    try:
+        # Documents: only a file imported as the glossary touches glossary/ (under the lock, in ingest).
+        with store.glossary_lock() if glossary else contextlib.nullcontext():
+            return _store_files(store, settings, staged, glossary)
+    except BaseException:
+        for target, saved in touched:
+            try:
+                if saved is not None:
+                    os.replace(saved, target)
+                elif target.exists():
+                    target.unlink()
+            except OSError:
+                log.exception("could not undo %s after a failed upload", target.name)
+        raise
 
 
 def _store_files(store: IndexStore, settings: Any, staged: list[tuple[Path, str]],
                  glossary: bool) -> list[dict[str, Any]]:
     previews = {} if glossary else {path: preview(path, settings) for path, _ in staged}
     out = []
-    for path, family in staged:
+    for n, (path, family) in enumerate(staged):
+        if n and glossary:
+            hit("upload.commit")  # a full disk between two stored files (tests/api/test_inputs.py)
         sha = sha256_file(path)
         existing = (store.glossary_dir if glossary else store.documents_dir) / path.name
         item: dict[str, Any] = {"name": path.name, "bytes": path.stat().st_size, "kind": family, "sha256": sha,
@@ -178,9 +211,12 @@ def _store_files(store: IndexStore, settings: Any, staged: list[tuple[Path, str]
         # An abbreviation list uploaded as a document is imported as the glossary instead
         # (the child found it; the store checks it again, within the sheet budget).
         lists = [p for p, _ in staged if previews[p]["glossary_entries"]]
-        report = store.ingest(lists)
-        store.add_documents([p for p, _ in staged if p not in lists])
-        as_glossary = {g["file"]: g["entries"] for g in report.glossaries}
+        report = store.ingest(lists) if lists else None
+        for n, path in enumerate(p for p, _ in staged if p not in lists):
+            if n:
+                hit("upload.commit")  # a full disk between two stored files (tests/api/test_inputs.py)
+            store.add_documents([path])
+        as_glossary = {g["file"]: g["entries"] for g in report.glossaries} if report is not None else {}
         for item in out:
             if item["name"] in as_glossary:
                 item.update(imported_as="glossary", glossary_entries=as_glossary[item["name"]],
@@ -252,10 +288,19 @@ async def upload_glossary(request: Request, settings: SettingsDep) -> Any:
 def delete_document(name: str, settings: SettingsDep) -> Any:
     """Remove a stored document (a path relative to ``documents/``); publish with a reindex."""
     root = (Path(settings.home) / "documents").resolve()
-    target = (root / name).resolve()
+    if any(unicodedata.category(ch) == "Cc" for ch in name):  # a NUL byte makes resolve() raise ValueError
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid document name {name!r}: control character")
+    try:
+        target = (root / name).resolve()
+    except (ValueError, OSError):  # a name the file system cannot take (too long, a symlink loop)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid document name {name!r}") from None
     if not target.is_relative_to(root) or target == root:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid document name {name!r}")
-    if not target.is_file():
+    try:
+        found = target.is_file()
+    except OSError:  # a name the file system refuses (ENAMETOOLONG)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"invalid document name {name[:80]!r}") from None
+    if not found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no document {name!r}")
     target.unlink()
     return {"deleted": target.relative_to(root).as_posix()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from typing import Any, Iterator
@@ -10,12 +11,14 @@ from typing import Any, Iterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from api.deps import ChatAuth, EngineDep, version_headers
+from api.deps import ChatAuth, ChatRoute, EngineDep, check_history, version_headers
 from api.schemas import ChatRequest, ChatResponse, ModelCard, ModelList
-from knowledge.core.errors import ValidationError
+from api.limits import request_id
+from knowledge.core.errors import GenerationError, ValidationError
 
-router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ChatAuth])
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=[ChatAuth], route_class=ChatRoute)
 MODEL_ID = "kb-assistant"
+log = logging.getLogger("kb.api")
 
 
 def split_messages(req: ChatRequest) -> tuple[str, list[dict[str, str]]]:
@@ -39,6 +42,7 @@ def list_models() -> ModelList:
 @router.post("/chat/completions", response_model=ChatResponse)
 def chat_completions(req: ChatRequest, engine: EngineDep, request: Request) -> Any:
     question, history = split_messages(req)
+    check_history(history, request.app.state.settings.api)
     question = engine.validate(question)
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     created = int(time.time())
@@ -49,7 +53,8 @@ def chat_completions(req: ChatRequest, engine: EngineDep, request: Request) -> A
         first = next(events)
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         version_headers(headers, engine, request.app.state.holder)
-        return StreamingResponse(_sse(_chain(first, events), question, history, cid, created, req.model),
+        return StreamingResponse(_sse(_chain(first, events), question, history, cid, created, req.model,
+                                      request_id(request)),
                                  media_type="text/event-stream", headers=headers)
     ans = engine.answer(question, history).to_dict()
     return {
@@ -78,7 +83,7 @@ def _chain(first: dict[str, Any], rest: Iterator[dict[str, Any]]) -> Iterator[di
 
 
 def _sse(events: Iterator[dict[str, Any]], question: str, history: list[dict[str, str]], cid: str, created: int,
-         model: str) -> Iterator[str]:
+         model: str, rid: str = "") -> Iterator[str]:
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model or MODEL_ID,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
@@ -92,6 +97,11 @@ def _sse(events: Iterator[dict[str, Any]], question: str, history: list[dict[str
             elif event["type"] == "final":
                 yield chunk({}, "stop", kb=event["answer"].to_dict())
     except Exception as exc:  # the status line is already sent: report in-band, then end
-        err = {"error": {"message": f"{type(exc).__name__}: {exc}", "type": "server_error"}}
+        # The client learns that it failed and under which id; the detail (an upstream address,
+        # a path) goes to the server log only.
+        log.error("request %s: stream %s failed: %s: %s", rid, cid, type(exc).__name__, exc,
+                  exc_info=not isinstance(exc, GenerationError))
+        message = f"the answer failed (request id {rid}; the server log has the details)"
+        err = {"error": {"message": message, "type": "server_error"}, "request_id": rid}
         yield f"data: {json.dumps(err, ensure_ascii=False)}\n\n"
     yield "data: [DONE]\n\n"

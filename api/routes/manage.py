@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse
 
-from api.deps import AdminAuth, SettingsDep
+from api.deps import AdminAuth, AdminRoute, SettingsDep
 from api.schemas import (
     AdapterVersionList, DocumentList, EvalReportOut, GlossaryTable, GlossaryVersionOut, GlossaryWriteRequest,
     IndexVersionList, PublishResult,
@@ -26,7 +26,7 @@ from retrieval.catalog import document_rows, index_versions, read_glossary as re
 from retrieval.store import IndexStore
 from router.adapters import AdapterStore
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminAuth], route_class=AdminRoute)
 
 
 def _store(settings: Any, request: Request | None = None) -> Any:

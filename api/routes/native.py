@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 
-from api.deps import ChatAuth, EngineDep
+from api.deps import ChatAuth, ChatRoute, EngineDep, check_history, is_admin
 from api.schemas import AnswerOut, AskRequest, GlossaryEntryOut, HealthOut, PassageOut
 from knowledge.core.errors import KBError
 from router.adapters import AdapterStore
@@ -14,15 +14,17 @@ from api.state import effective_router
 import os
 
 router = APIRouter(tags=["native"])
+# The chat-keyed routes: the key is checked before a body is read (api.deps.KeyFirstRoute).
+keyed = APIRouter(tags=["native"], route_class=ChatRoute)
 
 
-@router.post("/api/ask", response_model=AnswerOut, dependencies=[ChatAuth])
-def ask(req: AskRequest, engine: EngineDep) -> Any:
-    history = [t.model_dump() for t in req.history]
+@keyed.post("/api/ask", response_model=AnswerOut, dependencies=[ChatAuth])
+def ask(req: AskRequest, engine: EngineDep, request: Request) -> Any:
+    history = check_history([t.model_dump() for t in req.history], request.app.state.settings.api)
     return engine.answer(req.question, history).to_dict()
 
 
-@router.get("/api/glossary/{term}", response_model=GlossaryEntryOut, dependencies=[ChatAuth])
+@keyed.get("/api/glossary/{term}", response_model=GlossaryEntryOut, dependencies=[ChatAuth])
 def glossary_term(term: str, engine: EngineDep) -> Any:
     entry = engine.index.glossary.get(term)
     if entry is None:
@@ -33,7 +35,7 @@ def glossary_term(term: str, engine: EngineDep) -> Any:
 GLOSSARY_PREFIX = "glossary:"  # the chunk id the engine gives a glossary citation
 
 
-@router.get("/api/chunks/{chunk_id:path}", response_model=PassageOut, dependencies=[ChatAuth])
+@keyed.get("/api/chunks/{chunk_id:path}", response_model=PassageOut, dependencies=[ChatAuth])
 def passage(chunk_id: str, engine: EngineDep) -> Any:
     """The whole passage a citation or a verified number points at, with its source and page."""
     idx = engine.index
@@ -63,16 +65,26 @@ def current_adapter_version(home: Any) -> str | None:
         return None
 
 
-@router.get("/healthz", response_model=HealthOut)
+@router.get("/healthz", response_model=HealthOut, response_model_exclude_unset=True)
 def healthz(request: Request) -> Any:
-
-
+    """Status and the served versions for anyone; counts, model names, the worker and the
+    last error (which may name files) only with the admin key (see :func:`api.deps.is_admin`)."""
     holder = request.app.state.holder
+    body = _health(request, holder)
+    if is_admin(request):
+        return body
+    return {k: body[k] for k in PUBLIC_HEALTH if k in body}
+
+
+PUBLIC_HEALTH = ("status", "index_version", "adapter_version")
+
+
+def _health(request: Request, holder: Any) -> dict[str, Any]:
     engine = holder.engine
     if engine is None:
         return {"status": "degraded", "index_version": None, "documents": 0, "chunks": 0, "facts": 0,
                 "glossary_terms": 0, "embedder": "", "generator": "", "router": "", "worker": os.getpid(),
-                "detail": holder.last_error}
+                "detail": holder.last_error or ""}
     idx = engine.index
     routing = effective_router(engine)
     degraded = bool(routing["reason"]) or bool(holder.last_error)
@@ -84,5 +96,8 @@ def healthz(request: Request) -> Any:
         "glossary_terms": len(idx.glossary), "embedder": idx.embedder.name,
         "generator": getattr(engine.generator, "name", type(engine.generator).__name__),
         "router": routing["router"], "router_configured": routing["configured"], "router_reason": routing["reason"],
-        "worker": os.getpid(), "detail": holder.last_error,
+        "worker": os.getpid(), "detail": holder.last_error or "",
     }
+
+
+router.include_router(keyed)

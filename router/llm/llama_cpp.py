@@ -13,6 +13,7 @@ available to other users of the same weights through :meth:`LlamaCppGenerator.ex
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Hashable, Iterator
@@ -24,6 +25,9 @@ from knowledge.core.errors import ConfigError, GenerationError, MissingExtraErro
 from router.llm.assets import packaged_gguf_path
 from router.llm.base import Generator, Message, register_generator
 from router.llm.llama_batch import BatchScheduler
+from router.llm.prompts import fit_messages
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -48,6 +52,16 @@ def resolve_threads(n_threads: int) -> int:
     True
     """
     return n_threads if n_threads > 0 else available_cores()
+
+
+def prompt_budget(n_ctx: int, max_tokens: int) -> int:
+    """Prompt tokens that leave room for the answer in an ``n_ctx`` window: ``max_tokens`` of
+    it, but never more than half the window (a huge ``max_tokens`` must not starve the prompt).
+
+    >>> prompt_budget(4096, 256), prompt_budget(512, 4096)
+    (3838, 254)
+    """
+    return n_ctx - 2 - min(max_tokens, n_ctx // 2)  # 2: the scheduler's own margin (llama_batch)
 
 
 class LlamaCppGenerator(Generator):
@@ -160,6 +174,13 @@ class LlamaCppGenerator(Generator):
         stop: list[str] | None = None,
     ) -> Iterator[str]:
         toks, stops = self.tokens(messages)
+        budget = prompt_budget(self.n_ctx, max_tokens)
+        if len(toks) > budget:
+            # Too long for the window: drop the lowest-ranked passages, then clip (never a 502).
+            messages = fit_messages(messages, lambda ms: len(self.tokens(ms)[0]), budget)
+            before, (toks, stops) = len(toks), self.tokens(messages)
+            log.warning("prompt of %d tokens cut to %d for the %d-token window (llm.n_ctx)", before, len(toks),
+                        self.n_ctx)
         try:
             job = self.scheduler.submit(toks, max_tokens=max_tokens, temperature=temperature,
                                         stops=list(stop or []) + stops, seed=self.seed)

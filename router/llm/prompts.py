@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Callable
 
 from knowledge.injection import fold
 
@@ -219,3 +220,85 @@ def _split_passages(body: str) -> list[str]:
         if match:
             passages.append(unquote_lines(block[match.end() :].strip()))
     return passages
+
+
+def fit_messages(messages: list[dict[str, str]], count: Callable[[list[dict[str, str]]], int],
+                 budget: int) -> list[dict[str, str]]:
+    """``messages`` cut down until ``count(messages) <= budget`` (tokens of the model's window).
+
+    A :func:`build_rag_messages` prompt loses its lowest-ranked (last) passages first, keeping
+    at least one; then what is left is clipped: the passages, then the question. Any other
+    prompt has its longest message clipped. The result may still be over the budget when even
+    the empty prompt is (the system prompt alone): the caller then refuses it.
+
+    >>> chars = lambda ms: sum(len(m["content"]) for m in ms)
+    >>> msgs = build_rag_messages("Hotel limit?", ["Hotels: 80 USD.", "Taxi ok.", "Meals 30 USD."], "en")
+    >>> parse_rag_messages(fit_messages(msgs, chars, chars(msgs) - 10))
+    ('Hotel limit?', ['Hotels: 80 USD.', 'Taxi ok.'])
+    >>> q, ps = parse_rag_messages(fit_messages(msgs, chars, chars(msgs) - 40))
+    >>> q, ps
+    ('Hotel limit?', ['Hotels:'])
+    >>> fit_messages([{"role": "user", "content": "word " * 10}], chars, 12)[0]["content"]
+    'word word wo'
+    """
+    if count(messages) <= budget:
+        return messages
+    question, passages = parse_rag_messages(messages)
+    if passages:
+        lang, feedback = _rag_parts(messages)
+        system = [m for m in messages if m.get("role") == "system"]
+
+        def build(q: str, ps: list[str]) -> list[dict[str, str]]:
+            out = build_rag_messages(q, ps, lang, feedback)
+            if system:  # the caller's own system prompt, if it differs from ours
+                out[0] = dict(system[0])
+            return out
+
+        keep = list(passages)
+        while len(keep) > 1 and count(build(question, keep)) > budget:
+            keep.pop()  # lowest-ranked first
+        if count(build(question, keep)) <= budget:
+            return build(question, keep)
+        # One passage is still too long: clip it (down to nothing), then the question.
+        clipped = _longest_fitting(keep[0], lambda p: count(build(question, [p])) <= budget)
+        if clipped:
+            return build(question, [clipped])
+        return build(_longest_fitting(question, lambda q: count(build(q, ["…"])) <= budget) or "…", ["…"])
+    longest = max(range(len(messages)), key=lambda i: len(messages[i].get("content") or ""))
+
+    def with_text(text: str) -> list[dict[str, str]]:
+        out = [dict(m) for m in messages]
+        out[longest]["content"] = text
+        return out
+
+    text = _longest_fitting(messages[longest].get("content") or "", lambda t: count(with_text(t)) <= budget)
+    return with_text(text)
+
+
+def _longest_fitting(text: str, fits: Callable[[str], bool]) -> str:
+    """The longest head of ``text`` that ``fits`` (binary search: about log2(len) checks).
+
+    >>> _longest_fitting("abcdef", lambda t: len(t) <= 4), _longest_fitting("abc", lambda t: False)
+    ('abcd', '')
+    """
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(text[:mid]):
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo]
+
+
+def _rag_parts(messages: list[dict[str, str]]) -> tuple[str, str | None]:
+    """The language and the regeneration feedback of a :func:`build_rag_messages` prompt."""
+    user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
+    lang = "zh" if user.startswith(_PASSAGES_HEADER["zh"]) else "en"
+    rest = user.rpartition("\n\n" + _QUESTION_LABEL[lang])[2]
+    feedback = None
+    if "\n\n" in rest:
+        note = rest.split("\n\n", 1)[1]
+        match = re.fullmatch(re.escape(_FEEDBACK[lang]).replace(re.escape("{feedback}"), "(.*)"), note, re.S)
+        feedback = match.group(1) if match else None
+    return lang, feedback

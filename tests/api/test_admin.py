@@ -128,7 +128,7 @@ def test_upload_reindex_hot_swaps_while_serving(copy_home, admin_env, caplog):
         assert "150" in after["answer"], after
         assert any(c["source"] == "停车管理规定.md" for c in after["citations"])
 
-        metrics = httpx.get(f"{url}/metrics").text
+        metrics = httpx.get(f"{url}/metrics", headers=AUTH).text
         assert 'kb_http_requests_total{method="POST",path="/api/ask",status="200"}' in metrics
         assert 'kb_jobs_total{kind="reindex",state="succeeded"} 1' in metrics
         assert "kb_http_request_duration_seconds_bucket" in metrics
@@ -163,7 +163,7 @@ def test_failed_reindex_keeps_the_old_index(copy_home, admin_env, monkeypatch):
         assert httpx.get(f"{url}/admin/jobs/nosuchjob", headers=AUTH).status_code == 404
         listed = httpx.get(f"{url}/admin/jobs", headers=AUTH).json()["jobs"]
         assert [j["id"] for j in listed] == [job["id"]]
-        assert 'kb_jobs_total{kind="reindex",state="failed"} 1' in httpx.get(f"{url}/metrics").text
+        assert 'kb_jobs_total{kind="reindex",state="failed"} 1' in httpx.get(f"{url}/metrics", headers=AUTH).text
 
 
 # --- auth ---------------------------------------------------------------------------------------

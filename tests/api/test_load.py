@@ -19,6 +19,9 @@ import load  # noqa: E402
 
 KEY = "admin-load-key-0123456789"
 CLIENTS, SECONDS = 16, 45
+RETRIES = 3          # 429s a client request waits out (Retry-After), as the official openai client does
+REFUSED_SHARE = 0.05  # requests still refused after their retries
+GLOSSARY_P95_S = 1.0
 
 
 @pytest.mark.load
@@ -38,7 +41,7 @@ def test_sixteen_clients_through_upload_reindex_and_adapter_publish(copy_home, m
         report = load.run_scenario(url, clients=CLIENTS, seconds=SECONDS, single_n=2,
                                    admin={"Authorization": f"Bearer {KEY}"},
                                    publish_adapter=load.zero_adapter_publisher(copy_home), max_requests=400,
-                                   scale=(4.0, 240.0))
+                                   scale=(4.0, 240.0), retries=RETRIES)
         gen = app.state.holder.engine.generator.stats()
     summary = report.summary()
     summary["generation"] = gen
@@ -46,20 +49,17 @@ def test_sixteen_clients_through_upload_reindex_and_adapter_publish(copy_home, m
         print("\nload test:", json.dumps({k: v for k, v in summary.items() if k != "failure_examples"},
                                         ensure_ascii=False))
     ev = summary["events"]
-    assert summary["failures"] == 0, summary["failure_examples"]
+    assert summary["failures"] == 0, summary["failure_examples"]  # no error but 429
     assert summary["requests"] >= CLIENTS and ev["upload_status"] == 201
     assert ev["reindex_state"] == "succeeded", ev
     assert ev["index_switched"] and ev["index_stale_after_switch"] == 0, ev
     assert ev["adapter_switched"] and ev["adapter_stale_after_switch"] == 0, ev
     assert "150" in ev["parking_answer"] and "停车管理规定.md" in ev["parking_sources"], ev
-    # 429 is the answer when a generation would wait past the latency bound. 16 clients with a
-    # 0.5-2 s think time ask for about 1.7 generations a second; two cores decode about 0.3 a
-    # second with the packaged 0.5B model, so on this machine most generating requests must be
-    # refused or left to wait far beyond 4x the single-client time (capacity, not policy: a
-    # machine with room for the offered load sees few). Bounded here so that a scheduler that
-    # refuses more than the capacity forces — or refuses fast routes — fails the test.
-    rare = 0.45 if busy_before < 1.0 else 0.6
-    assert summary["rejected_429"] <= max(2, rare * summary["requests"]), summary
+    # 429 is the answer when a generation would wait past the latency bound; a client waits out
+    # Retry-After and asks again (up to RETRIES times, as the openai client does). What is still
+    # refused after that is the service's real refusal rate.
+    assert summary["rejected_429"] <= REFUSED_SHARE * summary["requests"], summary
+    assert summary["by_kind"]["glossary"]["p95_s"] <= GLOSSARY_P95_S, summary
     assert gen["completed"] > 0 and gen["failed"] == 0
     single = summary["single_client_chat_s"]
     fast = summary["by_kind"]["glossary"]["p95_s"], summary["by_kind"]["ask_fast"]["p95_s"]

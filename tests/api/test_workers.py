@@ -28,7 +28,7 @@ def _pids_serving(url: str, want: int, version: str | None, timeout: float) -> d
     deadline, n = time.time() + timeout, 0
     while time.time() < deadline and n < 2000:
         n += 1
-        h = httpx.get(f"{url}/healthz", headers={"Connection": "close"}, timeout=10).json()
+        h = httpx.get(f"{url}/healthz", headers={"Connection": "close", **AUTH}, timeout=10).json()  # worker: admin only
         seen[h["worker"]] = h["index_version"]
         good = [p for p, v in seen.items() if version is None or v == version]
         if len(good) >= want:
@@ -78,7 +78,7 @@ def test_two_workers_follow_a_newly_published_index(copy_home, tmp_path):
         serving_new = [p for p, v in after.items() if v == v1]
         assert len(serving_new) >= 2, f"not every worker serves {v1}: {after}"
 
-        metrics = httpx.get(f"{url}/metrics").text
+        metrics = httpx.get(f"{url}/metrics", headers=AUTH).text
         workers = int(re.search(r"^kb_workers (\d+)", metrics, re.M).group(1))
         assert workers >= 2, metrics[-500:]
         healthz = sum(int(n) for n in re.findall(r'kb_http_requests_total\{method="GET",path="/healthz",'

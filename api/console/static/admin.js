@@ -61,6 +61,7 @@ async function signIn(candidate) {
   }
   sessionStorage.setItem(KEY, candidate);
   showAdmin();
+  refreshHealth();  // the key shows the counts and the model in the header line
 }
 
 function signOut(message) {

@@ -11,13 +11,22 @@ let view = sessionStorage.getItem("kb.view") === "admin" ? "admin" : "chat";
 window.addEventListener("error", (e) => banner(t("banner.jsError", { msg: e.message })));
 window.addEventListener("unhandledrejection", (e) => banner(t("banner.jsError", { msg: e.reason?.message || String(e.reason) })));
 
+// Counts and the model name come only with the admin key (when the server has one); without it
+// /healthz gives the status and the versions, and the line shows just those.
+function health() {
+  const key = sessionStorage.getItem("kb.adminKey");
+  return api("/healthz", { headers: key ? { Authorization: `Bearer ${key}` } : {} });
+}
+
 export async function refreshHealth() {
   const node = document.getElementById("health");
   try {
-    const h = await api("/healthz");
+    const h = await health();
     if (h.status !== "ok") { clear(node, el("span", { class: "warn-text" }, t("health.none"))); return; }
-    clear(node, [t("health.index", { v: h.index_version }), t("health.docs", { n: h.documents }), t("health.chunks", { n: h.chunks }),
-                 t("health.terms", { n: h.glossary_terms }), h.generator].filter(Boolean).join(" · "));
+    const has = (v) => v !== undefined && v !== null;
+    clear(node, [t("health.index", { v: h.index_version }), has(h.documents) && t("health.docs", { n: h.documents }),
+                 has(h.chunks) && t("health.chunks", { n: h.chunks }),
+                 has(h.glossary_terms) && t("health.terms", { n: h.glossary_terms }), h.generator].filter(Boolean).join(" · "));
     node.dataset.version = h.index_version;
   } catch {
     clear(node, el("span", { class: "bad-text" }, t("health.down")));
