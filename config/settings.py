@@ -144,6 +144,8 @@ class LLMSettings(BaseModel):
     max_queue_wait_factor: float = Field(1.5, gt=0, description="... or longer than this many generations")
     max_latency_factor: float = Field(3.0, gt=0, description="... or when the answer would take longer than "
                                       "this many lone generations (measured)")
+    max_retry_after_s: float = Field(60.0, gt=0, description="longest Retry-After a refused generation is "
+                                     "told to wait (refused callers get spread-out appointments)")
     max_tokens: int = 256
     rag_context: Literal["units", "chunks"] = "units"   # what the generator reads: selected sentences, or whole chunks
     cap_by_kind: bool = True   # answer length by question kind (a figure: 96 tokens, a procedure: 192), at most max_tokens

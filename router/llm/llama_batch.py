@@ -106,7 +106,7 @@ class BatchScheduler:
                  n_threads_batch: int | None = None, n_batch: int = 512, prefill_chunk: int = 256,
                  max_queue: int = 16, max_wait_s: float = 60.0, wait_factor: float = 1.5,
                  latency_factor: float = 3.0, kv_unified: bool = False,
-                 result_timeout_s: float = 600.0) -> None:
+                 result_timeout_s: float = 600.0, max_retry_after_s: float = 60.0) -> None:
         import llama_cpp  # deferred: heavy: loads the native llama.cpp library
 
         self.llm = llm
@@ -119,6 +119,8 @@ class BatchScheduler:
         self.wait_factor = float(wait_factor)
         self.latency_factor = float(latency_factor)
         self.result_timeout_s = float(result_timeout_s)
+        self.max_retry_after_s = float(max_retry_after_s)
+        self._next_appointment = 0.0   # monotonic time of the latest Retry-After handed out
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = self.n_ctx_seq * self.parallel
         params.n_batch = self.n_batch
@@ -175,6 +177,21 @@ class BatchScheduler:
         ahead = len(self._waiting) + busy - self.parallel + 1
         return 0.0 if ahead <= 0 else self._service_locked() * ahead / self.parallel
 
+    def _appointment_locked(self, wait: float, service: float) -> float:
+        """Seconds a refused caller should wait before asking again (its ``Retry-After``).
+
+        Callers told to come back are spread out: each refusal gets the next free appointment, one
+        slot's share of a generation after the previous one, so that the refused come back about
+        as fast as sequences free up instead of all at once (and are refused again). Capped at
+        ``max_retry_after_s`` (the official openai client obeys a ``Retry-After`` of up to 60 s).
+        """
+        now = time.monotonic()
+        lone = self.solo_s or service
+        spacing = lone / self.parallel
+        earliest = now + max(wait, lone * self.share_cost)
+        self._next_appointment = min(max(earliest, self._next_appointment + spacing), now + self.max_retry_after_s)
+        return self._next_appointment - now
+
     def submit(self, tokens: list[int], *, max_tokens: int, temperature: float, stops: list[str],
                seed: int = 0) -> Job:
         """Queue a prompt; raises :class:`OverloadedError` when the wait would be unreasonable."""
@@ -196,7 +213,7 @@ class BatchScheduler:
             # A free sequence is always used: only a prompt that would have to wait is refused.
             if beyond >= self.max_queue or wait > bound or (too_slow and beyond >= 0):
                 self.stats["rejected"] += 1
-                retry = max(wait, (self.solo_s or service) * self.share_cost)
+                retry = self._appointment_locked(wait, service)
                 raise OverloadedError(f"generation queue full ({max(0, beyond)} waiting, about "
                                       f"{max(wait, expected):.0f} s); try again later", retry_after=retry)
             self.stats["submitted"] += 1

@@ -90,6 +90,7 @@ class LlamaCppGenerator(Generator):
         wait_factor: float = 1.5,
         latency_factor: float = 3.0,
         prefill_chunk: int = 256,
+        max_retry_after_s: float = 60.0,
         **llama_kwargs: Any,
     ) -> None:
 
@@ -109,7 +110,8 @@ class LlamaCppGenerator(Generator):
         self.scheduler = BatchScheduler(self._llm, parallel=parallel, n_ctx_seq=n_ctx, n_threads=threads,
                                         n_threads_batch=resolve_threads(n_threads_batch or threads),
                                         max_queue=max_queue, max_wait_s=max_wait_s, wait_factor=wait_factor,
-                                        latency_factor=latency_factor, prefill_chunk=prefill_chunk)
+                                        latency_factor=latency_factor, prefill_chunk=prefill_chunk,
+                                        max_retry_after_s=max_retry_after_s)
 
     @property
     def llm(self) -> Llama:
@@ -134,7 +136,7 @@ class LlamaCppGenerator(Generator):
         return cls(llm.model_path or None, n_ctx=llm.n_ctx, n_threads=llm.n_threads,
                    n_threads_batch=llm.n_threads_batch, cache_dir=settings.cache_dir, parallel=llm.parallel,
                    max_queue=llm.max_queue, max_wait_s=llm.max_queue_wait_s, wait_factor=llm.max_queue_wait_factor,
-                   latency_factor=llm.max_latency_factor)
+                   latency_factor=llm.max_latency_factor, max_retry_after_s=llm.max_retry_after_s)
 
     @classmethod
     def cache_key(cls, settings: Settings) -> Hashable:

@@ -96,3 +96,17 @@ def test_a_full_queue_refuses_with_a_retry_time(gen):
 def test_stop_strings_are_never_shown_in_part():
     assert safe_emit_end("abc<|im_e", 0, ["<|im_end|>"]) == 3
     assert safe_emit_end("abc", 2, ["<|im_end|>"]) == 3
+
+
+def test_refused_callers_get_spread_out_appointments():
+    """Each refusal's Retry-After is the next free appointment, one slot's share of a generation
+    after the previous one: callers come back as sequences free up, not all at once."""
+    from router.llm.llama_batch import BatchScheduler
+
+    s = BatchScheduler.__new__(BatchScheduler)
+    s.parallel, s.solo_s, s.share_cost, s.max_retry_after_s, s._next_appointment = 4, 8.0, 0.75, 60.0, 0.0
+    waits = [s._appointment_locked(0.0, 8.0) for _ in range(6)]
+    assert waits[0] == pytest.approx(6.0, abs=0.05)            # a lone generation's share at the least
+    gaps = [b - a for a, b in zip(waits, waits[1:])]
+    assert all(g == pytest.approx(2.0, abs=0.05) for g in gaps)  # 8 s / 4 sequences apart
+    assert max(s._appointment_locked(0.0, 8.0) for _ in range(100)) <= 60.0 + 1e-6
