@@ -144,6 +144,9 @@ class LLMSettings(BaseModel):
     max_queue_wait_factor: float = Field(1.5, gt=0, description="... or longer than this many generations")
     max_latency_factor: float = Field(3.0, gt=0, description="... or when the answer would take longer than "
                                       "this many lone generations (measured)")
+    stream_release: str = Field("text", pattern="^(text|sentence)$",
+                                description="text: number-free text streams as generated, a sentence with a "
+                                            "number waits for its verification | sentence: whole sentences only")
     max_retry_after_s: float = Field(60.0, gt=0, description="longest Retry-After a refused generation is "
                                      "told to wait (refused callers get spread-out appointments)")
     max_tokens: int = 256

@@ -374,7 +374,8 @@ class Engine:
             if stream:
                 yield {"type": "delta", "text": plan.note}
         llm = self.settings.llm
-        gate = _SentenceGate(lambda sent: self.verifier.check(sent, plan.ids, question).status != "flagged")
+        gate = _SentenceGate(lambda sent: self.verifier.check(sent, plan.ids, question).status != "flagged",
+                             partial=llm.stream_release == "text")
         failed = False
         with timer.stage("generate"):
             pieces = self.generator.stream(build_rag_messages(plan.prompt_question, plan.passages, signals.lang),
@@ -744,8 +745,9 @@ class _SentenceGate:
     ([None], '其')
     """
 
-    def __init__(self, check: Any):
+    def __init__(self, check: Any, partial: bool = True):
         self.check = check
+        self.partial = partial  # False: whole sentences only (llm.stream_release: sentence)
         self.buf = ""
         self.raw = ""
         self.shown = 0          # characters of ``buf`` (the unfinished sentence) already released
@@ -769,6 +771,8 @@ class _SentenceGate:
                 return
             if sentence[shown:]:
                 yield sentence[shown:]
+        if not self.partial:
+            return
         numeral = _NUMERAL.search(self.buf)
         head = self.buf[: numeral.start()] if numeral else self.buf
         if len(head) > self.shown:
