@@ -523,7 +523,7 @@ def _segment_rows(text: str, seg: tuple[int, int], qs: list[_Q], subject: str) -
     """Rows of one clause: the quantities of its condition parts bound the values of the others."""
     norm = _norm(text)
     parts = _split(text, seg[0], seg[1], _words().comma_re, qs)
-    ante = [p for p in parts if _is_antecedent(norm, p) and _inside(qs, p)]
+    ante = [p for p in parts if _is_antecedent(norm, p) and _inside(qs, p)] or _bounded_lead(norm, parts, qs)
     cons = [p for p in parts if p not in ante]
     cond_qs = [q for p in ante for q in _inside(qs, p)]
     cond_text = "，".join(text[s:e].strip(_TRIM) for s, e in ante)
@@ -540,6 +540,23 @@ def _segment_rows(text: str, seg: tuple[int, int], qs: list[_Q], subject: str) -
                              text[seg[0]:seg[1]].strip(_TRIM), local_cond))
             subject = rows[-1].subject or subject
     return rows
+
+
+def _bounded_lead(norm: str, parts: list[tuple[int, int]], qs: list[_Q]) -> list[tuple[int, int]]:
+    """Comma parts that only bound quantities ("合同期限3年以上的固定期限合同和无固定期限合同") and
+    are followed by a part stating a value: conditions, though no 的/时 ends them.
+
+    >>> t = "合同期限3年以上的固定期限合同和无固定期限合同，试用期不超过6个月"
+    >>> [(str(r.condition), r.value.text, r.direction) for r in parse_rules(t)]
+    [('[36, inf) duration_months', '6个月', 'max')]
+    """
+    out = []
+    for i, p in enumerate(parts[:-1]):
+        inside = _inside(qs, p)
+        if inside and all(_bound(norm, p[0], q, False)[1] for q in inside) and \
+                any(_inside(qs, later) for later in parts[i + 1:]):
+            out.append(p)
+    return out
 
 
 def _after(norm: str, q: _Q) -> int:
