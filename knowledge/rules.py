@@ -37,7 +37,7 @@ from knowledge.core.types import Fact, Quantity
 from knowledge.numbers import extract_quantities, normalize_unit, parse_chinese_numeral
 
 __all__ = ["Bound", "Computation", "QuestionReading", "RuleRow", "compute", "direction_conflict",
-           "parse_rules", "quantity_spans", "read_question", "rows_of_facts", "select_rows", "to_base"]
+           "asking_part", "dimension", "parse_rules", "quantity_spans", "read_question", "rows_of_facts", "select_rows", "to_base"]
 
 _EPS = 1e-9
 
@@ -857,6 +857,35 @@ def _asked(norm: str, qs: list[_Q]) -> str | None:
                        for q in qs if q.start >= m.end()):
                 hits.append((m.start(), kind))
     return min(hits)[1] if hits else None
+
+
+def dimension(unit: str) -> str:
+    """The dimension a unit measures (天 and 月 are both durations, 元 money).
+
+    >>> dimension("天") == dimension("月"), dimension("元") == dimension("月")
+    (True, False)
+    """
+    return _words().dims.get(unit, (unit or "number", 1.0))[0]
+
+
+def asking_part(question: str) -> str:
+    """The part of a question that asks, without the comma parts that only set its condition
+    (those ending like an antecedent: 的, 时, 者, 后).
+
+    >>> asking_part("合同期限三个月以上不满一年的，试用期最多多长？")
+    '试用期最多多长？'
+    >>> asking_part("试用期最长多久？")
+    '试用期最长多久？'
+    """
+    norm = _norm(question)
+    w = _words()
+    parts, start = [], 0
+    for m in w.comma_re.finditer(norm):
+        parts.append((start, m.start()))
+        start = m.end()
+    parts.append((start, len(norm)))
+    keep = [question[a:b] for a, b in parts if not norm[a:b].strip(_TRIM).endswith(w.antecedent_end)]
+    return "，".join(k for k in keep if k.strip()) or question
 
 
 def quantity_spans(question: str) -> list[tuple[int, int]]:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from knowledge.core.types import Fact
-from knowledge.rules import (Computation, QuestionReading, RuleRow, compute, direction_conflict,
-                             read_question, select_rows)
+from knowledge.rules import (Computation, QuestionReading, RuleRow, asking_part, compute, dimension,
+                             direction_conflict, read_question, select_rows)
 from router.compose import Composed
 from router.evidence import Evidence, Unit, _norm
 
@@ -106,29 +106,38 @@ def _same_rule(anchor: _Candidate, others: list[_Candidate], facts_of: Callable[
     return sorted(rows, key=lambda c: (c.fact.chunk_id != anchor.fact.chunk_id, c.fact.start))
 
 
-def _subject_weight(subject: str, ev: Evidence) -> float:
-    """How much of the question the rule's subject names: the weights of the question's terms
-    it holds (试用期 outweighs the 合同 that 续订合同期限 shares with the question).
+def _subject_weight(subject: str, ev: Evidence, asking: str = "") -> float:
+    """How much of what the question asks the rule's subject names: the weights of the question's
+    terms it holds, counting only terms of the asking part when it has any (in 「合同期限三个月以上不满
+    一年的，试用期最多多长？」 the 合同期限 of the condition does not make 续订合同期限 the subject).
 
     >>> class E: terms, weights = ["合同", "试用期"], {"合同": 0.8, "试用期": 2.5}
-    >>> _subject_weight("试用期", E()), _subject_weight("续订合同期限", E())
-    (2.5, 0.8)
+    >>> _subject_weight("试用期", E()), _subject_weight("续订合同期限", E()), _subject_weight("续订合同期限", E(), "试用期多长")
+    (2.5, 0.8, 0)
     """
     s = _norm(subject)
-    return sum(ev.weights.get(t, 0.0) for t in ev.terms if len(t) >= 2 and t in s) if s else 0.0
+    terms = [t for t in ev.terms if t in asking] if asking and any(t in asking for t in ev.terms) else ev.terms
+    return sum(ev.weights.get(t, 0.0) for t in terms if len(t) >= 2 and t in s) if s else 0.0
 
 
 def _unit_of(c: _Candidate) -> Unit:
+    """The row as quoted: its clause, preceded by its condition where that stands in an earlier
+    part of the sentence (「合同期限3年以上的…合同，」 + 「试用期不超过6个月」)."""
     f = c.fact
-    return Unit(f.statement, f.chunk_id, f.source, f.page, "sentence", f.start)
+    text = f.statement
+    cond = c.row.condition_text.strip("，,；; ")
+    if cond and _norm(cond) not in _norm(text):
+        text = f"{cond}，{text}"
+    return Unit(text, f.chunk_id, f.source, f.page, "sentence", f.start)
 
 
 def _quote(cands: list[_Candidate], lang: str) -> tuple[str, list[Unit]]:
     """The deciding rows, each quoted once with its citation number (one number per passage)."""
     units: list[Unit] = []
     for c in cands:
-        if all(u.text != c.fact.statement for u in units):
-            units.append(_unit_of(c))
+        unit = _unit_of(c)
+        if all(u.text != unit.text for u in units):
+            units.append(unit)
     order = list(dict.fromkeys(u.chunk_id for u in units))
     lines = []
     for u in units:
@@ -209,7 +218,8 @@ def _all_rows(rows: list[_Candidate], reading: QuestionReading, lang: str) -> Ru
     dims = {c.row.condition.dim for c in conditioned if c.row.condition is not None}
     if len(conditioned) < 2 or any(reading.stated(d) for d in dims):
         return None
-    if reading.asked_units and not any(c.row.value.unit in reading.asked_units for c in conditioned):  # type: ignore[union-attr]
+    asked = {dimension(u) for u in reading.asked_units}
+    if asked and not any(dimension(c.row.value.unit) in asked for c in conditioned):  # type: ignore[union-attr]
         return None
     quote, units = _quote(conditioned, lang)
     return RuleReading("all_rows", Composed(quote, units), [c.row for c in conditioned])
@@ -230,7 +240,8 @@ def read_rules(question: str, ev: Evidence | None, facts_of: Callable[[str], lis
     reading = read_question(question)
     # The rule the question is about: one whose subject the question names (试用期, not the
     # 续订合同期限 of a neighbouring table that shares the question's other words), best unit first.
-    anchor = min(cands, key=lambda c: (-_subject_weight(c.row.subject, ev), c.rank, -c.score))
+    asking = _norm(asking_part(question))
+    anchor = min(cands, key=lambda c: (-_subject_weight(c.row.subject, ev, asking), c.rank, -c.score))
     rows = _same_rule(anchor, cands, facts_of)
     for step in (_computed, _selected, _direction):
         found = step(rows, reading, lang)
