@@ -100,6 +100,9 @@ def _fingerprint(*folders: Path | None) -> str:
     for pkg in ("knowledge", "retrieval"):
         for p in sorted((REPO / pkg).rglob("*.py")):
             h.update(p.read_bytes())
+    # what the finalize step of a build writes: unit/vocabulary vectors and the calibration
+    for p in ("router/indexing.py", "router/meaning.py", "router/calibration.py"):
+        h.update((REPO / p).read_bytes())
     return h.hexdigest()[:16]
 
 
