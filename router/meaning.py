@@ -253,11 +253,6 @@ def fit_scale(margins: list[float], floor: float = 0.01) -> MeaningCalibration:
     return MeaningCalibration(scale=round(max(floor, m), 4), source="index", probes=len(margins))
 
 
-def question_words_absent(terms: list[str], present: Any) -> list[str]:
-    """Question terms the knowledge base never uses (the ones a meaning equivalent may explain)."""
-    return [t for t in terms if not present(t)]
-
-
 def latin_phrases(question: str) -> list[str]:
     """Adjacent pairs of a question's Latin content words ("annual leave"), which name a concept
     better than either word alone.
