@@ -100,7 +100,7 @@ class MeaningSettings(BaseModel):
 
     enabled: bool = True                         # embed units and vocabulary at index time
     vocab_limit: int = Field(20000, ge=0)        # most frequent words of the knowledge base that get a vector
-    unit_weight: float = Field(0.15, ge=0)       # weight of a unit's meaning score in its rank
+    unit_weight: float = Field(0.05, ge=0)       # weight of a unit's meaning score in its rank
     neighbours: int = Field(3, ge=1)             # vocabulary words tried as the equivalent of an unknown word
     top_units: int = Field(3, ge=1)              # units (best by meaning) where that equivalent must occur
     min_unit_score: float = 0.5                  # ... and those units' meaning score at least this

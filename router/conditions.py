@@ -126,7 +126,7 @@ def _unit_of(c: _Candidate) -> Unit:
     f = c.fact
     text = f.statement
     cond = c.row.condition_text.strip("，,；; ")
-    if cond and _norm(cond) not in _norm(text):
+    if cond and _norm(cond)[-8:] not in _norm(text):
         text = f"{cond}，{text}"
     return Unit(text, f.chunk_id, f.source, f.page, "sentence", f.start)
 

@@ -226,6 +226,8 @@ class Engine:
         cfg = self.settings.router.rules
         if not cfg.enabled or choice.route not in ("fact", "rag") or signals.evidence is None:
             return choice, signals
+        if choice.route == "rag" and not lexicon().numeric_question.search(signals.question):
+            return choice, signals  # a procedure or a list is asked, not the figure of one row
         ruled = read_rules(signals.question, signals.evidence, facts_by_chunk(self.index), signals.lang,
                            top_units=cfg.top_units, min_share=cfg.min_share)
         if ruled is None or (ruled.kind == "all_rows" and choice.route != "fact"):

@@ -463,6 +463,21 @@ def _strip_question_words(term: str, qwords: frozenset[str]) -> str:
     return term
 
 
+def _overlaps_span(text: str, term: str, spans: list[tuple[int, int]]) -> bool:
+    """``term`` occurs in ``text`` overlapping one of ``spans``.
+
+    >>> _overlaps_span("怀孕刚满4个月流产", "刚满", [(3, 7)]), _overlaps_span("怀孕刚满4个月流产", "流产", [(3, 7)])
+    (True, False)
+    """
+    norm, t = _norm(text), _norm(term)
+    start = norm.find(t)
+    while start >= 0:
+        if any(start < b and a < start + len(t) for a, b in spans):
+            return True
+        start = norm.find(t, start + 1)
+    return False
+
+
 def _blank(text: str, spans: list[tuple[int, int]]) -> str:
     """``text`` with each span replaced by one space.
 
@@ -492,10 +507,12 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
     """
     stats = stats or kb_terms(index)
     glued: list[str] = []
-    # The quantities a question states set conditions (满15年, 一年零八个月), they do not name its
-    # topic: their words are left out of the terms (刚满 is not a sibling of 不满, 十年 not of 一年).
-    topic = _blank(question, quantity_spans(question))
-    terms = resolve_terms(dict.fromkeys([*content_terms(topic), *(t for t in extra_terms if t)]), stats, glued)
+    terms = resolve_terms(dict.fromkeys([*content_terms(question), *(t for t in extra_terms if t)]), stats, glued)
+    # The quantities a question states mostly set conditions (满15年, 一年零八个月): a word of theirs
+    # the documents do not use is no topic the documents lack (刚满 is not a sibling of 不满, 十年 not
+    # of 一年) and is left out; one they do use (入职第一周) still counts.
+    spans = quantity_spans(question)
+    terms = [t for t in terms if stats.present(t) or not _overlaps_span(question, t, spans)]
     focused = set(resolve_terms(content_terms(_blank(focus, quantity_spans(focus))), stats)) if focus else set()
     chunks: list[tuple[Any, float, int]] = []
     seen: set[str] = set()
@@ -536,8 +553,10 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
     absent = [t for t in terms if not stats.present(t)]
     total = sum(weights.values()) or 1.0
     # A question in another language than the documents shares no words with them: there a
-    # unit's meaning measures how much of the question it covers, beside the translated words.
-    cross = reader is not None and bool(_CJK_RE.search(question)) != (stats.lang == "zh")
+    # unit's meaning measures how much of the question it covers, beside the translated words --
+    # only where some of its words were read as the documents' words: a foreign question none of
+    # whose words the documents use ("What is the CEO's name?") is not answered by resemblance alone.
+    cross = reader is not None and bool(equivalents) and bool(_CJK_RE.search(question)) != (stats.lang == "zh")
     exclusion = lexicon().exclusion
     excluding = bool(exclusion.search(question))
     units: list[Unit] = []
@@ -559,7 +578,9 @@ def gather(question: str, hits: list[Any], index: Any, *, fact_hits: Iterable[An
             # the unit (or the line introducing its list) says what is left out, as the question asks
             ask_bonus += polarity_weight if exclusion.search(u.text) or exclusion.search(u.context) else 0.0
         u.meaning = meaning
-        sense = reader.weight * max(-1.0, min(2.0, meaning)) if reader is not None and meaning is not None else 0.0
+        # Meaning scores count in whole units of the knowledge base's fitted scale: finer
+        # differences between sentences that both answer are noise, and document order decides.
+        sense = reader.weight * max(-1, min(2, round(meaning))) if reader is not None and meaning is not None else 0.0
         u.score = u.coverage + sense + ask_bonus + 0.05 / (1 + rank) + (0.0 if u.kind != "heading" else -0.3)
         units.append(u)
     units.sort(key=lambda u: (-u.score, u.chunk_rank, u.order))

@@ -348,7 +348,8 @@ class MeaningReader:
         for w, closeness in self.word_closeness(word):
             if closeness < self.cfg.min_word_closeness:
                 return None
-            if w != word and any(w in text for text in top_texts):
+            # a part of the word is not its equivalent: 加班 drops what 加班费 adds to it
+            if w != word and w not in word and any(w in text for text in top_texts):
                 return w
         return None
 
