@@ -59,6 +59,7 @@ from retrieval.store import IndexStore
 from router.indexing import build_index
 import argparse
 import ctypes
+import resource
 from knowledge.failpoints import hit
 
 log = logging.getLogger("kb.api.jobs")
@@ -309,6 +310,25 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
+def _job_limits(kind: str, settings: Any) -> Callable[[], None]:
+    """What the job process runs between fork and exec: die with the parent and, for a reindex
+    (which reads every document), the CPU-time and address-space limits ``ingest.reindex_cpu_s``
+    and ``ingest.reindex_memory_mb`` (0: none), so a hostile document ends in a failed job."""
+    cpu_s = int(getattr(getattr(settings, "ingest", None), "reindex_cpu_s", 0) or 0) if kind == "reindex" else 0
+    memory_mb = int(getattr(getattr(settings, "ingest", None), "reindex_memory_mb", 0) or 0) if kind == "reindex" else 0
+
+    def preexec() -> None:  # pragma: no cover - runs in the child between fork and exec
+        _die_with_parent()
+        if cpu_s:
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
+        if memory_mb:
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            limit = memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+
+    return preexec
+
+
 class JobRunner:
     """Runs jobs (one per kind per home), holding their leases while they run.
 
@@ -418,7 +438,8 @@ class JobRunner:
         state, fields = "failed", {}
         try:
             # Spawned from this thread, which lives until the child exits (PDEATHSIG is per thread).
-            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                                    preexec_fn=_job_limits(kind, self.settings))
             self.store.update(job_id, worker=f"{self.owner.rpartition(':')[0]}:{proc.pid}")  # what a reap stops
             code = proc.wait()
             row = self.store.get(job_id) or {}

@@ -49,6 +49,8 @@ class IngestSettings(BaseModel):
     parse_timeout_s: float = Field(60, gt=0)           # wall clock of an upload's parse child
     parse_cpu_s: int = Field(60, ge=1)                 # CPU seconds of a parse child (RLIMIT_CPU)
     parse_memory_mb: int = Field(2048, ge=256)         # address space of a parse child (RLIMIT_AS)
+    reindex_cpu_s: int = Field(7200, ge=0)             # CPU seconds of a reindex job process (0: no limit)
+    reindex_memory_mb: int = Field(16384, ge=0)        # address space of a reindex job process (0: no limit)
     parse_concurrency: int = Field(2, ge=1)            # parse children of one server process at once
 
     @field_validator("chunk_overlap")

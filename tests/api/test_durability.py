@@ -215,3 +215,18 @@ def test_a_lease_does_not_follow_the_wall_clock(tmp_path, monkeypatch):
     monkeypatch.setattr(jobs.time, "time", lambda: real - 3600)
     time.sleep(0.6)  # no heartbeat for longer than the lease
     assert store.reap() == 1 and store.get(job["id"])["state"] == "failed"
+
+
+def test_a_reindex_job_process_runs_under_cpu_and_memory_limits(copy_home):
+    """A reindex reads every document in its own process; that process gets the CPU-time limit
+    (``ingest.reindex_cpu_s``), so a document that spins ends in a failed job, not a stuck one."""
+    from api.jobs import JobRunner, JobStore
+    from config.settings import IngestSettings, Settings
+
+    settings = Settings(home=copy_home, ingest=IngestSettings(reindex_cpu_s=1, reindex_memory_mb=0))
+    runner = JobRunner(JobStore(copy_home / "jobs.sqlite3"), settings=settings)
+    job, created = runner.start("reindex", {"full": True})
+    assert created
+    runner.wait(120)
+    done = runner.store.get(job["id"])
+    assert done["state"] == "failed" and "signal" in done["error"], done  # SIGXCPU / SIGKILL at the limit
