@@ -325,6 +325,7 @@ class Engine:
                 draft.text, draft.note = retry, "regenerated after unsupported numbers"
                 draft.released.append(retry)
                 if stream:
+                    draft.streamed += retry
                     yield {"type": "delta", "text": retry}
         elif draft.failed:
             draft.note = "unsupported sentences were withheld"
@@ -338,7 +339,7 @@ class Engine:
         if outcome == "quote":
             yield from self._quote_instead(question, choice, signals, timer, stream, plan, draft)
             return
-        text = "".join(draft.released)
+        text = draft.streamed if stream else "".join(draft.released)
         with timer.stage("verify"):
             verification = self.verifier.check(text, plan.ids, question)
         if draft.failed:
@@ -395,12 +396,14 @@ class Engine:
                         yield {"type": "delta", "text": ok_text}
                 if failed:
                     break
+        streamed = "".join(released) if stream else ""
         if failed and gate.dangling and "".join(released).endswith(gate.dangling):
-            # the number-free head of the sentence that failed: not part of the answer
+            # the number-free head of the sentence that failed: not part of the answer (a reader of
+            # the stream has seen it; the streamed answer keeps it, see ``_Draft.streamed``)
             joined = "".join(released)[: -len(gate.dangling)]
             released = [plan.note, joined[len(plan.note):]] if plan.note else [joined]
         text = "".join(released[1:] if plan.note else released).strip()
-        return _Draft(released=released, text=text, failed=failed, raw=gate.raw)
+        return _Draft(released=released, text=text, failed=failed, raw=gate.raw, streamed=streamed)
 
     def _regenerate(self, question: str, plan: "_RagPlan", draft: "_Draft", signals: RouteSignals,
                     timer: Timer) -> str:
@@ -422,7 +425,7 @@ class Engine:
         already streamed stays; the rest of the quote follows it)."""
         assert plan.quoted is not None  # settle() quotes only when there is a quote
         text = plan.note + plan.quoted.text
-        shown = "".join(draft.released) if stream else ""
+        shown = draft.streamed if stream else ""
         if stream and text.startswith(shown):
             rest = text[len(shown):]
         else:
@@ -561,6 +564,7 @@ class _Draft:
     text: str
     failed: bool
     raw: str
+    streamed: str = ""     # every piece sent to a streaming reader (the final answer of a stream)
     note: str = ""
 
 

@@ -253,6 +253,19 @@ def fit_scale(margins: list[float], floor: float = 0.01) -> MeaningCalibration:
     return MeaningCalibration(scale=round(max(floor, m), 4), source="index", probes=len(margins))
 
 
+def co_hyponyms(a: str, b: str) -> bool:
+    """Two Chinese words naming different kinds of one thing: the same head (last character) with
+    a modifier of ``a`` that ``b`` lacks (丧假 / 病假), as opposed to a short and a long form of one
+    word (年假 / 年休假).
+
+    >>> co_hyponyms("丧假", "病假"), co_hyponyms("年假", "年休假"), co_hyponyms("工资条", "薪资明细")
+    (True, False, False)
+    """
+    if not (_CJK_RE.search(a) and _CJK_RE.search(b)) or a[-1] != b[-1]:
+        return False
+    return any(ch not in b for ch in a[:-1])
+
+
 def latin_phrases(question: str) -> list[str]:
     """Adjacent pairs of a question's Latin content words ("annual leave"), which name a concept
     better than either word alone.
@@ -348,8 +361,9 @@ class MeaningReader:
         for w, closeness in self.word_closeness(word):
             if closeness < self.cfg.min_word_closeness:
                 return None
-            # a part of the word is not its equivalent: 加班 drops what 加班费 adds to it
-            if w != word and w not in word and any(w in text for text in top_texts):
+            # a part of the word is not its equivalent (加班 drops what 加班费 adds to it), nor is
+            # another kind of the same thing (病假 for 丧假)
+            if w != word and w not in word and not co_hyponyms(word, w) and any(w in text for text in top_texts):
                 return w
         return None
 

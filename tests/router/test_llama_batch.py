@@ -89,8 +89,10 @@ def test_a_full_queue_refuses_with_a_retry_time(gen):
     finally:
         for s in accepted:
             s.close()
+    # A chat prompt over the window is fitted to it before it reaches the scheduler (prompts.py);
+    # the scheduler itself still refuses a token list longer than a sequence's context.
     with pytest.raises(GenerationError):
-        gen.generate([{"role": "user", "content": "word " * 1200}], max_tokens=4, temperature=0)
+        gen.scheduler.submit(list(range(gen.scheduler.n_ctx_seq + 8)), max_tokens=4, temperature=0, stops=[])
 
 
 def test_stop_strings_are_never_shown_in_part():
