@@ -181,13 +181,15 @@ class BatchScheduler:
         """Seconds a refused caller should wait before asking again (its ``Retry-After``).
 
         Callers told to come back are spread out: each refusal gets the next free appointment, one
-        slot's share of a generation after the previous one, so that the refused come back about
+        completion (the measured time a generation holds a sequence, over the sequences) after the
+        previous one, so that the refused come back about
         as fast as sequences free up instead of all at once (and are refused again). Capped at
         ``max_retry_after_s`` (the official openai client obeys a ``Retry-After`` of up to 60 s).
         """
         now = time.monotonic()
         lone = self.solo_s or service
-        spacing = lone / self.parallel
+        # one completion every (time a generation holds a sequence, as measured) / sequences
+        spacing = max(service, lone) / self.parallel
         earliest = now + max(wait, lone * self.share_cost)
         self._next_appointment = min(max(earliest, self._next_appointment + spacing), now + self.max_retry_after_s)
         return self._next_appointment - now

@@ -21,6 +21,12 @@ KEY = "admin-load-key-0123456789"
 CLIENTS, SECONDS = 16, 45
 RETRIES = 3          # 429s a client request waits out (Retry-After), as the official openai client does
 REFUSED_SHARE = 0.05  # requests still refused after their retries
+# p95 of the answering attempt over the single-client chat time, on an idle machine. Refused callers
+# now come back by appointment (llama_batch: Retry-After spread one completion apart) and are
+# served instead of refused again: at the same offered load more generations share the 4 sequences,
+# so the answered ones are slower. Measured here with one decode thread: 3-4 % refused after
+# retries at p95/single 4.5-5.1 (before the appointments: 24 % refused at about 1.8-2.0).
+P95_OVER_SINGLE = 6.0
 GLOSSARY_P95_S = 1.0
 
 
@@ -65,7 +71,7 @@ def test_sixteen_clients_through_upload_reindex_and_adapter_publish(copy_home, m
     fast = summary["by_kind"]["glossary"]["p95_s"], summary["by_kind"]["ask_fast"]["p95_s"]
     assert max(fast) <= single, summary  # fast routes never wait behind generation
     if busy_before < 1.0:
-        assert summary["p95_s"] <= 4 * single, summary
+        assert summary["p95_s"] <= P95_OVER_SINGLE * single, summary
     else:
         warnings.warn(f"p95 {summary['p95_s']} s = {summary['p95_over_single']}x the single-client chat time; "
                       f"not asserted: the machine was busy ({busy_before:.1f} runnable per core) before the test")
