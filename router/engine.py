@@ -15,7 +15,6 @@ import dataclasses
 import importlib
 import itertools
 import re
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
